@@ -1,0 +1,84 @@
+"""The `flautim` command. Each subcommand imports its module lazily, so `flautim run`
+never imports the web app and the web commands never import torch."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Flautim: federated-learning experiments, from the browser or the terminal."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the web app (development server) with FLAUTIM_* settings."""
+    from flautim.web.serve import serve as run_server
+
+    run_server(host, port, demo=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-run", is_flag=True, help="Seed the demo but do not start the MNIST run.")
+def demo(host: str, port: int, no_run: bool) -> None:
+    """Seed a demo account and project with the MNIST example, start it, and serve."""
+    from flautim.web.serve import serve as run_server
+
+    run_server(host, port, demo=True, start_demo_run=not no_run)
+
+
+@main.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", prompt=True)
+@click.password_option()
+def create_admin(email: str, name: str, password: str) -> None:
+    """Create a site administrator (or make an existing user one)."""
+    from flautim.web.admin.commands import create_admin as make
+
+    click.echo(make(email, name, password))
+
+
+@main.command()
+@click.option("--queue", "queues", multiple=True, help="Queues to serve (default: experiments).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Start a worker that runs queued experiments in sandboxes."""
+    from flautim.worker.main import run_worker
+
+    run_worker(list(queues) or None, burst=burst)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run an experiment bundle on this machine: `flautim run DIR [--transport flower]`."""
+    from flautim.fl.runner import main as run_main
+
+    raise SystemExit(run_main(ctx.args))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def submit(ctx: click.Context) -> None:
+    """Upload a local experiment folder through the API, start it and follow it."""
+    from flautim.api_client.cli import submit_main
+
+    raise SystemExit(submit_main(ctx.args))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def download(ctx: click.Context) -> None:
+    """Download a trained model (a checkpoint) of an experiment through the API."""
+    from flautim.api_client.cli import download_main
+
+    raise SystemExit(download_main(ctx.args))
+
+
+if __name__ == "__main__":
+    main()

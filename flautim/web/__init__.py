@@ -1,0 +1,48 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from flautim.config import Config
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parents[2] / "migrations")
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the web app. `config` defaults to `Config.from_env()` (FLAUTIM_* variables)."""
+    config = config or Config.from_env()
+    config.data_path.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__, instance_path=str(config.data_path / "instance"))
+    app.config.from_mapping(config.as_flask_mapping())
+    app.extensions["flautim_config"] = config
+
+    from flautim import redis_connection
+
+    app.config["FLAUTIM_REDIS_URL_RESOLVED"] = redis_connection.redis_url(config)
+
+    from . import extensions
+
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(app, extensions.db, directory=MIGRATIONS_DIR)
+    extensions.csrf.init_app(app)
+
+    # Each subsystem binds itself; order matters only where one needs another.
+    from . import admin, api, auth, errors, experiments, i18n, main, projects, security, support
+
+    for subsystem in (security, i18n, errors, auth, main, projects, experiments, support, admin, api):
+        subsystem.init_app(app)
+
+    return app
+
+
+def flautim_config(app: Flask | None = None) -> Config:
+    from flask import current_app
+
+    return (app or current_app).extensions["flautim_config"]

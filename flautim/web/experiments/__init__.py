@@ -1,0 +1,11 @@
+"""Experiments and project assets: datasets, model code, hyperparameters, runs, live pages."""
+
+from flask import Blueprint, Flask
+
+bp = Blueprint("experiments", __name__, url_prefix="/projects")
+
+
+def init_app(app: Flask) -> None:
+    from . import routes  # noqa: F401
+
+    app.register_blueprint(bp)

@@ -1,0 +1,28 @@
+"""Brazilian Portuguese first, English too; the user's choice is remembered."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request, session
+from flask_login import current_user
+
+from .extensions import babel
+
+
+def select_locale() -> str:
+    supported = current_app.config["FLAUTIM_LANGUAGES"]
+    if current_user.is_authenticated and current_user.locale in supported:
+        return current_user.locale
+    if session.get("locale") in supported:
+        return session["locale"]
+    return request.accept_languages.best_match(supported) or current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
+    babel.init_app(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def inject_locale():
+        from flask_babel import get_locale
+
+        return {"current_locale": str(get_locale()), "languages": app.config["FLAUTIM_LANGUAGES"]}

@@ -1,0 +1,56 @@
+"""The landing page, the dashboard and the language switch."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from flautim.models import db
+
+bp = Blueprint("main", __name__)
+
+
+@bp.get("/")
+def index():
+    if current_user.is_authenticated:
+        return redirect(url_for("projects.list_projects"))
+    return render_template("index.html")
+
+
+@bp.post("/language")
+def set_language():
+    locale = request.form.get("locale", "")
+    if locale not in current_app.config["FLAUTIM_LANGUAGES"]:
+        abort(400)
+    session["locale"] = locale
+    if current_user.is_authenticated:
+        current_user.locale = locale
+        db.session.commit()
+    target = request.form.get("next", "")
+    # Only same-site relative paths: never an open redirect.
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("main.index")
+    return redirect(target)
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.jinja_env.globals["nav_links"] = nav_links
+
+
+def nav_links() -> list[tuple[str, str]]:
+    """Top-bar links for the current user, limited to endpoints that exist."""
+    from flask_babel import gettext as _
+
+    if current_user.is_authenticated:
+        wanted = [("support.list_tickets", _("Suporte")), ("auth.account", _("Conta"))]
+        if current_user.is_admin:
+            wanted.append(("admin.dashboard", _("Admin")))
+    else:
+        wanted = [("auth.login", _("Entrar")), ("auth.signup", _("Criar conta"))]
+    return [(e, label) for e, label in wanted if e in current_app.view_functions]

@@ -1,0 +1,11 @@
+"""Projects and teams: create, share, roles, invitations."""
+
+from flask import Blueprint, Flask
+
+bp = Blueprint("projects", __name__, url_prefix="/projects")
+
+
+def init_app(app: Flask) -> None:
+    from . import routes  # noqa: F401
+
+    app.register_blueprint(bp)
