@@ -1,0 +1,334 @@
+"""The default transport: Flower's ServerApp and ClientApp over a direct TCP channel.
+
+`DirectGrid` is a `flwr.serverapp.grid.Grid` (Flower's public extension point for how a
+strategy reaches its nodes). The server process listens on HOST:PORT; each client process
+(`serve_client`) connects once, keeps torch and the user's code loaded for the whole run,
+and answers every Message by calling the ClientApp object directly. Messages travel as
+Flower's own protobuf (`flwr.common.serde`), one frame each; replies wake the server at
+once (no polling), so a round costs what training costs plus a few milliseconds.
+
+What a custom Grid must do that Flower's docstrings leave out (see GUIDE.md §4): set
+`TaskIdentity` in the server process (Message() reads the run id from it), assign message
+ids itself (there is no public setter; both stock grids write `_message_id`), and have every
+client present before the strategy samples nodes (FedAvg sleeps 1 s per check otherwise).
+
+Failure handling, so nothing waits forever: clients must all arrive within a bounded wait;
+a client whose connection drops (its process died) fails the pending round at once; a reply
+that takes longer than the timeout fails it too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flwr.app import Context, Message, RecordDict
+from flwr.proto.node_pb2 import NodeInfo  # type: ignore[attr-defined]
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+from flautim.fl.errors import FlautimError
+from flautim.fl.transport.channel import Channel, ChannelClosed, parse_address
+
+SERVER_NODE_ID = 1  # Flower's SUPERLINK_NODE_ID: the sender of instructions
+NODE_ID_BASE = 1000  # client i is node NODE_ID_BASE + i; readable in Flower's own logs
+
+
+def node_id_of(client_id: int) -> int:
+    return NODE_ID_BASE + int(client_id)
+
+
+class _Peer:
+    def __init__(self, channel: Channel, client_id: int) -> None:
+        self.channel = channel
+        self.client_id = client_id
+        self.ready = False
+        self.alive = True
+        self.info: dict[str, Any] = {}
+
+
+class DirectGrid(Grid):
+    """Server side of the fast transport: a Grid whose nodes are connected client processes."""
+
+    def __init__(self, listen: str, num_clients: int, run_id: int | None = None) -> None:
+        host, port = parse_address(listen)
+        self.num_clients = num_clients
+        self._run = Run.create_empty(run_id or int.from_bytes(os.urandom(7), "big"))
+        self._cond = threading.Condition()
+        self._peers: dict[int, _Peer] = {}
+        self._replies: dict[str, Message] = {}
+        self._pending: dict[str, int] = {}  # message id -> node id
+        self._client_errors: list[dict[str, Any]] = []
+        self._closing = False
+        self._server = socket.create_server((host, port), reuse_port=False)
+        self.address = f"{host}:{self._server.getsockname()[1]}"
+        TaskIdentity.run_id = self._run.run_id
+        TaskIdentity.node_id = SERVER_NODE_ID
+        TaskIdentity.task_id = 0
+        threading.Thread(target=self._accept_loop, name="flautim-accept", daemon=True).start()
+
+    # -- connections -------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        while not self._closing:
+            try:
+                sock, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve_peer, args=(Channel(sock),), daemon=True).start()
+
+    def _serve_peer(self, channel: Channel) -> None:
+        peer: _Peer | None = None
+        try:
+            hello = channel.receive()
+            if not isinstance(hello, dict) or hello.get("type") != "hello":
+                channel.close()
+                return
+            client_id = int(hello["client_id"])
+            peer = _Peer(channel, client_id)
+            with self._cond:
+                if client_id in self._peers and self._peers[client_id].alive:
+                    channel.send_json({"type": "refused", "reason": f"client {client_id} is already connected"})
+                    channel.close()
+                    return
+                self._peers[client_id] = peer
+                self._cond.notify_all()
+            while True:
+                frame = channel.receive()
+                with self._cond:
+                    if isinstance(frame, Message):
+                        reply_to = frame.metadata.reply_to_message_id
+                        if reply_to in self._pending:
+                            self._replies[reply_to] = frame
+                    elif frame.get("type") == "ready":
+                        peer.ready = True
+                        peer.info = frame
+                    elif frame.get("type") == "error":
+                        fields = dict(frame.get("error") or {})
+                        fields.setdefault("client", client_id)
+                        self._client_errors.append(fields)
+                    self._cond.notify_all()
+        except (ChannelClosed, ValueError, KeyError, TypeError):
+            pass
+        finally:
+            if peer is not None:
+                with self._cond:
+                    peer.alive = False
+                    self._cond.notify_all()
+
+    def _raise_client_errors(self) -> None:
+        if self._client_errors:
+            fields = self._client_errors[0]
+            raise FlautimError(
+                what=str(fields.get("what", "a client failed")),
+                where=str(fields.get("where", "")),
+                hint=str(fields.get("hint", "")),
+                kind=str(fields.get("kind", "user_code")),
+                client=fields.get("client"),
+                traceback=fields.get("traceback"),
+            )
+
+    def _dead_clients(self) -> list[int]:
+        return sorted(cid for cid, peer in self._peers.items() if not peer.alive)
+
+    def _raise_if_lost(self) -> None:
+        self._raise_client_errors()
+        dead = self._dead_clients()
+        if dead:
+            raise FlautimError(
+                what=f"client {', '.join(map(str, dead))} stopped: its process ended or lost "
+                "its connection to the server",
+                where=f"client {dead[0]}",
+                hint="see that client's log; a process killed for memory ends like this",
+                kind="infrastructure",
+                client=dead[0],
+            )
+
+    def wait_for_clients(self, timeout_s: float) -> list[int]:
+        """Block until all clients are connected and ready; FlautimError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                self._raise_if_lost()
+                ready = [cid for cid, p in self._peers.items() if p.ready and p.alive]
+                if len(ready) >= self.num_clients:
+                    return sorted(ready)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    missing = sorted(set(range(self.num_clients)) - set(ready))
+                    raise FlautimError(
+                        what=f"only {len(ready)} of {self.num_clients} clients were ready after "
+                        f"{timeout_s:.0f} s (missing: {', '.join(map(str, missing))})",
+                        where="start of the run",
+                        hint="raise min_clients_wait_s in hyperparameters.py, or check that "
+                        "every client process started",
+                        kind="timeout",
+                    )
+                self._cond.wait(min(remaining, 1.0))
+
+    def client_of(self, node_id: int, _content: Any = None) -> int:
+        return int(node_id) - NODE_ID_BASE
+
+    # -- Grid API ---------------------------------------------------------------------------
+    def set_run(self, run: Run) -> None:
+        if not isinstance(run, Run):
+            raise TypeError(f"`run` must be an instance of Run, got {type(run).__name__}")
+        self._run = run
+        TaskIdentity.run_id = run.run_id
+
+    @property
+    def run(self) -> Run:
+        return Run(**vars(self._run))
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        with self._cond:
+            # Sampling a dead node would wait for a reply that never comes: fail instead.
+            self._raise_if_lost()
+            return [node_id_of(cid) for cid, p in sorted(self._peers.items()) if p.ready and p.alive]
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        return [NodeInfo(node_id=node_id) for node_id in self.get_node_ids()]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            node_id = message.metadata.dst_node_id
+            with self._cond:
+                peer = self._peers.get(self.client_of(node_id))
+                if peer is None or not peer.alive:
+                    self._raise_if_lost()
+                    raise FlautimError(
+                        what=f"no client with node id {node_id}",
+                        where="server",
+                        kind="infrastructure",
+                    )
+                self._pending[message.metadata.message_id] = node_id
+            try:
+                peer.channel.send_message(message)
+            except ChannelClosed:
+                with self._cond:
+                    peer.alive = False
+                self._raise_if_lost()
+            ids.append(message.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        out = []
+        with self._cond:
+            for message_id in message_ids:
+                reply = self._replies.pop(message_id, None)
+                if reply is not None:
+                    self._pending.pop(message_id, None)
+                    out.append(reply)
+        return out
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        waiting = set(self.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: list[Message] = []
+        with self._cond:
+            while waiting:
+                for message_id in list(waiting):
+                    reply = self._replies.pop(message_id, None)
+                    if reply is not None:
+                        self._pending.pop(message_id, None)
+                        replies.append(reply)
+                        waiting.discard(message_id)
+                if not waiting:
+                    break
+                # A peer that died while we wait will never answer; stop now, not at timeout.
+                pending_nodes = {self._pending[m] for m in waiting}
+                if any(not self._peers[self.client_of(n)].alive for n in pending_nodes):
+                    self._raise_if_lost()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    for message_id in waiting:
+                        self._pending.pop(message_id, None)
+                    break  # the strategy wrapper reports who did not answer
+                self._cond.wait(remaining if remaining is not None else 1.0)
+        return replies
+
+    def traffic(self) -> dict[str, int]:
+        with self._cond:
+            peers = list(self._peers.values())
+        return {
+            "bytes_sent": sum(p.channel.bytes_sent for p in peers),
+            "bytes_received": sum(p.channel.bytes_received for p in peers),
+        }
+
+    def close(self) -> None:
+        """Tell every client the run is over and stop listening."""
+        self._closing = True
+        with self._cond:
+            peers = list(self._peers.values())
+        for peer in peers:
+            try:
+                peer.channel.send_json({"type": "bye"})
+            except ChannelClosed:
+                pass
+        try:
+            self._server.close()
+        except OSError:
+            pass
+
+
+def serve_client(
+    server: str,
+    client_id: int,
+    load_app: Callable[[], Any],
+    connect_timeout_s: float = 120.0,
+    on_error: Callable[[BaseException], dict[str, Any]] | None = None,
+) -> int:
+    """Client side: connect, load the app once (warm), answer messages until the server says bye.
+
+    `load_app()` returns the ClientApp; it runs after the connection is made so the server
+    sees the client arrive early and gets a clear error if loading the user's code fails.
+    Returns the process exit code.
+    """
+    channel = Channel.connect(server, connect_timeout_s)
+    channel.send_json({"type": "hello", "client_id": client_id, "pid": os.getpid()})
+    try:
+        client_app = load_app()
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the server
+        fields = on_error(exc) if on_error else {"what": str(exc), "where": "", "hint": "", "kind": "infrastructure"}
+        fields.setdefault("client", client_id)
+        try:
+            channel.send_json({"type": "error", "error": fields})
+        finally:
+            channel.close()
+        return 1
+    channel.send_json({"type": "ready", "client_id": client_id})
+    context = Context(
+        run_id=0, node_id=node_id_of(client_id), node_config={"client-id": client_id}, state=RecordDict(), run_config={}
+    )
+    try:
+        while True:
+            frame = channel.receive()
+            if isinstance(frame, dict):
+                if frame.get("type") in {"bye", "refused"}:
+                    return 0 if frame.get("type") == "bye" else 1
+                continue
+            context.run_id = frame.metadata.run_id
+            reply = client_app(message=frame, context=context)
+            channel.send_message(reply)
+    except ChannelClosed:
+        # The server went away without a bye: it failed or was stopped; nothing to answer.
+        return 1
+    finally:
+        channel.close()
