@@ -1,0 +1,244 @@
+"""The generic Flower apps: one ServerApp and one ClientApp that run any Flautim bundle.
+
+Both use Flower 1.42's Message API and load the user's code through the sessions of
+`flautim.fl.session` (FL-CORE), so every transport runs the same apps:
+- the fast transport calls `client_app(message=..., context=...)` in a warm process and
+  `server_app(grid, context)` over its DirectGrid;
+- the Flower deployment transport ships them in a FAB (`transport/flower.py`) where a
+  SuperNode's ClientApp process and the SuperLink's ServerApp process call them.
+
+Every failure becomes a FlautimError: on a client it travels back as the Error of the reply
+(see `transport/records.py`), on the server the run emits exactly one `error` event and a
+`run_finished` with status "failed", and the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+from flautim.fl.errors import FlautimError, user_code_error
+from flautim.fl.events import EventWriter
+from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums
+from flautim.fl.transport.records import (
+    arrays_to_weights,
+    error_reply,
+    flautim_record,
+    metric_record,
+    numeric_metrics,
+    weights_to_arrays,
+)
+
+DEFAULT_REPLY_TIMEOUT_S = 1800.0
+
+
+class RunFailed(RuntimeError):
+    """The run failed and its `error` event has already been emitted."""
+
+    def __init__(self, error: FlautimError) -> None:
+        super().__init__(error.message())
+        self.error = error
+
+
+def as_flautim_error(exc: BaseException, bundle_dir: Path, what: str, client: int | None = None) -> FlautimError:
+    """Any exception as a FlautimError naming the user's file:line when user code raised it."""
+    if isinstance(exc, FlautimError):
+        return exc.with_client(client)
+    if isinstance(exc, MemoryError):
+        return FlautimError(
+            what=f"{what}: out of memory",
+            where=f"client {client}" if client is not None else "server",
+            hint="use a smaller batch_size or model",
+            kind="out_of_memory",
+            client=client,
+        )
+    error = user_code_error(exc, Path(bundle_dir), what, client=client)
+    if not error.where:
+        # No frame of the bundle on the stack: the fault is ours (or the environment's).
+        error.kind = "infrastructure"
+        error.hint = error.hint or "this looks like a platform problem; please report it with the run id"
+    return error
+
+
+# ---------------------------------------------------------------------------------------
+# ClientApp
+# ---------------------------------------------------------------------------------------
+def make_client_app(
+    session_for: Callable[[Context], Any],
+    client_id_for: Callable[[Context], int],
+    bundle_dir: Path,
+) -> ClientApp:
+    """A ClientApp that trains/evaluates with the ClientSession `session_for(context)`."""
+    app = ClientApp()
+
+    def handle(message: Message, context: Context, phase: str) -> Message:
+        client_id = client_id_for(context)
+        config = dict(message.content.config_records.get("config", ConfigRecord()))
+        server_round = int(config.get("server-round", 0))
+        try:
+            session = session_for(context)
+            arrays = next(iter(message.content.array_records.values()))
+            weights = arrays_to_weights(arrays)
+            if phase == "train":
+                result = session.fit(weights, server_round, config)
+            else:
+                result = session.evaluate(weights, server_round, config)
+            loss = result.get("loss")
+            loss = None if loss is None else float(loss)
+            content = RecordDict(
+                {
+                    "metrics": metric_record(loss, int(result["num_examples"]), result.get("metrics") or {}),
+                    "flautim": flautim_record(client_id, float(result.get("duration_s") or 0.0), loss, result.get("metrics") or {}),
+                }
+            )
+            if phase == "train":
+                content["arrays"] = weights_to_arrays(result["weights"])
+            return Message(content, reply_to=message)
+        except Exception as exc:  # noqa: BLE001 - the server must learn what failed and where
+            doing = "training" if phase == "train" else "evaluation"
+            error = as_flautim_error(exc, bundle_dir, f"{doing} failed in round {server_round}", client_id)
+            return error_reply(message, error.event_fields())
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        return handle(message, context, "train")
+
+    @app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        return handle(message, context, "evaluate")
+
+    return app
+
+
+def load_client_session(bundle_dir: Path, hyperparameters: Any, data_dir: Path, client_id: int, device: str = "cpu") -> Any:
+    """A ready ClientSession (user code imported, partition loaded, model checked on a batch)."""
+    from flautim.fl.bundle import Bundle
+    from flautim.fl.session import ClientSession
+
+    bundle = Bundle.load(bundle_dir)
+    session = ClientSession(bundle, hyperparameters, Path(data_dir), client_id, device=device)
+    session.preflight()
+    return session
+
+
+# ---------------------------------------------------------------------------------------
+# ServerApp
+# ---------------------------------------------------------------------------------------
+def train_config(hyperparameters: Any) -> ConfigRecord:
+    """What every train message tells the clients (sessions also read the hyperparameters)."""
+    values: dict[str, Any] = {
+        "local-epochs": int(hyperparameters.local_epochs),
+        "batch-size": int(hyperparameters.batch_size),
+        "learning-rate": float(hyperparameters.learning_rate),
+    }
+    mu = (hyperparameters.strategy_options or {}).get("proximal_mu")
+    if mu is not None:
+        values["proximal-mu"] = float(mu)
+    return ConfigRecord(values)
+
+
+def run_federation(
+    grid: Grid,
+    server_session: Any,
+    hyperparameters: Any,
+    events: EventWriter,
+    client_of: Callable[[int, Any], Any],
+    reply_timeout_s: float | None = None,
+    progress: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every round of the experiment over `grid`; returns {rounds_completed, metrics}.
+
+    Raises FlautimError on the first failure (the caller reports it).
+    """
+    num_clients = int(hyperparameters.num_clients)
+    defaults = node_minimums(num_clients, float(hyperparameters.fraction_fit), float(hyperparameters.fraction_evaluate))
+    inner = server_session.custom_strategy(defaults) or build_strategy(hyperparameters, num_clients)
+    timeout = float(reply_timeout_s or hyperparameters.time_limit_s or DEFAULT_REPLY_TIMEOUT_S)
+    strategy = ObservedStrategy(inner, events, client_of, server_session.check_update, reply_timeout_s=timeout)
+    if progress is not None:
+        progress["strategy"] = strategy
+    last: dict[str, Any] = {"metrics": {}, "weights": None}
+
+    def evaluate_fn(server_round: int, arrays: Any) -> MetricRecord | None:
+        weights = arrays_to_weights(arrays)
+        result = server_session.central_evaluate(weights, server_round)
+        metrics: dict[str, Any] = {}
+        record = None
+        if result is not None:
+            loss, metrics = result
+            metrics = dict(metrics or {})
+            events.emit("central_evaluate", round=server_round, loss=loss, metrics=metrics)
+            values = numeric_metrics(metrics)
+            if loss is not None:
+                values["loss"] = float(loss)
+            record = MetricRecord(values)
+            metrics = {**metrics, "loss": loss}
+        if server_round > 0:
+            last["metrics"], last["weights"] = metrics, weights
+            for fields in server_session.checkpoint(weights, server_round, metrics, final=False) or []:
+                events.emit("checkpoint", **fields)
+        return record
+
+    strategy.start(
+        grid=grid,
+        initial_arrays=weights_to_arrays(server_session.initial_weights()),
+        num_rounds=int(hyperparameters.rounds),
+        timeout=timeout,
+        train_config=train_config(hyperparameters),
+        evaluate_config=ConfigRecord({"batch-size": int(hyperparameters.batch_size)}),
+        evaluate_fn=evaluate_fn,
+    )
+    if last["weights"] is not None:
+        for fields in server_session.checkpoint(last["weights"], strategy.rounds_completed, last["metrics"], final=True) or []:
+            events.emit("checkpoint", **fields)
+    return {"rounds_completed": strategy.rounds_completed, "metrics": last["metrics"]}
+
+
+def make_server_app(
+    load_session: Callable[[Context], Any],
+    hyperparameters: Any,
+    events: EventWriter,
+    client_of: Callable[[int, Any], Any],
+    bundle_dir: Path,
+    started_at: float,
+    prepare_grid: Callable[[Grid], Grid] | None = None,
+) -> ServerApp:
+    """The ServerApp: run the federation, then emit `run_finished` (and `error` on failure).
+
+    On failure it raises RunFailed after emitting, so Flower marks the run failed too.
+    """
+    app = ServerApp()
+    state: dict[str, Any] = {"rounds_completed": 0}
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            if prepare_grid is not None:
+                grid = prepare_grid(grid)
+            session = load_session(context)
+            outcome = run_federation(grid, session, hyperparameters, events, client_of, progress=state)
+            state["rounds_completed"] = outcome["rounds_completed"]
+        except BaseException as exc:  # noqa: BLE001 - one error event for any failure
+            error = as_flautim_error(exc, bundle_dir, "the server failed")
+            events.emit("error", **error.event_fields())
+            events.emit(
+                "run_finished",
+                status="failed",
+                duration_s=round(time.time() - started_at, 3),
+                rounds_completed=getattr(state.get("strategy"), "rounds_completed", 0),
+            )
+            raise RunFailed(error) from exc
+        events.emit(
+            "run_finished",
+            status="completed",
+            duration_s=round(time.time() - started_at, 3),
+            rounds_completed=state["rounds_completed"],
+        )
+
+    return app
