@@ -72,6 +72,15 @@ class Config:
     GPU_POLICY: str = "share"
     MAX_EXPERIMENT_SECONDS: int = 6 * 3600
     DEFAULT_EXPERIMENT_SECONDS: int = 3600
+    # Stop storing a run's log lines after this many (the run goes on; the UI says so).
+    MAX_LOG_LINES_PER_EXPERIMENT: int = 50_000
+    # A run whose output volume or scratch space grows past this is stopped (disk filling).
+    SANDBOX_OUTPUT_LIMIT_MB: int = 2048
+    # GPUs the Docker sandbox may hand out: "auto" (ask nvidia-smi), "" (none) or "0,1".
+    SANDBOX_GPUS: str = "auto"
+    # The worker refreshes a Redis heartbeat per running experiment; a run whose heartbeat
+    # is older than this is considered orphaned by the reaper.
+    WORKER_HEARTBEAT_TTL_S: int = 30
     # Start a worker thread inside `flautim serve` (embedded default).
     EMBEDDED_WORKER: bool = True
 

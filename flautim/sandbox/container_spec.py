@@ -1,0 +1,170 @@
+"""The hardened settings of every sandbox container, as a pure function of the run.
+
+Kept free of Docker calls so the security properties are unit-tested directly: non-root,
+read-only root with a size-limited tmpfs, no capabilities, no privilege escalation, memory
+without swap, a CPU quota, a process limit, capped logs, only the run's internal network,
+and labels that tie the container to its experiment and attempt (the reaper uses them).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from flautim.config import Config
+
+from .plan import RunPlan
+
+SANDBOX_USER = "10001:10001"
+LABEL_EXPERIMENT = "org.flautim.experiment"
+LABEL_ATTEMPT = "org.flautim.attempt"
+LABEL_ROLE = "org.flautim.role"
+LABEL_HOST = "org.flautim.host"
+SERVER_PORT = 9092
+# Docker's own log file per container is capped too, so printing gigabytes fills no disk.
+DOCKER_LOG_MAX_SIZE = "20m"
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: str
+    target: str
+    read_only: bool = True
+
+
+def container_name(plan: RunPlan, role: str) -> str:
+    return f"flautim-e{plan.experiment_id}-a{plan.attempt}-{role}"
+
+
+def network_name(plan: RunPlan) -> str:
+    return f"flautim-e{plan.experiment_id}-a{plan.attempt}"
+
+
+def run_labels(plan: RunPlan, role: str | None = None) -> dict[str, str]:
+    labels = {
+        LABEL_EXPERIMENT: str(plan.experiment_id),
+        LABEL_ATTEMPT: str(plan.attempt),
+        LABEL_HOST: socket.gethostname(),
+    }
+    if role is not None:
+        labels[LABEL_ROLE] = role
+    return labels
+
+
+def role_mounts(plan: RunPlan, role: str) -> list[Mount]:
+    """Each role sees only what it needs: prepare the data, a client its own partition."""
+    code = Mount(str(plan.code_dir), "/bundle", True)
+    if role == "prepare":
+        return [code, Mount(str(plan.data_dir), "/bundle/data", True),
+                Mount(str(plan.work_dir), "/work", False)]
+    if role == "inspect":
+        return [code, Mount(str(plan.data_dir), "/bundle/data", True)]
+    if role == "server":
+        return [code, Mount(str(plan.server_data_dir), "/data", True),
+                Mount(str(plan.out_dir), "/out", False)]
+    if role.startswith("client-"):
+        index = int(role.removeprefix("client-"))
+        return [code, Mount(str(plan.client_dir(index)), "/data", True)]
+    raise ValueError(f"unknown sandbox role {role!r}")
+
+
+def role_command(plan: RunPlan, role: str) -> list[str]:
+    """The `python -m flautim.fl` arguments (the image's entry point) of a role."""
+    transport = [] if plan.transport == "fast" else ["--transport", plan.transport]
+    if role == "prepare":
+        return ["prepare", "/bundle", "/work"]
+    if role == "inspect":
+        return ["inspect", "/bundle"]
+    if role == "server":
+        return ["server", "/bundle", "--data", "/data", "--out", "/out",
+                "--listen", f"0.0.0.0:{SERVER_PORT}", "--clients", str(plan.clients), *transport]
+    if role.startswith("client-"):
+        index = role.removeprefix("client-")
+        return ["client", "/bundle", "--data", "/data",
+                "--server", f"{container_name(plan, 'server')}:{SERVER_PORT}",
+                "--client-id", index, *transport]
+    raise ValueError(f"unknown sandbox role {role!r}")
+
+
+def gpu_assignment(clients: int, gpu_ids: list[str], policy: str) -> list[list[str]]:
+    """The GPUs each client gets: all of them ("share") or one each, round-robin ("split")."""
+    if not gpu_ids:
+        return [[] for _ in range(clients)]
+    if policy == "split":
+        return [[gpu_ids[i % len(gpu_ids)]] for i in range(clients)]
+    return [list(gpu_ids) for _ in range(clients)]
+
+
+def container_kwargs(
+    config: Config,
+    plan: RunPlan,
+    role: str,
+    *,
+    image: str | None = None,
+    gpus: list[str] | None = None,
+) -> dict:
+    """The keyword arguments of `docker.containers.create` for `role` of `plan`."""
+    memory_mb = config.SANDBOX_SERVER_MEMORY_MB if role in ("server", "prepare", "inspect") else (
+        config.SANDBOX_CLIENT_MEMORY_MB
+    )
+    environment = {
+        "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
+        "FLAUTIM_ROLE": role,
+        "OMP_NUM_THREADS": str(max(1, int(config.SANDBOX_CPUS_PER_CONTAINER))),
+    }
+    kwargs: dict = {
+        "image": image or (config.SANDBOX_GPU_IMAGE if gpus else config.SANDBOX_IMAGE),
+        "command": role_command(plan, role),
+        "name": container_name(plan, role),
+        "hostname": role,
+        "user": SANDBOX_USER,
+        "working_dir": "/tmp",
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={config.SANDBOX_TMPFS_MB}m,mode=1777"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": f"{memory_mb}m",
+        "memswap_limit": f"{memory_mb}m",
+        "nano_cpus": int(config.SANDBOX_CPUS_PER_CONTAINER * 1e9),
+        "pids_limit": config.SANDBOX_PIDS_LIMIT,
+        "ipc_mode": "private",
+        "network": network_name(plan),
+        "labels": run_labels(plan, role),
+        "log_config": {"type": "json-file", "config": {"max-size": DOCKER_LOG_MAX_SIZE, "max-file": "1"}},
+        "volumes": {
+            m.host: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            for m in role_mounts(plan, role)
+        },
+        "environment": environment,
+        "detach": True,
+    }
+    if gpus:
+        from docker.types import DeviceRequest
+
+        kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+        # Inside the container only the requested devices exist, renumbered from 0.
+        environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
+    else:
+        environment["CUDA_VISIBLE_DEVICES"] = ""
+    return kwargs
+
+
+def host_gpus(config: Config) -> list[str]:
+    """The GPU indexes this host offers to the sandbox (Config.SANDBOX_GPUS)."""
+    setting = config.SANDBOX_GPUS.strip()
+    if setting != "auto":
+        return [g.strip() for g in setting.split(",") if g.strip()]
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True, env={**os.environ},
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]

@@ -1,0 +1,324 @@
+"""DockerSandbox: one internal network and hardened containers per experiment attempt."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+
+from flautim.config import Config
+
+from .capture import pump_lines
+from .container_spec import container_kwargs, gpu_assignment, host_gpus, network_name, run_labels
+from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
+from .supervision import classify_failure, prepare_dirs, tree_bytes
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+# After the server ends, clients get this long to leave on their own before being killed.
+CLIENT_GRACE_S = 15
+# When every client has died, the server gets this long to notice before being stopped.
+SERVER_ORPHAN_GRACE_S = 45
+
+
+class DockerSandbox:
+    """Runs a plan in Docker: prepare, then one server and one container per client."""
+
+    isolated = True
+    name = "docker"
+
+    def __init__(self, config: Config, client: docker.DockerClient | None = None) -> None:
+        self.config = config
+        self.client = client or docker.from_env(timeout=120)
+
+    # --- public ---------------------------------------------------------------------------
+
+    def run(self, plan: RunPlan, sink: RunSink, control: RunControl) -> RunOutcome:
+        started = time.monotonic()
+        gpus = self._gpus_for(plan, sink)
+        prepare_dirs(plan)
+        run = _Run(self, plan, sink, control)
+        try:
+            run.network = self.client.networks.create(
+                network_name(plan), driver="bridge", internal=True, labels=run_labels(plan)
+            )
+            outcome = run.phase_prepare()
+            if outcome is None:
+                sink.phase("running")
+                outcome = run.phase_federation(gpus)
+        except DockerException as exc:
+            log.exception("docker failed for experiment %s", plan.experiment_id)
+            outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
+        finally:
+            run.cleanup()
+        outcome.duration_s = time.monotonic() - started
+        outcome.exits = outcome.exits or list(run.exits.values())
+        return outcome
+
+    def run_single(self, plan: RunPlan, role: str, sink: RunSink, control: RunControl) -> RunOutcome:
+        """Run one role alone (e.g. "inspect"), on its own internal network."""
+        run = _Run(self, plan, sink, control)
+        try:
+            run.network = self.client.networks.create(
+                network_name(plan), driver="bridge", internal=True, labels=run_labels(plan)
+            )
+            outcome = run.phase_single(role) or RunOutcome("succeeded", exits=list(run.exits.values()))
+        except DockerException as exc:
+            outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
+        finally:
+            run.cleanup()
+        return outcome
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _gpus_for(self, plan: RunPlan, sink: RunSink) -> list[list[str]]:
+        if not plan.wants_gpu and not plan.requires_gpu:
+            return gpu_assignment(plan.clients, [], self.config.GPU_POLICY)
+        available = host_gpus(self.config)
+        if not available:
+            if plan.requires_gpu:
+                raise SandboxRefused(
+                    "the hyperparameters ask for device='cuda' but this worker has no GPU"
+                )
+            sink.line("platform", "stderr", "[flautim] no GPU on this worker: running on the CPU")
+        return gpu_assignment(plan.clients, available, self.config.GPU_POLICY)
+
+
+class _Run:
+    def __init__(self, sandbox: DockerSandbox, plan: RunPlan, sink: RunSink, control: RunControl):
+        self.sandbox = sandbox
+        self.client = sandbox.client
+        self.config = sandbox.config
+        self.plan = plan
+        self.sink = sink
+        self.control = control
+        self.network = None
+        self.containers: dict[str, object] = {}
+        self.threads: list[threading.Thread] = []
+        self.exits: dict[str, ProcessExit] = {}
+        self.oom_counts: dict[str, int] = {}
+        self.killed: set[str] = set()
+        self._last_beat = 0.0
+        self._last_disk = 0.0
+
+    # --- containers ---
+
+    def start(self, role: str, gpus: list[str] | None = None) -> None:
+        kwargs = container_kwargs(self.config, self.plan, role, gpus=gpus or None)
+        container = self.client.containers.create(**kwargs)
+        self.containers[role] = container
+        container.start()
+        limit = self.config.SANDBOX_LOG_LIMIT_BYTES
+        for stream in ("stdout", "stderr"):
+            chunks = container.logs(
+                stream=True, follow=True, stdout=stream == "stdout", stderr=stream == "stderr"
+            )
+            thread = threading.Thread(
+                target=_pump_safely, args=(chunks, self.sink, role, stream, limit),
+                name=f"capture-{role}-{stream}", daemon=True,
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def kill(self, roles=None) -> None:
+        for role, container in self.containers.items():
+            if roles is not None and role not in roles:
+                continue
+            if role in self.exits:
+                continue
+            self.killed.add(role)
+            try:
+                container.kill()
+            except (NotFound, APIError):
+                pass
+
+    def poll(self) -> None:
+        """Record containers that have exited; track OOM kills while they still run."""
+        for role, container in self.containers.items():
+            if role in self.exits:
+                continue
+            try:
+                container.reload()
+            except NotFound:
+                self.exits[role] = ProcessExit(role, None, killed_by_us=role in self.killed)
+                continue
+            state = container.attrs.get("State", {})
+            self._track_oom(role, container.id)
+            if state.get("Status") in ("exited", "dead"):
+                code = state.get("ExitCode")
+                oom = bool(state.get("OOMKilled")) or self.oom_counts.get(role, 0) > 0 or (
+                    code == 137 and role not in self.killed
+                )
+                self.exits[role] = ProcessExit(role, code, oom_killed=oom, killed_by_us=role in self.killed)
+                if oom and role not in self.killed:
+                    self.sink.line(
+                        "platform", "stderr",
+                        f"[flautim] {role} was killed: it used more than its memory limit",
+                    )
+
+    def _track_oom(self, role: str, container_id: str) -> None:
+        count = _cgroup_oom_kills(container_id)
+        if count is not None:
+            self.oom_counts[role] = max(self.oom_counts.get(role, 0), count)
+
+    def check_limits(self) -> RunOutcome | None:
+        """Cancel, deadline and disk use; returns the outcome when the run must stop."""
+        now = time.monotonic()
+        if now - self._last_beat > 5:
+            self._last_beat = now
+            self.control.beat()
+        if self.control.cancelled():
+            self.sink.line("platform", "stderr", "[flautim] cancelled by a user: stopping the run")
+            self.kill()
+            return RunOutcome("cancelled", reason="cancelled by a user")
+        if self.control.timed_out():
+            self.sink.line("platform", "stderr", "[flautim] time limit reached: stopping the run")
+            self.kill()
+            return RunOutcome(
+                "timed_out", "time_limit",
+                f"the run passed its time limit of {self.plan.time_limit_s} s",
+            )
+        if now - self._last_disk > 2:
+            self._last_disk = now
+            limit = self.config.SANDBOX_OUTPUT_LIMIT_MB * 1024 * 1024
+            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
+            if used > limit:
+                self.sink.line(
+                    "platform", "stderr",
+                    f"[flautim] the run wrote {used // 2**20} MB, more than its "
+                    f"{self.config.SANDBOX_OUTPUT_LIMIT_MB} MB: stopping it",
+                )
+                self.kill()
+                return RunOutcome(
+                    "failed", "user_code",
+                    f"the run wrote more than {self.config.SANDBOX_OUTPUT_LIMIT_MB} MB of files",
+                )
+        return None
+
+    # --- phases ---
+
+    def phase_single(self, role: str) -> RunOutcome | None:
+        self.start(role)
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                return stop
+            if role in self.exits:
+                self._drain()
+                if self.exits[role].exit_code != 0:
+                    return classify_failure(list(self.exits.values()), role)
+                return None
+            time.sleep(POLL_S)
+
+    def phase_prepare(self) -> RunOutcome | None:
+        return self.phase_single("prepare")
+
+    def phase_federation(self, gpus: list[list[str]]) -> RunOutcome:
+        began = time.monotonic()
+        self.start("server")
+        clients = [f"client-{i}" for i in range(self.plan.clients)]
+        for i, role in enumerate(clients):
+            self.start(role, gpus[i] if i < len(gpus) else None)
+        clients_started = time.monotonic() - began
+        server_done_at = None
+        clients_dead_at = None
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                self.poll()
+                stop.clients_started_s = clients_started
+                return stop
+            now = time.monotonic()
+            if "server" in self.exits:
+                server_done_at = server_done_at or now
+                pending = [r for r in clients if r not in self.exits]
+                if pending and now - server_done_at > CLIENT_GRACE_S:
+                    self.kill(pending)
+                    self.poll()
+                    pending = []
+                if not pending:
+                    break
+            elif all(r in self.exits for r in clients):
+                clients_dead_at = clients_dead_at or now
+                if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
+                    self.sink.line(
+                        "platform", "stderr",
+                        "[flautim] every client has stopped; stopping the server",
+                    )
+                    self.kill(["server"])
+            time.sleep(POLL_S)
+        self._drain()
+        exits = list(self.exits.values())
+        server = self.exits["server"]
+        bad_clients = [self.exits[r] for r in clients if self.exits[r].exit_code not in (0, None)
+                       and not self.exits[r].killed_by_us]
+        if server.exit_code == 0 and not any(e.oom_killed for e in exits if not e.killed_by_us):
+            outcome = RunOutcome("succeeded", exits=exits)
+            if bad_clients:
+                outcome.reason = "; ".join(f"{e.source} exited with code {e.exit_code}" for e in bad_clients)
+        else:
+            outcome = classify_failure(exits, "the federation")
+        outcome.clients_started_s = clients_started
+        return outcome
+
+    def _drain(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def cleanup(self) -> None:
+        """Remove every container and the network, whatever happened."""
+        self.kill()
+        self._drain()
+        for container in self.containers.values():
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+            except APIError:
+                log.exception("could not remove container %s", getattr(container, "name", "?"))
+        if self.network is not None:
+            try:
+                self.network.remove()
+            except NotFound:
+                pass
+            except APIError:
+                log.exception("could not remove network %s", self.network.name)
+
+
+def _pump_safely(chunks, sink, source, stream, limit) -> None:
+    try:
+        pump_lines(chunks, sink, source, stream, limit)
+    except Exception:  # a broken stream must not kill the worker; the run's outcome still counts
+        log.exception("capturing %s of %s stopped", stream, source)
+
+
+def _cgroup_oom_kills(container_id: str) -> int | None:
+    """The kernel's OOM-kill count for the container's cgroup (v1 or v2), if readable.
+
+    Docker's OOMKilled flag only covers the container's main process; a child killed by the
+    memory limit (e.g. a ClientApp) shows up only here.
+    """
+    candidates = (
+        (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control", "oom_kill "),
+        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events", "oom_kill "),
+        (f"/sys/fs/cgroup/docker/{container_id}/memory.events", "oom_kill "),
+    )
+    for path, key in candidates:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(key):
+                try:
+                    return int(line.split()[1])
+                except (IndexError, ValueError):
+                    return None
+    return None

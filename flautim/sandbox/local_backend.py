@@ -1,0 +1,256 @@
+"""LocalSandbox: the same run as local processes. NOT isolated: user code runs with the
+worker's rights. For laptops without Docker and the embedded demo; refused in production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from flautim.config import Config
+
+from .capture import pump_lines
+from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
+from .supervision import classify_failure, tree_bytes
+
+POLL_S = 0.3
+CLIENT_GRACE_S = 15
+SERVER_ORPHAN_GRACE_S = 45
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalSandbox:
+    """Runs prepare, server and clients as child processes of the worker."""
+
+    isolated = False
+    name = "local"
+    # Shown in the UI next to a run.
+    warning = "processos locais, sem isolamento"
+
+    def __init__(self, config: Config) -> None:
+        if config.ENV == "production":
+            raise SandboxRefused(
+                "the local sandbox runs user code without isolation and is refused in "
+                "production; set FLAUTIM_SANDBOX_BACKEND=docker"
+            )
+        self.config = config
+
+    def run(self, plan: RunPlan, sink: RunSink, control: RunControl) -> RunOutcome:
+        if plan.requires_gpu:
+            raise SandboxRefused("the hyperparameters ask for device='cuda'; the local backend has no GPU scheduling")
+        started = time.monotonic()
+        run = _LocalRun(self.config, plan, sink, control)
+        try:
+            outcome = run.single("prepare", ["prepare", str(run.bundle), str(plan.work_dir)])
+            if outcome is None:
+                sink.phase("running")
+                outcome = run.federation()
+        finally:
+            run.cleanup()
+        outcome.duration_s = time.monotonic() - started
+        outcome.exits = outcome.exits or list(run.exits.values())
+        return outcome
+
+    def run_single(self, plan: RunPlan, role: str, sink: RunSink, control: RunControl) -> RunOutcome:
+        run = _LocalRun(self.config, plan, sink, control)
+        try:
+            outcome = run.single(role, [role, str(run.bundle)]) or RunOutcome(
+                "succeeded", exits=list(run.exits.values())
+            )
+        finally:
+            run.cleanup()
+        return outcome
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _LocalRun:
+    def __init__(self, config: Config, plan: RunPlan, sink: RunSink, control: RunControl):
+        self.config = config
+        self.plan = plan
+        self.sink = sink
+        self.control = control
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.threads: list[threading.Thread] = []
+        self.exits: dict[str, ProcessExit] = {}
+        self.killed: set[str] = set()
+        self._last_beat = 0.0
+        self._last_disk = 0.0
+        # The bundle as the runtime expects it: code plus data/ (a link to the dataset).
+        self.bundle = plan.work_dir.parent / "bundle"
+        self.bundle.mkdir(parents=True, exist_ok=True)
+        for name in ("dataset.py", "api.py", "hyperparameters.py"):
+            src = plan.code_dir / name
+            dst = self.bundle / name
+            if src.exists() and not dst.exists():
+                dst.symlink_to(src)
+        data_link = self.bundle / "data"
+        if not data_link.exists():
+            data_link.symlink_to(plan.data_dir, target_is_directory=True)
+        plan.work_dir.mkdir(parents=True, exist_ok=True)
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, role: str, args: list[str]) -> None:
+        env = {
+            k: v for k, v in os.environ.items()
+            # The user's code gets no platform secrets through the environment.
+            if not k.startswith("FLAUTIM_") and k not in ("DATABASE_URL", "REDIS_URL")
+        }
+        env.update(
+            PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", FLAUTIM_ROLE=role,
+            FLAUTIM_EXPERIMENT_ID=str(self.plan.experiment_id), FLWR_TELEMETRY_ENABLED="0",
+            FLWR_DISABLE_UPDATE_CHECK="1", FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+            FLWR_HOME=str(self.plan.work_dir / ".flwr"), CUDA_VISIBLE_DEVICES="",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flautim.fl", *args],
+            cwd=str(self.plan.work_dir), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self.procs[role] = proc
+        limit = self.config.SANDBOX_LOG_LIMIT_BYTES
+        for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            chunks = iter(lambda p=pipe: p.read1(65536), b"")
+            thread = threading.Thread(
+                target=_drain_after_limit, args=(chunks, self.sink, role, stream, limit), daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def kill(self, roles=None) -> None:
+        for role, proc in self.procs.items():
+            if (roles is not None and role not in roles) or role in self.exits:
+                continue
+            self.killed.add(role)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def poll(self) -> None:
+        for role, proc in self.procs.items():
+            if role in self.exits:
+                continue
+            code = proc.poll()
+            if code is not None:
+                # A negative code is the signal that ended it; -9 without us is most likely
+                # the kernel's OOM killer.
+                oom = code == -signal.SIGKILL and role not in self.killed
+                self.exits[role] = ProcessExit(role, code, oom_killed=oom, killed_by_us=role in self.killed)
+
+    def check_limits(self) -> RunOutcome | None:
+        now = time.monotonic()
+        if now - self._last_beat > 5:
+            self._last_beat = now
+            self.control.beat()
+        if self.control.cancelled():
+            self.sink.line("platform", "stderr", "[flautim] cancelled by a user: stopping the run")
+            self.kill()
+            return RunOutcome("cancelled", reason="cancelled by a user")
+        if self.control.timed_out():
+            self.sink.line("platform", "stderr", "[flautim] time limit reached: stopping the run")
+            self.kill()
+            return RunOutcome("timed_out", "time_limit", f"the run passed its time limit of {self.plan.time_limit_s} s")
+        if now - self._last_disk > 2:
+            self._last_disk = now
+            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
+            if used > self.config.SANDBOX_OUTPUT_LIMIT_MB * 2**20:
+                self.kill()
+                return RunOutcome("failed", "user_code", f"the run wrote more than {self.config.SANDBOX_OUTPUT_LIMIT_MB} MB of files")
+        return None
+
+    def single(self, role: str, args: list[str]) -> RunOutcome | None:
+        self.start(role, args)
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                return stop
+            if role in self.exits:
+                self._drain()
+                if self.exits[role].exit_code != 0:
+                    return classify_failure(list(self.exits.values()), role)
+                return None
+            time.sleep(POLL_S)
+
+    def federation(self) -> RunOutcome:
+        plan = self.plan
+        address = f"127.0.0.1:{_free_port()}"
+        transport = [] if plan.transport == "fast" else ["--transport", plan.transport]
+        began = time.monotonic()
+        self.start("server", ["server", str(self.bundle), "--data", str(plan.server_data_dir),
+                              "--out", str(plan.out_dir), "--listen", address,
+                              "--clients", str(plan.clients), *transport])
+        clients = [f"client-{i}" for i in range(plan.clients)]
+        for i, role in enumerate(clients):
+            self.start(role, ["client", str(self.bundle), "--data", str(plan.client_dir(i)),
+                              "--server", address, "--client-id", str(i), *transport])
+        clients_started = time.monotonic() - began
+        server_done_at = clients_dead_at = None
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                stop.clients_started_s = clients_started
+                return stop
+            now = time.monotonic()
+            if "server" in self.exits:
+                server_done_at = server_done_at or now
+                pending = [r for r in clients if r not in self.exits]
+                if pending and now - server_done_at > CLIENT_GRACE_S:
+                    self.kill(pending)
+                    time.sleep(POLL_S)
+                    self.poll()
+                    pending = [r for r in clients if r not in self.exits]
+                if not pending:
+                    break
+            elif all(r in self.exits for r in clients):
+                clients_dead_at = clients_dead_at or now
+                if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
+                    self.kill(["server"])
+            time.sleep(POLL_S)
+        self._drain()
+        exits = list(self.exits.values())
+        if self.exits["server"].exit_code == 0 and not any(e.oom_killed for e in exits):
+            outcome = RunOutcome("succeeded", exits=exits)
+        else:
+            outcome = classify_failure(exits, "the federation")
+        outcome.clients_started_s = clients_started
+        return outcome
+
+    def _drain(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def cleanup(self) -> None:
+        """Kill every process group (a user's leftover children too) and reap them."""
+        for role, proc in self.procs.items():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if role not in self.exits:
+                self.killed.add(role)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._drain()
+
+
+def _drain_after_limit(chunks, sink, source, stream, limit) -> None:
+    """Like pump_lines, but keeps reading (discarding) past the cap so the child never blocks
+    on a full pipe."""
+    pump_lines(chunks, sink, source, stream, limit)
+    for _ in chunks:
+        pass

@@ -1,0 +1,94 @@
+"""What a backend is asked to run, how it reports, and what it returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class SandboxRefused(RuntimeError):
+    """The backend cannot run this plan here (e.g. a GPU is required and there is none)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One attempt of one experiment.
+
+    `code_dir` holds dataset.py, api.py and hyperparameters.py; `data_dir` the dataset's
+    data files (read-only for everything); `work_dir` receives the partitions (one folder
+    per client plus `server/`); `out_dir` is the only place the run may write that outlives
+    it (checkpoints).
+    """
+
+    experiment_id: int
+    attempt: int
+    code_dir: Path
+    data_dir: Path
+    work_dir: Path
+    out_dir: Path
+    clients: int
+    transport: str = "fast"
+    time_limit_s: int = 3600
+    wants_gpu: bool = False
+    # True when the hyperparameters insist on a GPU (device="cuda"): no CPU fallback.
+    requires_gpu: bool = False
+
+    def client_dir(self, index: int) -> Path:
+        return self.work_dir / f"client-{index}"
+
+    @property
+    def server_data_dir(self) -> Path:
+        return self.work_dir / "server"
+
+
+class RunSink(Protocol):
+    """Receives what a run prints, from several threads at once."""
+
+    def line(self, source: str, stream: str, text: str) -> None: ...
+
+    def phase(self, name: str) -> None:
+        """"running" once the partitions are ready and the federation starts."""
+
+
+class RunControl:
+    """Cancel flag and deadline, checked by the backend's supervision loop."""
+
+    def __init__(self, time_limit_s: float, cancelled=lambda: False, heartbeat=lambda: None):
+        self.deadline = time.monotonic() + time_limit_s
+        self._cancelled = cancelled
+        self._heartbeat = heartbeat
+
+    def cancelled(self) -> bool:
+        return bool(self._cancelled())
+
+    def timed_out(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def beat(self) -> None:
+        self._heartbeat()
+
+
+@dataclass
+class ProcessExit:
+    """How one container or process ended."""
+
+    source: str
+    exit_code: int | None
+    oom_killed: bool = False
+    killed_by_us: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """The backend's verdict. `status` is "succeeded", "failed", "cancelled" or "timed_out";
+    `failure_kind` one of FailureKind's values when it failed."""
+
+    status: str
+    failure_kind: str | None = None
+    reason: str | None = None
+    exits: list[ProcessExit] = field(default_factory=list)
+    duration_s: float = 0.0
+    # Seconds from the start of the federation to every client process running.
+    clients_started_s: float | None = None

@@ -1,0 +1,65 @@
+"""What both backends share: preparing the run's folders, watching disk use, judging exits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .plan import ProcessExit, RunOutcome, RunPlan
+
+SANDBOX_UID = 10001
+
+
+def prepare_dirs(plan: RunPlan) -> None:
+    """Create the scratch and output folders, writable by the sandbox's user only."""
+    (plan.code_dir / "data").mkdir(parents=True, exist_ok=True)
+    for path in (plan.work_dir, plan.out_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+            os.chmod(path, 0o700)
+        else:
+            # A non-root worker cannot give the folder away; the sandbox's user must still
+            # write it. The folder sits inside the experiment's private attempt folder.
+            os.chmod(path, 0o777)
+
+
+def tree_bytes(root: Path, max_entries: int = 200_000) -> int:
+    """Bytes under `root`, never following links; stops counting after `max_entries`."""
+    total = 0
+    seen = 0
+    stack = [str(root)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > max_entries:
+                        return total
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def classify_failure(exits: list[ProcessExit], phase: str) -> RunOutcome:
+    """Failed processes → an outcome: out of memory wins, then the user's code."""
+    oom = [e for e in exits if e.oom_killed and not e.killed_by_us]
+    if oom:
+        names = ", ".join(e.source for e in oom)
+        return RunOutcome(
+            "failed",
+            "out_of_memory",
+            f"{names} ran out of memory (killed by the memory limit) during {phase}",
+            exits=exits,
+        )
+    failed = [e for e in exits if e.exit_code not in (0, None) and not e.killed_by_us]
+    names = ", ".join(f"{e.source} (exit code {e.exit_code})" for e in failed) or "a process"
+    return RunOutcome("failed", "user_code", f"{names} failed during {phase}; see its logs", exits=exits)

@@ -1,0 +1,33 @@
+"""The Flask app a worker process uses for database access (built once per process)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from flautim.config import Config
+
+_lock = threading.Lock()
+_apps: dict[int, object] = {}
+_config: Config | None = None
+
+
+def use_config(config: Config) -> None:
+    """Set the configuration the worker's app is built from (before the first job)."""
+    global _config
+    _config = config
+
+
+def worker_app():
+    """This process's app. A forked work horse builds its own, so no pooled connection
+    is ever shared across a fork."""
+    pid = os.getpid()
+    with _lock:
+        app = _apps.get(pid)
+        if app is None:
+            from flautim.web import create_app
+
+            app = create_app(_config or Config.from_env())
+            _apps.clear()
+            _apps[pid] = app
+        return app

@@ -1,0 +1,440 @@
+"""Ingesting a run's output: log lines and events into the database, then Redis.
+
+The live-update contract (docs/architecture.md): every log line becomes a `LogRecord`,
+every event an `ExperimentEvent` plus the `MetricRow`s / `ModelArtifact`s derived from it,
+the experiment's headline figures are updated, and each stored row is published as
+`{"kind": "log"|"event"|"state", "id": row_id, ...}` on `flautim:experiment:<id>`.
+
+Lines arrive from many capture threads at once and a run can print fast, so `Ingestor`
+queues them and one flusher thread writes them in batches. Everything a run prints is
+hostile: a malformed event is kept as a plain log line, checkpoint files are copied only if
+they are regular files inside the output folder (never through a link the run planted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+
+from flautim import storage
+from flautim.fl.events import InvalidEvent, parse_line
+from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
+
+from .queue import channel_for
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+FLUSH_INTERVAL_S = 0.25
+# While the database is away, keep at most this many items waiting; older ones are dropped
+# (and counted) rather than exhausting the worker's memory.
+BACKLOG_MAX = 200_000
+CHECKPOINT_MAX_BYTES = 2 * 2**30
+CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
+
+
+class Ingestor:
+    """A RunSink that stores and publishes what one attempt prints.
+
+    `line()` is thread-safe and cheap; `close()` flushes everything and stops the flusher.
+    After the run, `run_finished`, `last_error` and `events_seen` describe what the runtime
+    reported.
+    """
+
+    def __init__(self, app, experiment_id: int, attempt: int, out_dir: Path, *,
+                 redis_client: redis.Redis | None, on_phase=None) -> None:
+        self.app = app
+        self.config = app.extensions["flautim_config"]
+        self.experiment_id = experiment_id
+        self.attempt = attempt
+        self.out_dir = Path(out_dir)
+        self.redis = redis_client
+        self.on_phase = on_phase
+        self.max_lines = self.config.MAX_LOG_LINES_PER_EXPERIMENT
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self.lines_stored = 0
+        self.truncated = False
+        self.dropped = 0
+        self.last_error: dict[str, Any] | None = None
+        self.run_finished: dict[str, Any] | None = None
+        self.run_started: dict[str, Any] | None = None
+        self.events_seen = 0
+        self._summary: dict[str, Any] = {}
+        self._rounds_done = 0
+        self._rounds_total: int | None = None
+        self._round_started_at: dict[int, float] = {}
+        self._round_times: list[float] = []
+        self._redis_warned = False
+        self._thread = threading.Thread(target=self._flusher, name=f"ingest-{experiment_id}", daemon=True)
+        self._thread.start()
+
+    # --- RunSink ---------------------------------------------------------------------------
+
+    def line(self, source: str, stream: str, text: str) -> None:
+        if self._queue.qsize() >= BACKLOG_MAX:
+            self.dropped += 1
+            return
+        self._queue.put((source, stream, text, time.time()))
+
+    def phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
+
+    def platform(self, text: str) -> None:
+        """A line from the platform itself (shown with the run's logs)."""
+        self.line("platform", "stdout", text)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def close(self, timeout: float = 120) -> None:
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    def _flusher(self) -> None:
+        with self.app.app_context():
+            while True:
+                batch = self._take_batch()
+                if batch:
+                    self._write_with_retry(batch)
+                elif self._stop.is_set():
+                    break
+            db.session.remove()
+
+    def _take_batch(self) -> list:
+        items = []
+        try:
+            items.append(self._queue.get(timeout=FLUSH_INTERVAL_S))
+        except queue.Empty:
+            return items
+        while len(items) < BATCH_MAX:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _write_with_retry(self, batch: list) -> None:
+        """Write a batch; while the database is unreachable, retry (the run goes on)."""
+        delay = 0.5
+        while True:
+            try:
+                self._write(batch)
+                return
+            except SQLAlchemyError as exc:
+                db.session.rollback()
+                db.session.remove()
+                log.warning("experiment %s: database write failed (%s); retrying", self.experiment_id, exc)
+                if self._stop.is_set() and delay > 30:
+                    log.error("experiment %s: giving up on %d log items", self.experiment_id, len(batch))
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    # --- the work --------------------------------------------------------------------------
+
+    def _write(self, batch: list) -> None:
+        logs: list[LogRecord] = []
+        events: list[tuple[ExperimentEvent, dict]] = []
+        metrics: list[MetricRow] = []
+        artifacts: list[ModelArtifact] = []
+        for source, stream, text, _ts in batch:
+            event = None
+            if source == "server" or source == "prepare":
+                try:
+                    event = parse_line(text)
+                except InvalidEvent as exc:
+                    text = f"{text}  [flautim: invalid event ignored: {exc}]"
+            if event is not None:
+                row = ExperimentEvent(
+                    experiment_id=self.experiment_id, attempt=self.attempt,
+                    type=event["type"], payload=_jsonable(event),
+                )
+                events.append((row, event))
+                metrics.extend(self._metrics_of(event))
+                artifacts.extend(self._artifacts_of(event))
+                self._track(event)
+                continue
+            if self.lines_stored >= self.max_lines:
+                if not self.truncated:
+                    self.truncated = True
+                    logs.append(self._log_row(
+                        "platform", "stderr",
+                        f"[flautim] this run printed more than {self.max_lines} lines; "
+                        "the rest were not stored",
+                    ))
+                continue
+            self.lines_stored += 1
+            logs.append(self._log_row(source, stream, text))
+
+        db.session.add_all(logs)
+        db.session.add_all([row for row, _ in events])
+        db.session.add_all(metrics)
+        db.session.add_all(artifacts)
+        experiment = db.session.get(Experiment, self.experiment_id)
+        if experiment is not None and events:
+            self._apply_summary(experiment)
+        db.session.commit()
+        self._publish(logs, events, artifacts, experiment if events else None)
+
+    def _log_row(self, source: str, stream: str, text: str) -> LogRecord:
+        return LogRecord(experiment_id=self.experiment_id, attempt=self.attempt,
+                         source=source[:32], stream=stream[:8], line=text)
+
+    # --- events -> rows --------------------------------------------------------------------
+
+    def _metrics_of(self, event: dict) -> list[MetricRow]:
+        kind = event["type"]
+        if kind in ("client_train", "client_evaluate"):
+            phase = "train" if kind == "client_train" else "evaluate"
+            source = f"client-{event.get('client')}"
+        elif kind == "aggregated":
+            phase, source = str(event.get("phase", "train"))[:16], "aggregate"
+        elif kind == "central_evaluate":
+            phase, source = "central", "server"
+        elif kind == "metric":
+            value = _number(event.get("value"))
+            rnd = _int(event.get("round"))
+            if value is None or rnd is None:
+                return []
+            return [MetricRow(experiment_id=self.experiment_id, attempt=self.attempt, round=rnd,
+                              phase="metric", source=str(event.get("source") or "server")[:32],
+                              name=str(event.get("name"))[:64], value=value)]
+        else:
+            return []
+        rnd = _int(event.get("round"))
+        if rnd is None:
+            return []
+        values: dict[str, Any] = {"loss": event.get("loss")}
+        if isinstance(event.get("metrics"), dict):
+            values.update(event["metrics"])
+        rows = []
+        for name, raw in list(values.items())[:100]:
+            value = _number(raw)
+            if value is not None:
+                rows.append(MetricRow(experiment_id=self.experiment_id, attempt=self.attempt,
+                                      round=rnd, phase=phase, source=source[:32],
+                                      name=str(name)[:64], value=value))
+        return rows
+
+    def _artifacts_of(self, event: dict) -> list[ModelArtifact]:
+        if event["type"] != "checkpoint" or not isinstance(event.get("files"), dict):
+            return []
+        rnd = _int(event.get("round")) or 0
+        kind = str(event.get("kind"))[:16]
+        rows = []
+        dest_dir = storage.attempt_dir(
+            self.config.data_path, self._project_id(), self.experiment_id, self.attempt
+        ) / "checkpoints"
+        for fmt, relative in event["files"].items():
+            if fmt not in CHECKPOINT_FORMATS or not isinstance(relative, str):
+                self.line("platform", "stderr", f"[flautim] checkpoint format {fmt!r} ignored")
+                continue
+            dest = dest_dir / f"round-{rnd}-{kind}{CHECKPOINT_FORMATS[fmt]}"
+            try:
+                size, digest = copy_checkpoint(self.out_dir, relative, dest)
+            except CheckpointRejected as exc:
+                self.line("platform", "stderr", f"[flautim] checkpoint {relative!r} refused: {exc}")
+                continue
+            rows.append(ModelArtifact(
+                experiment_id=self.experiment_id, attempt=self.attempt, round=rnd, kind=kind,
+                format=fmt, storage_path=storage.relative(self.config.data_path, dest),
+                size_bytes=size, sha256=digest,
+                card=_jsonable({"metrics": event.get("metrics"), "source_file": relative}),
+            ))
+        return rows
+
+    _project_cache: int | None = None
+
+    def _project_id(self) -> int:
+        if self._project_cache is None:
+            experiment = db.session.get(Experiment, self.experiment_id)
+            self._project_cache = experiment.project_id
+        return self._project_cache
+
+    def _track(self, event: dict) -> None:
+        self.events_seen += 1
+        kind = event["type"]
+        rnd = _int(event.get("round"))
+        if kind == "run_started":
+            self.run_started = event
+            self._rounds_total = _int(event.get("rounds"))
+        elif kind == "round_started" and rnd is not None:
+            self._round_started_at[rnd] = float(event["ts"])
+            self._rounds_done = max(self._rounds_done, rnd - 1)
+            if rnd - 1 in self._round_started_at:
+                self._round_times.append(float(event["ts"]) - self._round_started_at[rnd - 1])
+        elif kind in ("central_evaluate", "aggregated") and rnd:
+            if kind == "central_evaluate" or event.get("phase") == "evaluate":
+                self._rounds_done = max(self._rounds_done, rnd)
+                self._score(event)
+        elif kind == "error":
+            self.last_error = event
+        elif kind == "run_finished":
+            self.run_finished = event
+            done = _int(event.get("rounds_completed"))
+            if done is not None:
+                self._rounds_done = max(self._rounds_done, done)
+
+    def _score(self, event: dict) -> None:
+        """Current and best loss/accuracy; central evaluation wins over the federated one."""
+        central = event["type"] == "central_evaluate"
+        if not central and self._summary.get("source") == "central":
+            return
+        self._summary["source"] = "central" if central else "federated"
+        self._summary["round"] = _int(event.get("round"))
+        loss = _number(event.get("loss"))
+        metrics = event.get("metrics") if isinstance(event.get("metrics"), dict) else {}
+        accuracy = _number(metrics.get("accuracy"))
+        if loss is not None:
+            self._summary["loss"] = loss
+            best = self._summary.get("best_loss")
+            self._summary["best_loss"] = loss if best is None else min(best, loss)
+        if accuracy is not None:
+            self._summary["accuracy"] = accuracy
+            best = self._summary.get("best_accuracy")
+            self._summary["best_accuracy"] = accuracy if best is None else max(best, accuracy)
+
+    def _apply_summary(self, experiment: Experiment) -> None:
+        if self._rounds_total is not None:
+            experiment.rounds_total = self._rounds_total
+        experiment.rounds_done = max(experiment.rounds_done or 0, self._rounds_done)
+        summary = dict(experiment.summary or {})
+        summary.update(self._summary)
+        if self._round_times:
+            mean = sum(self._round_times) / len(self._round_times)
+            summary["mean_round_s"] = round(mean, 3)
+            remaining = max(0, (experiment.rounds_total or 0) - experiment.rounds_done)
+            summary["eta_s"] = round(mean * remaining, 1)
+        if self.truncated:
+            summary["logs_truncated"] = True
+        experiment.summary = summary
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def _publish(self, logs, events, artifacts, experiment) -> None:
+        if self.redis is None:
+            return
+        channel = channel_for(self.experiment_id)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for row in logs:
+                pipe.publish(channel, json.dumps({
+                    "kind": "log", "id": row.id, "attempt": row.attempt, "source": row.source,
+                    "stream": row.stream, "line": row.line,
+                }))
+            for row, _event in events:
+                pipe.publish(channel, json.dumps({
+                    "kind": "event", "id": row.id, "attempt": row.attempt, "type": row.type,
+                    "payload": row.payload,
+                }, default=str))
+            if experiment is not None:
+                pipe.publish(channel, json.dumps({
+                    "kind": "state", "id": experiment.id, "state": str(experiment.state),
+                    "attempt": experiment.attempt, "rounds_done": experiment.rounds_done,
+                    "rounds_total": experiment.rounds_total, "summary": experiment.summary,
+                }, default=str))
+            pipe.execute()
+            self._redis_warned = False
+        except redis.RedisError as exc:
+            # Pages catch up from the database; a Redis outage only delays the live view.
+            if not self._redis_warned:
+                log.warning("experiment %s: cannot publish live updates (%s)", self.experiment_id, exc)
+                self._redis_warned = True
+
+
+class CheckpointRejected(ValueError):
+    pass
+
+
+def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = CHECKPOINT_MAX_BYTES) -> tuple[int, str]:
+    """Copy OUT_DIR/relative to `dest` without ever following a link the sandbox made.
+
+    Every path component is opened with O_NOFOLLOW relative to the previous one, so a
+    symlink anywhere (a planted `checkpoints -> /etc`) is refused, as is anything that is
+    not a regular file or that is larger than `max_bytes`. Returns (size, sha256).
+    """
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or any(p in ("..", ".", "") for p in parts):
+        raise CheckpointRejected("not a plain relative path inside the output folder")
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(out_dir, flags_dir)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, flags_dir, dir_fd=fd)
+            except OSError as exc:
+                raise CheckpointRejected(f"{part!r} is not a folder of the output ({exc.strerror})") from None
+            os.close(fd)
+            fd = nxt
+        try:
+            src = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), dir_fd=fd)
+        except OSError as exc:
+            raise CheckpointRejected(f"cannot open it without following links ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    try:
+        info = os.fstat(src)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointRejected("not a regular file")
+        if info.st_size > max_bytes:
+            raise CheckpointRejected(f"larger than {max_bytes} bytes")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        tmp = dest.with_name(dest.name + ".part")
+        with os.fdopen(os.dup(src), "rb") as reader, open(tmp, "wb") as writer:
+            while chunk := reader.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CheckpointRejected(f"larger than {max_bytes} bytes")
+                digest.update(chunk)
+                writer.write(chunk)
+        os.replace(tmp, dest)
+        return size, digest.hexdigest()
+    finally:
+        os.close(src)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """A copy JSON (and PostgreSQL's JSON type) accepts: no NaN, no NUL, plain types."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value).replace("\x00", "")

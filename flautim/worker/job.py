@@ -1,0 +1,345 @@
+"""The jobs a worker runs: one experiment attempt, or one dataset inspection.
+
+RQ imports these by dotted name with only ids as arguments. Each job reads what it needs,
+moves the state, closes its database session and only then starts the long work (the
+sandbox), so no connection idles for hours. The final state is written in a fresh session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import redis
+
+from flautim import storage
+from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
+from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
+
+from .app_context import worker_app
+from .heartbeat import Heartbeat
+from .ingest import Ingestor
+from .queue import cancel_key, experiment_time_limit, publish_state, redis_for
+
+log = logging.getLogger(__name__)
+
+# The runtime's error kinds (flautim.fl.events.ERROR_KINDS) as the platform's failure kinds.
+ERROR_KIND_TO_FAILURE = {
+    "user_code": FailureKind.USER_CODE,
+    "hyperparameters": FailureKind.USER_CODE,
+    "data": FailureKind.USER_CODE,
+    "timeout": FailureKind.TIME_LIMIT,
+    "out_of_memory": FailureKind.OUT_OF_MEMORY,
+    "infrastructure": FailureKind.INFRASTRUCTURE,
+}
+CODE_FILES = ("dataset.py", "api.py", "hyperparameters.py")
+
+
+def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
+    """Run one queued attempt of an experiment to its end; returns the final state."""
+    app = worker_app()
+    config = app.extensions["flautim_config"]
+    with app.app_context():
+        experiment = db.session.get(Experiment, experiment_id)
+        if experiment is None or experiment.state != ExperimentState.QUEUED:
+            # Cancelled while queued, or deleted: nothing to do.
+            return str(experiment.state) if experiment else "missing"
+        if attempt is not None and experiment.attempt != attempt:
+            return str(experiment.state)
+        attempt = experiment.attempt
+        try:
+            plan = build_plan(experiment, config)
+        except (FileNotFoundError, ValueError) as exc:
+            experiment.transition(ExperimentState.PREPARING)
+            experiment.fail(FailureKind.INFRASTRUCTURE, f"the experiment's files are incomplete: {exc}")
+            db.session.commit()
+            publish_state(experiment, config)
+            return str(experiment.state)
+        # The heartbeat exists before the state says "preparing", so a reaper starting
+        # elsewhere never mistakes this fresh run for an orphan.
+        try:
+            rconn = redis_for(config)
+        except Exception:  # the run can go on without live updates
+            rconn = None
+        heartbeat = Heartbeat(rconn, config, experiment_id, attempt)
+        heartbeat.beat()
+        experiment.transition(ExperimentState.PREPARING)
+        experiment.summary = {}
+        db.session.commit()
+        publish_state(experiment, config)
+        db.session.remove()
+
+    def on_phase(name: str) -> None:
+        if name == "running":
+            _set_running(app, experiment_id, attempt)
+
+    sink = Ingestor(app, experiment_id, attempt, plan.out_dir, redis_client=rconn, on_phase=on_phase)
+    control = RunControl(plan.time_limit_s, cancelled=_cancel_check(rconn, app, experiment_id, attempt),
+                         heartbeat=heartbeat.beat)
+    sink.platform(
+        f"[flautim] attempt {attempt}: {plan.clients} clients, time limit {plan.time_limit_s} s"
+    )
+    try:
+        sandbox = sandbox_for(config)
+        if not sandbox.isolated:
+            sink.platform("[flautim] local sandbox: processes on the worker, NOT isolated")
+        outcome = sandbox.run(plan, sink, control)
+    except SandboxRefused as exc:
+        outcome = RunOutcome("failed", "infrastructure", str(exc))
+    except Exception as exc:  # the platform's fault: keep the worker alive, say so
+        log.exception("experiment %s attempt %s crashed in the worker", experiment_id, attempt)
+        outcome = RunOutcome("failed", "infrastructure", f"the worker failed: {exc!r}")
+    sink.platform(f"[flautim] finished: {outcome.status} in {outcome.duration_s:.1f} s")
+    sink.close()
+    state = _finish(app, experiment_id, attempt, outcome, sink)
+    heartbeat.stop()
+    shutil.rmtree(plan.work_dir, ignore_errors=True)
+    if rconn is not None:
+        try:
+            rconn.delete(cancel_key(experiment_id, attempt))
+        except redis.RedisError:
+            pass
+    return state
+
+
+def build_plan(experiment: Experiment, config) -> RunPlan:
+    """Gather the experiment's files into the attempt folder and describe the run."""
+    data_dir = config.data_path
+    attempt_dir = storage.attempt_dir(data_dir, experiment.project_id, experiment.id, experiment.attempt)
+    code_dir = attempt_dir / "code"
+    if experiment.dataset_id is None or experiment.model_code_id is None or experiment.hyperparameter_file_id is None:
+        raise ValueError("a dataset, the model's code and a hyperparameter file are required")
+    sources = {
+        "dataset.py": storage.dataset_dir(data_dir, experiment.project_id, experiment.dataset_id) / "dataset.py",
+        "api.py": _single_py(storage.model_code_dir(data_dir, experiment.project_id, experiment.model_code_id), "api.py"),
+        "hyperparameters.py": _single_py(
+            storage.hyperparameters_dir(data_dir, experiment.project_id, experiment.hyperparameter_file_id),
+            "hyperparameters.py",
+        ),
+    }
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for name, src in sources.items():
+        if not src.is_file():
+            raise FileNotFoundError(f"{name} is missing ({storage.relative(data_dir, src.parent)})")
+        shutil.copyfile(src, code_dir / name)
+    (code_dir / "data").mkdir(exist_ok=True)
+    values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
+    values = values if isinstance(values, dict) else {}
+    clients = values.get("num_clients", 4)
+    if not isinstance(clients, int) or isinstance(clients, bool) or not 1 <= clients <= 1000:
+        raise ValueError(f"num_clients must be a whole number from 1 to 1000, not {clients!r}")
+    device = str(values.get("device", "cpu"))
+    return RunPlan(
+        experiment_id=experiment.id,
+        attempt=experiment.attempt,
+        code_dir=code_dir,
+        data_dir=storage.dataset_dir(data_dir, experiment.project_id, experiment.dataset_id) / "data",
+        work_dir=attempt_dir / "work",
+        out_dir=attempt_dir / "output",
+        clients=clients,
+        transport=experiment.transport or "fast",
+        time_limit_s=experiment_time_limit(experiment, config),
+        wants_gpu=bool(experiment.wants_gpu) or device.startswith("cuda"),
+        requires_gpu=device.startswith("cuda"),
+    )
+
+
+def _single_py(folder: Path, preferred: str) -> Path:
+    """The stored .py of an upload folder (named as uploaded, or by its role)."""
+    if (folder / preferred).is_file():
+        return folder / preferred
+    candidates = sorted(p for p in folder.glob("*.py") if p.is_file()) if folder.is_dir() else []
+    return candidates[0] if len(candidates) == 1 else folder / preferred
+
+
+def _cancel_check(rconn, app, experiment_id: int, attempt: int):
+    """Cancel flag from Redis (fast path); the database's cancel_requested every few seconds
+    as the fallback when Redis is away or was restarted."""
+    state = {"last_db": 0.0, "db_value": False}
+    key = cancel_key(experiment_id, attempt)
+
+    def cancelled() -> bool:
+        if rconn is not None:
+            try:
+                if rconn.exists(key):
+                    return True
+            except redis.RedisError:
+                pass
+        now = time.monotonic()
+        if now - state["last_db"] > 3:
+            state["last_db"] = now
+            try:
+                with app.app_context():
+                    row = db.session.get(Experiment, experiment_id)
+                    state["db_value"] = bool(row and row.attempt == attempt and row.cancel_requested)
+                    db.session.remove()
+            except Exception:
+                log.warning("experiment %s: cannot read the cancel flag from the database", experiment_id)
+        return state["db_value"]
+
+    return cancelled
+
+
+def _set_running(app, experiment_id: int, attempt: int) -> None:
+    with app.app_context():
+        try:
+            experiment = db.session.get(Experiment, experiment_id)
+            if experiment and experiment.attempt == attempt and experiment.state == ExperimentState.PREPARING:
+                experiment.transition(ExperimentState.RUNNING)
+                db.session.commit()
+                publish_state(experiment, app.extensions["flautim_config"])
+        except Exception:
+            log.exception("experiment %s: could not record the running state", experiment_id)
+            db.session.rollback()
+        finally:
+            db.session.remove()
+
+
+def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: Ingestor) -> str:
+    """Record the final state; retried for a while if the database is restarting."""
+    status, kind, reason = decide(outcome, sink)
+    for delay in (0, 1, 2, 4, 8, 15, 30, 30):
+        time.sleep(delay)
+        with app.app_context():
+            try:
+                experiment = db.session.get(Experiment, experiment_id)
+                if experiment is None or experiment.attempt != attempt or experiment.state.is_terminal:
+                    return str(experiment.state) if experiment else "missing"
+                if experiment.state == ExperimentState.QUEUED:
+                    experiment.transition(ExperimentState.PREPARING)
+                if status == ExperimentState.SUCCEEDED and experiment.state == ExperimentState.PREPARING:
+                    experiment.transition(ExperimentState.RUNNING)
+                if status in (ExperimentState.SUCCEEDED, ExperimentState.CANCELLED):
+                    experiment.transition(status)
+                    experiment.failure_reason = reason
+                else:
+                    experiment.fail(kind, reason or "the run failed", state=status)
+                summary = dict(experiment.summary or {})
+                summary["duration_s"] = round(outcome.duration_s, 2)
+                if outcome.clients_started_s is not None:
+                    summary["clients_started_s"] = round(outcome.clients_started_s, 3)
+                experiment.summary = summary
+                db.session.commit()
+                publish_state(experiment, app.extensions["flautim_config"])
+                return str(experiment.state)
+            except Exception:
+                log.exception("experiment %s: could not record the final state", experiment_id)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+    return "unknown"
+
+
+def decide(outcome: RunOutcome, sink: Ingestor) -> tuple[ExperimentState, FailureKind | None, str | None]:
+    """The final state from the backend's outcome and what the runtime itself reported."""
+    if outcome.status == "cancelled":
+        return ExperimentState.CANCELLED, None, outcome.reason
+    if outcome.status == "timed_out":
+        return ExperimentState.TIMED_OUT, FailureKind.TIME_LIMIT, outcome.reason
+    error = sink.last_error
+    finished = sink.run_finished
+    if outcome.status == "succeeded":
+        if finished is not None and finished.get("status") not in ("completed", None):
+            return ExperimentState.FAILED, _error_kind(error), _error_reason(error) or (
+                f"the run finished with status {finished.get('status')!r}"
+            )
+        return ExperimentState.SUCCEEDED, None, outcome.reason
+    kind = FailureKind(outcome.failure_kind) if outcome.failure_kind else FailureKind.INFRASTRUCTURE
+    reason = outcome.reason
+    if kind == FailureKind.USER_CODE and error is not None:
+        # The runtime's own error says what and where (file, line) — better than an exit code.
+        kind = _error_kind(error)
+        reason = _error_reason(error)
+    return ExperimentState.FAILED, kind, reason
+
+
+def _error_kind(error: dict | None) -> FailureKind:
+    if not error:
+        return FailureKind.USER_CODE
+    return ERROR_KIND_TO_FAILURE.get(str(error.get("kind")), FailureKind.USER_CODE)
+
+
+def _error_reason(error: dict | None) -> str | None:
+    if not error:
+        return None
+    parts = [str(error.get("what") or "")]
+    if error.get("where"):
+        parts.append(f"({error['where']})")
+    if error.get("hint"):
+        parts.append(f"— {error['hint']}")
+    return " ".join(p for p in parts if p)
+
+
+# --- dataset inspection -------------------------------------------------------------------
+
+class _Collect:
+    """A RunSink that keeps the inspect process's output in memory."""
+
+    def __init__(self) -> None:
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def line(self, source: str, stream: str, text: str) -> None:
+        (self.stdout if stream == "stdout" else self.stderr).append(text)
+
+    def phase(self, name: str) -> None:
+        pass
+
+
+def inspect_dataset(dataset_id: int) -> str:
+    """Run `python -m flautim.fl inspect` on a stored dataset in the sandbox; store the result."""
+    app = worker_app()
+    config = app.extensions["flautim_config"]
+    with app.app_context():
+        dataset = db.session.get(Dataset, dataset_id)
+        if dataset is None:
+            return "missing"
+        folder = storage.dataset_dir(config.data_path, dataset.project_id, dataset.id)
+        scratch = config.data_path / "tmp" / f"inspect-{dataset.id}-{int(time.time() * 1000)}"
+        db.session.remove()
+    code_dir = scratch / "code"
+    code_dir.mkdir(parents=True)
+    (code_dir / "data").mkdir()
+    if (folder / "dataset.py").is_file():
+        shutil.copyfile(folder / "dataset.py", code_dir / "dataset.py")
+    plan = RunPlan(experiment_id=0, attempt=dataset_id, code_dir=code_dir, data_dir=folder / "data",
+                   work_dir=scratch / "work", out_dir=scratch / "out", clients=0, time_limit_s=300)
+    collect = _Collect()
+    try:
+        outcome = sandbox_for(config).run_single(plan, "inspect", collect, RunControl(300))
+    except SandboxRefused as exc:
+        outcome = RunOutcome("failed", "infrastructure", str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = _last_json_object(collect.stdout)
+    if result is None:
+        status = "error"
+        result = {"error": {"what": outcome.reason or "the inspection printed no result",
+                            "where": "dataset.py", "hint": "", "kind": outcome.failure_kind or "user_code",
+                            "stderr": "\n".join(collect.stderr[-40:])}}
+    else:
+        status = "error" if "error" in result or outcome.status != "succeeded" else "ok"
+    with app.app_context():
+        dataset = db.session.get(Dataset, dataset_id)
+        if dataset is not None:
+            dataset.inspection = result
+            dataset.inspection_status = status
+            db.session.commit()
+        db.session.remove()
+    return status
+
+
+def _last_json_object(lines: list[str]) -> dict | None:
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
