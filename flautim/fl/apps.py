@@ -72,9 +72,12 @@ def as_flautim_error(exc: BaseException, bundle_dir: Path, what: str, client: in
 def make_client_app(
     session_for: Callable[[Context], Any],
     client_id_for: Callable[[Context], int],
-    bundle_dir: Path,
+    bundle_dir: Path | Callable[[Context], Path],
 ) -> ClientApp:
-    """A ClientApp that trains/evaluates with the ClientSession `session_for(context)`."""
+    """A ClientApp that trains/evaluates with the ClientSession `session_for(context)`.
+
+    `bundle_dir` (or a function of the context giving it) locates user code in tracebacks.
+    """
     app = ClientApp()
 
     def handle(message: Message, context: Context, phase: str) -> Message:
@@ -102,7 +105,8 @@ def make_client_app(
             return Message(content, reply_to=message)
         except Exception as exc:  # noqa: BLE001 - the server must learn what failed and where
             doing = "training" if phase == "train" else "evaluation"
-            error = as_flautim_error(exc, bundle_dir, f"{doing} failed in round {server_round}", client_id)
+            root = bundle_dir(context) if callable(bundle_dir) else bundle_dir
+            error = as_flautim_error(exc, root, f"{doing} failed in round {server_round}", client_id)
             return error_reply(message, error.event_fields())
 
     @app.train()
