@@ -46,6 +46,8 @@ class Config:
     # Accounts.
     PASSWORD_MIN_LENGTH: int = 10
     TOKEN_MAX_AGE_S: int = 24 * 3600
+    # How long a project invitation link stays valid.
+    INVITATION_MAX_AGE_S: int = 7 * 24 * 3600
     LOGIN_LIMIT_PER_ACCOUNT: str = "5 per minute;20 per hour"
     LOGIN_LIMIT_PER_IP: str = "20 per minute;200 per hour"
     SESSION_COOKIE_SECURE: bool = False  # True in production (HTTPS)

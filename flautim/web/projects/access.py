@@ -1,20 +1,26 @@
 """The one way to reach a project's objects: every lookup is scoped to a membership.
 
 Anyone who is not a member gets 404 (never 403), so a URL does not reveal that a project
-exists. A member whose role is too low for the action gets 403.
+exists. A member whose role is too low for the action gets 403. An archived project is
+read-only: a write (POST, PUT, PATCH, DELETE) that needs an editor gets 409 with a message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import TypeVar
 
-from flask import abort, g
+from flask import abort, g, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from flautim.models import Membership, Project, Role, db
 
 T = TypeVar("T")
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
@@ -26,9 +32,31 @@ def membership_for(project_id: int, user=None) -> Membership | None:
     )
 
 
-def get_project_or_404(project_id: int, needed: Role = Role.VIEWER, user=None) -> Project:
+def project_is_writable(project: Project) -> bool:
+    """False for an archived project: no uploads, runs or edits until it is unarchived."""
+    return project.archived_at is None
+
+
+def refuse_if_archived(project: Project) -> None:
+    """Abort with 409 and a message saying why, when `project` is archived."""
+    if not project_is_writable(project):
+        abort(
+            409,
+            description=_(
+                "O projeto “%(name)s” está arquivado e é somente leitura. "
+                "Um dono pode desarquivá-lo em Configurações.",
+                name=project.name,
+            ),
+        )
+
+
+def get_project_or_404(
+    project_id: int, needed: Role = Role.VIEWER, user=None, *, allow_archived: bool = False
+) -> Project:
     """The project if the current user is a member with at least `needed`; 404 / 403 otherwise.
 
+    A write request (POST, PUT, PATCH, DELETE) needing an editor or owner on an archived
+    project gets 409 unless `allow_archived` (unarchive, delete, member management).
     Sets `g.project` and `g.membership` for templates and later lookups.
     """
     membership = membership_for(project_id, user)
@@ -36,8 +64,46 @@ def get_project_or_404(project_id: int, needed: Role = Role.VIEWER, user=None) -
         abort(404)
     if not membership.role.allows(needed):
         abort(403)
-    g.project, g.membership = membership.project, membership
-    return membership.project
+    project = membership.project
+    if (
+        not allow_archived
+        and needed != Role.VIEWER
+        and _is_write_request()
+        and not project_is_writable(project)
+    ):
+        refuse_if_archived(project)
+    g.project, g.membership = project, membership
+    return project
+
+
+def _is_write_request() -> bool:
+    try:
+        return request.method in WRITE_METHODS
+    except RuntimeError:  # outside a request (worker, shell): the caller decides
+        return False
+
+
+def require_role(
+    needed: Role = Role.VIEWER, *, allow_archived: bool = False
+) -> Callable[[Callable], Callable]:
+    """Decorate a view taking `project_id`: anonymous users go to the login page, others
+    through `get_project_or_404(project_id, needed)`. The view reads `g.project` and
+    `g.membership`.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                from flautim.web.extensions import login_manager
+
+                return login_manager.unauthorized()
+            get_project_or_404(kwargs["project_id"], needed, allow_archived=allow_archived)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def project_object_or_404(model: type[T], object_id: int, project: Project) -> T:
@@ -61,6 +127,17 @@ def projects_of(user=None):
     return db.session.scalars(
         select(Project)
         .join(Membership, Membership.project_id == Project.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Project.created_at.desc())
+    ).all()
+
+
+def memberships_of(user=None) -> list[Membership]:
+    """The user's memberships (with their projects), newest project first."""
+    user = user or current_user
+    return db.session.scalars(
+        select(Membership)
+        .join(Project, Membership.project_id == Project.id)
         .where(Membership.user_id == user.id)
         .order_by(Project.created_at.desc())
     ).all()

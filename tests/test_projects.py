@@ -1,0 +1,161 @@
+"""Projects: create, show, settings (rename, describe, archive, delete), roles and the
+activity log, through the real pages (PostgreSQL, CSRF, the login form)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from flautim.models import AuditEvent, Membership, Project, Role, db
+from tests.conftest import csrf_token_from, login, submit_form
+
+
+def _project_id_from(response) -> int:
+    match = re.search(r"/projects/(\d+)$", response.headers["Location"])
+    assert match, response.headers.get("Location")
+    return int(match.group(1))
+
+
+@pytest.fixture
+def owner(make_user, client):
+    uid = make_user("ana@example.org", name="Ana")
+    login(client, "ana@example.org")
+    return uid
+
+
+def test_create_project_makes_me_owner_and_shows_it(app, client, owner):
+    response = submit_form(
+        client, "/projects/new", {"name": "  Classificação de dígitos  ", "description": "MNIST"}
+    )
+    assert response.status_code == 302
+    pid = _project_id_from(response)
+    page = client.get(f"/projects/{pid}").get_data(as_text=True)
+    assert "Classificação de dígitos" in page
+    assert "MNIST" in page
+    assert 'class="my-role">dono<' in page
+    listing = client.get("/projects/").get_data(as_text=True)
+    assert f"/projects/{pid}" in listing
+    with app.app_context():
+        project = db.session.get(Project, pid)
+        assert project.name == "Classificação de dígitos"  # stripped
+        membership = db.session.scalar(db.select(Membership).where(Membership.project_id == pid))
+        assert (membership.user_id, membership.role) == (owner, Role.OWNER)
+        actions = db.session.scalars(db.select(AuditEvent.action).where(AuditEvent.project_id == pid)).all()
+        assert actions == ["project.created"]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "Dê um nome ao projeto."),
+        ("    ", "Dê um nome ao projeto."),
+        ("x" * 101, "no máximo 100 caracteres"),
+        ("bad\nname", "caracteres de controle"),
+    ],
+)
+def test_bad_project_names_are_refused_with_a_message(app, client, owner, name, message):
+    response = submit_form(client, "/projects/new", {"name": name, "description": ""})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Project)) == 0
+
+
+def test_unicode_name_of_100_characters_is_fine(app, client, owner):
+    name = "Ñandú 数据 ação 🚀 " + "é" * 84
+    assert len(name) == 100
+    response = submit_form(client, "/projects/new", {"name": name})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.get(Project, _project_id_from(response)).name == name
+
+
+def test_over_long_description_is_refused(client, owner):
+    response = submit_form(client, "/projects/new", {"name": "P", "description": "d" * 2001})
+    assert response.status_code == 400
+    assert "no máximo 2000 caracteres" in response.get_data(as_text=True)
+
+
+def test_owner_renames_editor_only_describes(app, client, owner, make_user, make_project):
+    editor = make_user("edu@example.org", name="Edu")
+    pid = make_project("Antigo", owner, editors=[editor])
+    r = submit_form(client, f"/projects/{pid}/settings", {"name": "Novo", "description": "d1"})
+    assert r.status_code == 302
+    client.post("/auth/logout", data={"csrf_token": csrf_token_from(client.get("/projects/").get_data(as_text=True))})
+    login(client, "edu@example.org")
+    # The editor's form has no name field; a forged name is ignored.
+    r = submit_form(client, f"/projects/{pid}/settings", {"name": "Hack", "description": "d2"})
+    assert r.status_code == 302
+    with app.app_context():
+        project = db.session.get(Project, pid)
+        assert (project.name, project.description) == ("Novo", "d2")
+        actions = db.session.scalars(
+            db.select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
+        ).all()
+        assert actions == ["project.renamed", "project.described", "project.described"]
+    # An editor trying an owner's action gets 403.
+    r = submit_form(client, f"/projects/{pid}/archive", {}, page=f"/projects/{pid}")
+    assert r.status_code == 403
+
+
+def test_viewer_cannot_edit_or_open_settings(client, make_user, make_project):
+    owner = make_user("o@example.org")
+    viewer = make_user("v@example.org")
+    pid = make_project("P", owner, viewers=[viewer])
+    login(client, "v@example.org")
+    assert client.get(f"/projects/{pid}").status_code == 200
+    assert client.get(f"/projects/{pid}/settings").status_code == 403
+    r = submit_form(client, f"/projects/{pid}/settings", {"description": "x"}, page=f"/projects/{pid}")
+    assert r.status_code == 403
+
+
+def test_archived_project_is_read_only_until_unarchived(app, client, owner, make_project):
+    pid = make_project("P", owner)
+    r = submit_form(client, f"/projects/{pid}/archive", {}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 302
+    assert "arquivado" in client.get(f"/projects/{pid}").get_data(as_text=True)
+    r = submit_form(client, f"/projects/{pid}/settings", {"name": "P2", "description": ""})
+    assert r.status_code == 409
+    assert "somente leitura" in r.get_data(as_text=True)
+    with app.app_context():
+        from flask import g  # noqa: F401
+
+        from flautim.web.projects.access import project_is_writable
+
+        assert not project_is_writable(db.session.get(Project, pid))
+    r = submit_form(client, f"/projects/{pid}/unarchive", {}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 302
+    r = submit_form(client, f"/projects/{pid}/settings", {"name": "P2", "description": ""})
+    assert r.status_code == 302
+    with app.app_context():
+        assert db.session.get(Project, pid).name == "P2"
+
+
+def test_delete_needs_the_exact_name(app, client, owner, make_project):
+    pid = make_project("Meu projeto", owner)
+    r = submit_form(client, f"/projects/{pid}/delete", {"confirm_name": "meu projeto"}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 400
+    assert "não confere" in r.get_data(as_text=True)
+    r = submit_form(client, f"/projects/{pid}/delete", {"confirm_name": "Meu projeto"}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 302
+    with app.app_context():
+        assert db.session.get(Project, pid) is None
+        event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "project.deleted"))
+        assert event.detail["project_id"] == pid and event.target == "Meu projeto"
+    assert client.get(f"/projects/{pid}").status_code == 404
+
+
+def test_forged_csrf_token_is_refused(app, client, owner):
+    r = client.post("/projects/new", data={"csrf_token": "forged", "name": "P"})
+    assert r.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Project)) == 0
+
+
+def test_anonymous_is_sent_to_login(client, make_user, make_project):
+    pid = make_project("P", make_user("o@example.org"))
+    r = client.get(f"/projects/{pid}")
+    assert r.status_code == 302
+    assert "/auth/login" in r.headers["Location"]
+    assert "next=" in r.headers["Location"]
