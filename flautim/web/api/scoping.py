@@ -1,0 +1,22 @@
+"""Project scoping for token-authenticated requests, through projects.access like the pages."""
+
+from __future__ import annotations
+
+from flautim.models import Experiment, Project, Role
+from flautim.web.projects.access import get_project_or_404, project_object_or_404
+
+from .auth import api_user
+
+
+def scoped_project(project_id: int, needed: Role = Role.VIEWER) -> Project:
+    """The project, if the token's user is a member with `needed` (404 / 403 otherwise)."""
+    return get_project_or_404(project_id, needed, user=api_user())
+
+
+def scoped_experiment(project_id: int, experiment_id: int, needed: Role = Role.VIEWER) -> tuple[Project, Experiment]:
+    project = scoped_project(project_id, needed)
+    return project, project_object_or_404(Experiment, experiment_id, project)
+
+
+def page(items: list, total: int, limit: int, offset: int) -> dict:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

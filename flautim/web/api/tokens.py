@@ -1,0 +1,78 @@
+"""Personal access tokens: made once, shown once, stored only as a SHA-256.
+
+A token is `flt_` followed by 43 URL-safe characters (256 bits from `secrets`). The prefix
+makes a leaked token recognisable to secret scanners and to people; the first characters are
+kept (`ApiToken.prefix`) so a user can tell their tokens apart in the list. A fast hash is
+enough here (unlike passwords): the secret has full entropy, so there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from flautim.models import ApiToken, User, db, utcnow
+
+TOKEN_PREFIX = "flt_"
+# Writing last_used_at on every call would turn each read into a write; a minute is precise
+# enough to tell whether a token is still in use.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_NAME_LENGTH = 100
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token for `user`; returns the row and the secret (the only time it exists)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id,
+        name=name.strip()[:MAX_NAME_LENGTH],
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        token_hash=hash_token(secret),
+    )
+    db.session.add(token)
+    db.session.commit()
+    return token, secret
+
+
+def revoke_token(user: User, token_id: int) -> bool:
+    """Revoke one of `user`'s tokens; False when it is not theirs or already revoked."""
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id)
+    )
+    if token is None or token.revoked_at is not None:
+        return False
+    token.revoked_at = utcnow()
+    db.session.commit()
+    return True
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+        )
+    )
+
+
+def user_for_secret(secret: str) -> User | None:
+    """The active user a live token belongs to, recording its use; None otherwise."""
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    user = token.user
+    if user is None or not user.active:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        db.session.commit()
+    return user
