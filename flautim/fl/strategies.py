@@ -115,9 +115,6 @@ def build_strategy(hyperparameters: Any, num_clients: int) -> flower_strategies.
         options.setdefault(option, _hp(hyperparameters, source, 0.01))
     if key == "qfedavg":
         kwargs["train_loss_key"] = "loss"
-    if key in {"krum", "bulyan"} and kwargs["min_train_nodes"] < num_clients:
-        # Krum/Bulyan need every update to pick from; sampling a fraction starves them.
-        pass
     try:
         strategy = cls(**kwargs, **options)
     except (TypeError, ValueError) as exc:
