@@ -1,1 +1,55 @@
-from . import bp  # noqa: F401
+"""The user's side of support: the contact form, the list of their tickets, each thread."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from . import bp
+from .forms import ReplyForm, TicketForm
+from .tickets import add_user_reply, open_ticket, ticket_of_user_or_none, tickets_of
+
+
+@bp.before_request
+@login_required
+def _logged_in_only():
+    return None
+
+
+@bp.get("/")
+def list_tickets():
+    return render_template("support/list.html", tickets=tickets_of(current_user))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new_ticket():
+    form = TicketForm()
+    if form.validate_on_submit():
+        ticket, sent = open_ticket(current_user, form.subject.data, form.message.data)
+        _flash_sent(sent, _("Mensagem enviada ao suporte. Você receberá a resposta por email e aqui."))
+        return redirect(url_for("support.show_ticket", ticket_id=ticket.id))
+    return render_template("support/new.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/<int:ticket_id>", methods=["GET", "POST"])
+def show_ticket(ticket_id: int):
+    ticket = ticket_of_user_or_none(ticket_id, current_user)
+    if ticket is None:
+        abort(404)
+    form = ReplyForm()
+    if form.validate_on_submit():
+        sent = add_user_reply(ticket, current_user, form.body.data)
+        _flash_sent(sent, _("Resposta enviada ao suporte."))
+        return redirect(url_for("support.show_ticket", ticket_id=ticket.id))
+    return render_template("support/ticket.html", ticket=ticket, form=form), 400 if form.errors else 200
+
+
+def _flash_sent(sent: bool, message: str) -> None:
+    if sent:
+        flash(message, "success")
+    else:
+        flash(
+            _("Sua mensagem foi guardada, mas o aviso por email ao suporte falhou; ela será lida no painel."),
+            "warning",
+        )
