@@ -1,0 +1,250 @@
+"""Uploads and experiments through the API, on the real service layer, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+MNIST = ROOT / "examples" / "mnist"
+
+
+@pytest.fixture
+def team(make_user, make_project, make_token):
+    """An owner, a viewer, an outsider with their own project, and everyone's tokens."""
+    owner = make_user("dona@example.org")
+    viewer = make_user("leitor@example.org")
+    outsider = make_user("fora@example.org")
+    project = make_project("Projeto", owner, viewers=[viewer])
+    other_project = make_project("Outro", outsider)
+    return {
+        "project": project,
+        "other_project": other_project,
+        "owner": bearer(make_token(owner)),
+        "viewer": bearer(make_token(viewer)),
+        "outsider": bearer(make_token(outsider)),
+    }
+
+
+def _file(path: Path, name: str | None = None):
+    return (io.BytesIO(path.read_bytes()), name or path.name)
+
+
+def upload_bundle(client, project: int, headers: dict) -> dict:
+    """Upload examples/mnist's dataset, model code and hyperparameters; return their ids."""
+    ds = client.post(
+        f"/api/v1/projects/{project}/datasets",
+        headers=headers,
+        data={"name": "mnist", "dataset_file": _file(MNIST / "dataset.py")},
+        content_type="multipart/form-data",
+    )
+    assert ds.status_code == 201, ds.json
+    model = client.post(
+        f"/api/v1/projects/{project}/models",
+        headers=headers,
+        data={"name": "cnn", "model_file": _file(MNIST / "api.py")},
+        content_type="multipart/form-data",
+    )
+    assert model.status_code == 201, model.json
+    hp = client.post(
+        f"/api/v1/projects/{project}/hyperparameters",
+        headers=headers,
+        data={"hyperparameters_file": _file(MNIST / "hyperparameters.py")},
+        content_type="multipart/form-data",
+    )
+    assert hp.status_code == 201, hp.json
+    return {"dataset_id": ds.json["id"], "model_code_id": model.json["id"], "hyperparameter_file_id": hp.json["id"]}
+
+
+def test_upload_create_run_cancel_clone(client, team):
+    p, owner = team["project"], team["owner"]
+    ids = upload_bundle(client, p, owner)
+    hp = client.get(f"/api/v1/projects/{p}/hyperparameters", headers=owner).json["items"][0]
+    assert hp["values"]["rounds"] == 10 and "storage_path" not in hp
+
+    created = client.post(f"/api/v1/projects/{p}/experiments", headers=owner, json={"name": "mnist-1", **ids})
+    assert created.status_code == 201, created.json
+    exp = created.json
+    assert exp["state"] == "draft" and exp["rounds_total"] == 10 and exp["dataset_id"] == ids["dataset_id"]
+
+    run = client.post(f"/api/v1/projects/{p}/experiments/{exp['id']}/run", headers=owner)
+    assert run.status_code == 202 and run.json["state"] == "queued" and run.json["attempt"] == 1
+    again = client.post(f"/api/v1/projects/{p}/experiments/{exp['id']}/run", headers=owner)
+    assert again.status_code == 409 and again.json["error"]["message"]
+
+    cancelled = client.post(f"/api/v1/projects/{p}/experiments/{exp['id']}/cancel", headers=owner)
+    assert cancelled.status_code == 202 and cancelled.json["state"] == "cancelled"
+    assert client.post(f"/api/v1/projects/{p}/experiments/{exp['id']}/cancel", headers=owner).status_code == 409
+
+    clone = client.post(
+        f"/api/v1/projects/{p}/experiments/{exp['id']}/clone", headers=owner,
+        json={"name": "mnist-2", "description": "menos rodadas"},
+    )
+    assert clone.status_code == 201, clone.json
+    assert clone.json["cloned_from_id"] == exp["id"] and clone.json["model_code_id"] == ids["model_code_id"]
+    assert clone.json["description"] == "menos rodadas" and clone.json["state"] == "draft"
+
+    listing = client.get(f"/api/v1/projects/{p}/experiments?name=mnist-2", headers=owner).json
+    assert [e["id"] for e in listing["items"]] == [clone.json["id"]] and listing["total"] == 1
+    assert client.get(f"/api/v1/projects/{p}/experiments?state=cancelled", headers=owner).json["total"] == 1
+
+    started = client.post(f"/api/v1/projects/{p}/experiments", headers=owner, json={"name": "mnist-3", "run": True, **ids})
+    assert started.status_code == 201 and started.json["state"] == "queued"
+
+
+def test_viewer_reads_but_cannot_write(client, team):
+    p = team["project"]
+    ids = upload_bundle(client, p, team["owner"])
+    assert client.get(f"/api/v1/projects/{p}/datasets", headers=team["viewer"]).json["total"] == 1
+    refused = client.post(f"/api/v1/projects/{p}/experiments", headers=team["viewer"], json={"name": "x", **ids})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "forbidden"
+
+
+def test_another_projects_objects_are_404(client, team, seed_experiment):
+    p, other = team["project"], team["other_project"]
+    ids = upload_bundle(client, p, team["owner"])
+    exp = seed_experiment(p, artifact_bytes=b"weights")
+    outsider = team["outsider"]
+    base = f"/api/v1/projects/{p}/experiments/{exp}"
+    for url in (f"/api/v1/projects/{p}", f"/api/v1/projects/{p}/datasets", base, base + "/metrics",
+                base + "/logs", base + "/events", base + "/artifacts"):
+        assert client.get(url, headers=outsider).status_code == 404, url
+    assert client.post(base + "/run", headers=outsider).status_code == 404
+    # The experiment through the outsider's own project id: still 404.
+    assert client.get(f"/api/v1/projects/{other}/experiments/{exp}", headers=outsider).status_code == 404
+    # The owner cannot attach the other project's assets either: the field is named.
+    mixed = client.post(f"/api/v1/projects/{other}/experiments", headers=outsider, json={"name": "x", **ids})
+    assert mixed.status_code == 400 and mixed.json["error"]["field"] == "dataset_id"
+
+
+def test_malformed_json_and_fields_are_400_with_the_field(client, team):
+    p, owner = team["project"], team["owner"]
+    url = f"/api/v1/projects/{p}/experiments"
+    broken = client.post(url, headers={**owner, "Content-Type": "application/json"}, data="{not json")
+    assert broken.status_code == 400 and broken.json["error"]["field"] == "body"
+    not_object = client.post(url, headers=owner, json=[1, 2])
+    assert not_object.status_code == 400 and not_object.json["error"]["field"] == "body"
+    form = client.post(url, headers=owner, data={"name": "x"})
+    assert form.status_code == 415
+    cases = [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "x"}, "dataset_id"),
+        ({"name": "x", "dataset_id": "1", "model_code_id": 1, "hyperparameter_file_id": 1}, "dataset_id"),
+        ({"name": "x", "dataset_id": True, "model_code_id": 1, "hyperparameter_file_id": 1}, "dataset_id"),
+        ({"name": "x", "dataset_id": 1, "model_code_id": -3, "hyperparameter_file_id": 1}, "model_code_id"),
+        ({"name": "x", "dataset_id": 1, "model_code_id": 1, "hyperparameter_file_id": 1, "run": "yes"}, "run"),
+    ]
+    for body, field in cases:
+        response = client.post(url, headers=owner, json=body)
+        assert response.status_code == 400, body
+        assert response.json["error"]["field"] == field, (body, response.json)
+
+
+def test_bad_uploads_name_field_and_line(client, team):
+    p, owner = team["project"], team["owner"]
+    bad_hp = client.post(
+        f"/api/v1/projects/{p}/hyperparameters", headers=owner,
+        data={"hyperparameters_file": (io.BytesIO(b"rounds = 3\nlr = compute()\n"), "hp.py")},
+        content_type="multipart/form-data",
+    )
+    assert bad_hp.status_code == 400
+    error = bad_hp.json["error"]
+    assert error["field"] == "hyperparameters_file" and error["line"] == 2, error
+
+    syntax = client.post(
+        f"/api/v1/projects/{p}/models", headers=owner,
+        data={"model_file": (io.BytesIO(b"import torch\ndef broken(:\n"), "api.py")},
+        content_type="multipart/form-data",
+    )
+    assert syntax.status_code == 400 and syntax.json["error"]["field"] == "model_file"
+    assert syntax.json["error"]["line"] == 2
+
+    missing = client.post(f"/api/v1/projects/{p}/datasets", headers=owner, data={"name": "x"},
+                          content_type="multipart/form-data")
+    assert missing.status_code == 400 and missing.json["error"]["field"] == "dataset_file"
+
+    slip = io.BytesIO()
+    with zipfile.ZipFile(slip, "w") as z:
+        z.writestr("../../evil.txt", "x")
+    slip.seek(0)
+    zipped = client.post(
+        f"/api/v1/projects/{p}/datasets", headers=owner,
+        data={"dataset_file": _file(MNIST / "dataset.py"), "data_files": (slip, "data.zip")},
+        content_type="multipart/form-data",
+    )
+    assert zipped.status_code == 400 and zipped.json["error"]["field"] == "data_files"
+    assert client.get(f"/api/v1/projects/{p}/datasets", headers=owner).json["total"] == 0
+
+
+@pytest.fixture
+def config_overrides():
+    return {"MAX_UPLOAD_MB": 1}
+
+
+def test_oversized_upload_is_413_json(client, team):
+    p, owner = team["project"], team["owner"]
+    big = io.BytesIO(b"0" * (1024 * 1024 + 10))
+    response = client.post(
+        f"/api/v1/projects/{p}/datasets", headers=owner,
+        data={"dataset_file": _file(MNIST / "dataset.py"), "data_files": (big, "big.csv")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "payload_too_large"
+
+
+def test_results_metrics_logs_events_artifacts(client, team, seed_experiment):
+    p, owner = team["project"], team["owner"]
+    exp = seed_experiment(p, rounds=4, logs=25, artifact_bytes=b"final-weights")
+    base = f"/api/v1/projects/{p}/experiments/{exp}"
+
+    metrics = client.get(base + "/metrics", headers=owner).json["items"]
+    assert len(metrics) == 4 * 4
+    aggregate = client.get(base + "/metrics?source=aggregate&name=loss", headers=owner).json["items"]
+    assert [m["round"] for m in aggregate] == [1, 2, 3, 4]
+    assert aggregate[1]["value"] == pytest.approx(0.5)
+    some = client.get(base + "/metrics?round_min=2&round_max=3&phase=central", headers=owner).json["items"]
+    assert [m["round"] for m in some] == [2, 3] and all(m["source"] == "server" for m in some)
+
+    # Catch-up in pages of 10 sees every line once, in order.
+    seen, after = [], 0
+    while True:
+        page = client.get(base + f"/logs?after={after}&limit=10", headers=owner).json
+        seen += [r["line"] for r in page["items"]]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert seen == [f"line {i}" for i in range(25)]
+    server = client.get(base + "/logs?source=server&limit=100", headers=owner).json["items"]
+    assert len(server) == 12 and {r["source"] for r in server} == {"server"}
+
+    events = client.get(base + "/events?after=0", headers=owner).json
+    assert [e["payload"]["round"] for e in events["items"]] == [1, 2, 3, 4]
+    assert events["experiment"]["state"] == "succeeded"
+    later = client.get(base + f"/events?after={events['items'][1]['id']}", headers=owner).json
+    assert [e["payload"]["round"] for e in later["items"]] == [3, 4]
+
+    artifacts = client.get(base + "/artifacts", headers=owner).json["items"]
+    assert len(artifacts) == 1 and artifacts[0]["kind"] == "final" and "storage_path" not in artifacts[0]
+    download = client.get(base + f"/artifacts/{artifacts[0]['id']}/download", headers=owner)
+    assert download.status_code == 200 and download.data == b"final-weights"
+    assert download.headers["X-Checksum-SHA256"] == hashlib.sha256(b"final-weights").hexdigest()
+    assert "attachment" in download.headers["Content-Disposition"]
+
+
+def test_artifact_of_another_experiment_is_404(client, team, seed_experiment):
+    p, owner = team["project"], team["owner"]
+    a = seed_experiment(p, name="a", artifact_bytes=b"a")
+    b = seed_experiment(p, name="b")
+    art = client.get(f"/api/v1/projects/{p}/experiments/{a}/artifacts", headers=owner).json["items"][0]
+    wrong = client.get(f"/api/v1/projects/{p}/experiments/{b}/artifacts/{art['id']}/download", headers=owner)
+    assert wrong.status_code == 404
