@@ -1,0 +1,240 @@
+"""`flautim submit` and `flautim download`: the API from the terminal.
+
+Exit codes (scripts rely on them):
+    0  the experiment succeeded (submit) / the file was saved (download)
+    1  the experiment failed
+    2  bad usage or a local problem (missing files, no token)
+    3  the experiment hit its time limit
+    4  the experiment was cancelled
+    5  the server refused a request or could not be reached
+    130 interrupted (Ctrl-C); the experiment keeps running on the server
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from .bundle import BundleError, read_bundle
+from .http import ApiClient, ApiClientError, FilePart
+from .progress import ProgressView
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMED_OUT, EXIT_CANCELLED, EXIT_API = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+EXIT_BY_STATE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "timed_out": EXIT_TIMED_OUT,
+                 "cancelled": EXIT_CANCELLED}
+TERMINAL_STATES = frozenset(EXIT_BY_STATE)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", required=True, type=int, help="id do projeto")
+    parser.add_argument("--url", default=os.environ.get("FLAUTIM_URL", DEFAULT_URL),
+                        help="endereço do Flautim (padrão: $FLAUTIM_URL ou %(default)s)")
+    parser.add_argument("--token", default=None,
+                        help="token de acesso pessoal (padrão: $FLAUTIM_TOKEN)")
+
+
+def _client(args, err) -> ApiClient | None:
+    token = args.token or os.environ.get("FLAUTIM_TOKEN", "")
+    if not token:
+        err.write("flautim: informe o token com --token ou a variável FLAUTIM_TOKEN "
+                  "(crie um em Minha conta > Tokens de acesso pessoal)\n")
+        return None
+    return ApiClient(args.url, token)
+
+
+# --- submit -----------------------------------------------------------------------------
+
+def submit_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flautim submit",
+        description="Envia uma pasta de experimento (dataset.py, data/, api.py, "
+                    "hyperparameters.py), cria e executa o experimento e acompanha o progresso.",
+    )
+    parser.add_argument("folder", metavar="EXPERIMENT_DIR")
+    _common(parser)
+    parser.add_argument("--name", help="nome do experimento (padrão: o nome da pasta)")
+    parser.add_argument("--description", default="")
+    parser.add_argument("--no-follow", action="store_true",
+                        help="só enviar e iniciar; não acompanhar até o fim")
+    parser.add_argument("--poll", type=float, default=1.0, help="segundos entre consultas")
+    parser.add_argument("--timeout", type=float, default=0,
+                        help="parar de acompanhar após N segundos (0: sem limite)")
+    return parser
+
+
+def submit_main(argv: list[str], out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        args = submit_parser().parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        bundle = read_bundle(args.folder)
+    except BundleError as exc:
+        err.write(f"flautim: {exc}\n")
+        return EXIT_USAGE
+    client = _client(args, err)
+    if client is None:
+        return EXIT_USAGE
+    base = f"/projects/{args.project}"
+    name = (args.name or bundle.root.resolve().name)[:100]
+    files = [FilePart("dataset_file", "dataset.py", open(bundle.path("dataset.py"), "rb"))]
+    try:
+        data = bundle.data_zip()
+        if data is not None:
+            files.append(FilePart("data_files", "data.zip", data))
+        err.write(f"enviando o dataset ({len(bundle.data_files)} arquivos de dados)...\n")
+        dataset = client.post_multipart(base + "/datasets", {"name": name}, files)
+        with open(bundle.path("api.py"), "rb") as f:
+            model = client.post_multipart(base + "/models", {"name": name}, [FilePart("model_file", "api.py", f)])
+        with open(bundle.path("hyperparameters.py"), "rb") as f:
+            hyper = client.post_multipart(
+                base + "/hyperparameters", {"name": name}, [FilePart("hyperparameters_file", "hyperparameters.py", f)]
+            )
+        experiment = client.post_json(
+            base + "/experiments",
+            {
+                "name": name,
+                "description": args.description,
+                "dataset_id": dataset["id"],
+                "model_code_id": model["id"],
+                "hyperparameter_file_id": hyper["id"],
+                "run": True,
+            },
+        )
+    except ApiClientError as exc:
+        err.write(f"flautim: {exc}\n")
+        return EXIT_API
+    finally:
+        for part in files:
+            part.stream.close()
+    out.write(f"experimento {experiment['id']} ({experiment['name']}) criado: {experiment['state']}\n")
+    out.flush()
+    if args.no_follow:
+        return EXIT_OK
+    return follow(client, args.project, experiment["id"], args.poll, args.timeout, out, err)
+
+
+def follow(client: ApiClient, project: int, experiment_id: int, poll: float, timeout: float,
+           out, err) -> int:
+    """Poll the experiment's events until it ends; exit code by its final state."""
+    view = ProgressView(err)
+    path = f"/projects/{project}/experiments/{experiment_id}/events"
+    after = 0
+    started = time.monotonic()
+    try:
+        while True:
+            page = client.get(path, after=after, limit=1000)
+            for event in page["items"]:
+                view.feed(event)
+            after = page["next_after"]
+            experiment = page["experiment"]
+            view.update_experiment(experiment)
+            view.render()
+            if page["has_more"]:
+                continue
+            if experiment["state"] in TERMINAL_STATES:
+                break
+            if timeout and time.monotonic() - started > timeout:
+                view.finish()
+                err.write(f"flautim: parei de acompanhar após {timeout:g} s; o experimento continua.\n")
+                return EXIT_FAILED
+            time.sleep(poll)
+    except ApiClientError as exc:
+        view.finish()
+        err.write(f"flautim: {exc}\n")
+        return EXIT_API
+    except KeyboardInterrupt:
+        view.finish()
+        err.write(f"\nflautim: parei de acompanhar; o experimento {experiment_id} continua no servidor.\n")
+        return EXIT_INTERRUPTED
+    view.finish()
+    state = experiment["state"]
+    summary = f"experimento {experiment_id}: {state}, {experiment['rounds_done']}/{experiment['rounds_total']} rodadas"
+    if experiment.get("duration_s") is not None:
+        summary += f" em {experiment['duration_s']:.1f} s"
+    out.write(summary + "\n")
+    if experiment.get("failure_reason"):
+        out.write(f"motivo: {experiment['failure_reason']}\n")
+    return EXIT_BY_STATE.get(state, EXIT_FAILED)
+
+
+# --- download ---------------------------------------------------------------------------
+
+def download_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flautim download",
+        description="Baixa um modelo treinado (checkpoint) de um experimento.",
+    )
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="id ou nome do experimento")
+    _common(parser)
+    parser.add_argument("--kind", choices=("final", "best"), default="final")
+    parser.add_argument("--format", choices=("pytorch", "safetensors"), default="pytorch")
+    parser.add_argument("-o", "--output", help="arquivo de saída (padrão: o nome dado pelo servidor)")
+    return parser
+
+
+def _find_experiment(client: ApiClient, project: int, ref: str) -> dict:
+    if ref.isdigit():
+        return client.get(f"/projects/{project}/experiments/{int(ref)}")
+    found = client.get(f"/projects/{project}/experiments", name=ref, limit=1)["items"]
+    if not found:
+        raise ApiClientError(404, f"nenhum experimento chamado {ref!r} no projeto {project}")
+    return found[0]  # newest first
+
+
+def download_main(argv: list[str], out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        args = download_parser().parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    client = _client(args, err)
+    if client is None:
+        return EXIT_USAGE
+    try:
+        experiment = _find_experiment(client, args.project, args.experiment)
+        base = f"/projects/{args.project}/experiments/{experiment['id']}"
+        artifacts = client.get(base + "/artifacts", kind=args.kind, format=args.format)["items"]
+        if not artifacts:
+            err.write(
+                f"flautim: o experimento {experiment['id']} ({experiment['state']}) não tem modelo "
+                f"{args.kind} em {args.format}\n"
+            )
+            return EXIT_FAILED
+        artifact = max(artifacts, key=lambda a: (a["round"], a["id"]))
+        suffix = ".safetensors" if args.format == "safetensors" else ".pt"
+        target = Path(args.output or f"experiment-{experiment['id']}-{args.kind}{suffix}")
+        partial = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        with open(partial, "wb") as raw:
+            writer = _HashingWriter(raw, digest)
+            client.download(base + f"/artifacts/{artifact['id']}/download", writer)
+        if digest.hexdigest() != artifact["sha256"]:
+            partial.unlink(missing_ok=True)
+            err.write("flautim: o arquivo baixado não confere com o SHA-256 do servidor; tente de novo\n")
+            return EXIT_API
+        partial.replace(target)
+    except ApiClientError as exc:
+        err.write(f"flautim: {exc}\n")
+        return EXIT_API
+    except OSError as exc:
+        err.write(f"flautim: não foi possível gravar: {exc}\n")
+        return EXIT_USAGE
+    out.write(f"{target} ({artifact['size_bytes']} bytes, rodada {artifact['round']}, {args.kind}, {args.format})\n")
+    return EXIT_OK
+
+
+class _HashingWriter:
+    def __init__(self, raw, digest) -> None:
+        self.raw, self.digest = raw, digest
+
+    def write(self, block: bytes) -> int:
+        self.digest.update(block)
+        return self.raw.write(block)

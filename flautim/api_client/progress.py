@@ -1,0 +1,96 @@
+"""Rendering a run's progress in the terminal from the API's events: a bar with round r/N,
+the latest loss and accuracy, and warnings/errors as they come."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+BAR_WIDTH = 30
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class ProgressView:
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+        self.loss: float | None = None
+        self.accuracy: float | None = None
+        self.round = 0
+        self.rounds = 0
+        self.state = ""
+        self._last_line = ""
+        self._central_seen = False
+
+    def feed(self, event: dict) -> None:
+        """Update from one event of /events (type + payload)."""
+        kind, payload = event.get("type"), event.get("payload") or {}
+        if kind == "run_started":
+            self.rounds = int(_number(payload.get("rounds")) or self.rounds)
+        elif kind == "round_started":
+            self.round = max(self.round, int(_number(payload.get("round")) or 0) - 1)
+        elif kind in ("central_evaluate", "aggregated"):
+            if kind == "aggregated" and payload.get("phase") != "evaluate":
+                return
+            self.round = max(self.round, int(_number(payload.get("round")) or 0))
+            loss = _number(payload.get("loss"))
+            metrics = payload.get("metrics") if isinstance(payload.get("metrics"), dict) else {}
+            accuracy = _number(metrics.get("accuracy"))
+            # Central evaluation (held-out data) is preferred; federated evaluation otherwise.
+            if kind == "central_evaluate" or not self._central_seen:
+                self.loss = loss if loss is not None else self.loss
+                self.accuracy = accuracy if accuracy is not None else self.accuracy
+            if kind == "central_evaluate":
+                self._central_seen = True
+        elif kind == "warning":
+            self.message(f"aviso: {payload.get('message', '')}")
+        elif kind == "error":
+            where = f" ({payload.get('where')})" if payload.get("where") else ""
+            self.message(f"erro: {payload.get('what', '')}{where}")
+            if payload.get("hint"):
+                self.message(f"  dica: {payload['hint']}")
+
+    def update_experiment(self, experiment: dict) -> None:
+        self.state = str(experiment.get("state", ""))
+        self.rounds = int(experiment.get("rounds_total") or self.rounds or 0)
+        self.round = max(self.round, int(experiment.get("rounds_done") or 0))
+
+    def line(self) -> str:
+        total = max(self.rounds, 1)
+        done = min(self.round, total)
+        filled = int(BAR_WIDTH * done / total)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        text = f"[{bar}] rodada {self.round}/{self.rounds or '?'}"
+        if self.loss is not None:
+            text += f"  loss {self.loss:.4f}"
+        if self.accuracy is not None:
+            text += f"  acurácia {self.accuracy:.2%}"
+        if self.state:
+            text += f"  ({self.state})"
+        return text
+
+    def render(self) -> None:
+        text = self.line()
+        if text == self._last_line:
+            return
+        if self.tty:
+            self.out.write("\r\x1b[2K" + text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+        self._last_line = text
+
+    def message(self, text: str) -> None:
+        if self.tty and self._last_line:
+            self.out.write("\r\x1b[2K")
+        self.out.write(text + "\n")
+        self._last_line = ""
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty and self._last_line:
+            self.out.write("\n")
+            self.out.flush()
