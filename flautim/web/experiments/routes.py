@@ -1,1 +1,460 @@
-from . import bp  # noqa: F401
+"""Pages of a project's experiments and assets. Thin: every rule lives in `services.py`
+(shared with the JSON API); every lookup is scoped through `flautim.web.projects.access`.
+"""
+
+from __future__ import annotations
+
+import io
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from flautim import redis_connection
+from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
+from flautim.web.projects.access import project_object_or_404, require_role, scoped
+from flautim.web.uploads import UserFacingError
+
+from . import bp, live, services
+from .display import js_labels
+from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
+from .results import compare_rows, curves_of
+
+# URL slug -> (model, template folder word, page title)
+ASSETS = {
+    "datasets": Dataset,
+    "model-code": ModelCode,
+    "hyperparameters": HyperparameterFile,
+}
+
+
+def _asset_titles() -> dict[str, str]:
+    return {
+        "datasets": _("Datasets"),
+        "model-code": _("Códigos da API do modelo"),
+        "hyperparameters": _("Arquivos de hiperparâmetros"),
+    }
+
+
+def _can_edit() -> bool:
+    return g.membership.role.allows(Role.EDITOR)
+
+
+def _flash_error(error: UserFacingError) -> None:
+    where = error.where()
+    text = f"{error.message} — {where}" if where else error.message
+    if error.hint:
+        text += f" ({error.hint})"
+    flash(text, "error")
+
+
+# --- assets -------------------------------------------------------------------------------
+
+def _asset_model(kind: str):
+    model = ASSETS.get(kind)
+    if model is None:
+        abort(404)
+    return model
+
+
+def _upload_form(kind: str):
+    return DatasetUploadForm() if kind == "datasets" else SourceUploadForm()
+
+
+def _render_assets(project_id: int, kind: str, form=None, error: UserFacingError | None = None, status=200):
+    model = _asset_model(kind)
+    return (
+        render_template(
+            "experiments/assets.html",
+            project=g.project,
+            membership=g.membership,
+            kind=kind,
+            title=_asset_titles()[kind],
+            assets=services.list_assets(g.project, model),
+            form=form or _upload_form(kind),
+            upload_error=error,
+            delete_form=ConfirmForm(),
+        ),
+        status,
+    )
+
+
+@bp.get("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>")
+@require_role(Role.VIEWER)
+def assets(project_id: int, kind: str):
+    return _render_assets(project_id, kind)
+
+
+@bp.post("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>")
+@require_role(Role.EDITOR)
+def upload_asset(project_id: int, kind: str):
+    form = _upload_form(kind)
+    if not form.validate_on_submit():
+        return _render_assets(project_id, kind, form=form, status=400)
+    try:
+        if kind == "datasets":
+            asset = services.upload_dataset(
+                g.project,
+                current_user,
+                name=form.name.data,
+                description=form.description.data,
+                dataset_file=request.files.get("dataset_file"),
+                data_files=request.files.getlist("data_files"),
+            )
+        elif kind == "model-code":
+            asset = services.upload_model_code(
+                g.project, current_user, upload=request.files.get("file"), name=form.name.data
+            )
+        else:
+            asset = services.upload_hyperparameters(
+                g.project, current_user, upload=request.files.get("file"), name=form.name.data
+            )
+    except UserFacingError as error:
+        return _render_assets(project_id, kind, form=form, error=error, status=400)
+    flash(_("“%(name)s” enviado.", name=asset.name), "success")
+    return redirect(url_for(".asset", project_id=project_id, kind=kind, asset_id=asset.id))
+
+
+@bp.get("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>/<int:asset_id>")
+@require_role(Role.VIEWER)
+def asset(project_id: int, kind: str, asset_id: int):
+    row = project_object_or_404(_asset_model(kind), asset_id, g.project)
+    source = services.asset_source(row)
+    return render_template(
+        "experiments/asset.html",
+        project=g.project,
+        membership=g.membership,
+        kind=kind,
+        title=_asset_titles()[kind],
+        asset=row,
+        lines=source.splitlines(),
+        files=services.dataset_files(row) if kind == "datasets" else [],
+        delete_form=ConfirmForm(),
+    )
+
+
+@bp.get("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>/<int:asset_id>/download")
+@require_role(Role.VIEWER)
+def download_asset(project_id: int, kind: str, asset_id: int):
+    row = project_object_or_404(_asset_model(kind), asset_id, g.project)
+    path = services.asset_file_path(row)
+    name = getattr(row, "filename", None) or path.name
+    return send_file(path, mimetype="text/x-python", as_attachment=True, download_name=name)
+
+
+@bp.post("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>/<int:asset_id>/delete")
+@require_role(Role.EDITOR)
+def delete_asset(project_id: int, kind: str, asset_id: int):
+    row = project_object_or_404(_asset_model(kind), asset_id, g.project)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.delete_asset(g.project, current_user, row)
+    except UserFacingError as error:
+        _flash_error(error)
+        return redirect(url_for(".asset", project_id=project_id, kind=kind, asset_id=asset_id))
+    flash(_("Apagado."), "success")
+    return redirect(url_for(".assets", project_id=project_id, kind=kind))
+
+
+@bp.post("/<int:project_id>/datasets/<int:asset_id>/inspect")
+@require_role(Role.EDITOR)
+def reinspect_dataset(project_id: int, asset_id: int):
+    row = project_object_or_404(Dataset, asset_id, g.project)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    services.reinspect_dataset(g.project, current_user, row)
+    return redirect(url_for(".asset", project_id=project_id, kind="datasets", asset_id=asset_id))
+
+
+# --- experiments: list, add, review, run --------------------------------------------------
+
+@bp.get("/<int:project_id>/experiments")
+@require_role(Role.VIEWER)
+def list_experiments(project_id: int):
+    return render_template(
+        "experiments/list.html",
+        project=g.project,
+        membership=g.membership,
+        experiments=services.list_experiments(g.project),
+    )
+
+
+def _fill_choices(form: ExperimentForm) -> None:
+    def choices(model, label):
+        rows = services.list_assets(g.project, model)
+        return [("", label)] + [(str(r.id), f"{r.name} · {r.content_hash[:8]}") for r in rows]
+
+    form.dataset_id.choices = choices(Dataset, _("— escolha um dataset —"))
+    form.model_code_id.choices = choices(ModelCode, _("— escolha um código —"))
+    form.hyperparameter_file_id.choices = choices(HyperparameterFile, _("— escolha um arquivo —"))
+
+
+def _render_new(form: ExperimentForm, error: UserFacingError | None = None, status: int = 200, source=None):
+    if error is not None and error.field and hasattr(form, error.field):
+        getattr(form, error.field).errors = list(getattr(form, error.field).errors or []) + [
+            error.message + (f" — {error.where()}" if error.where() else "")
+        ]
+    return (
+        render_template(
+            "experiments/new.html",
+            project=g.project,
+            membership=g.membership,
+            form=form,
+            error=error,
+            source=source,
+        ),
+        status,
+    )
+
+
+@bp.route("/<int:project_id>/experiments/new", methods=["GET", "POST"])
+@require_role(Role.EDITOR)
+def new_experiment(project_id: int):
+    form = ExperimentForm()
+    source = None
+    clone_of = request.args.get("clone", type=int)
+    if clone_of:
+        source = project_object_or_404(Experiment, clone_of, g.project)
+    _fill_choices(form)
+    if request.method == "GET":
+        if source is not None:
+            form.name.data = _("%(name)s (cópia)", name=source.name)[:100]
+            form.description.data = source.description
+            form.dataset_id.data = str(source.dataset_id or "")
+            form.model_code_id.data = str(source.model_code_id or "")
+            form.hyperparameter_file_id.data = str(source.hyperparameter_file_id or "")
+        else:
+            # A single choice is picked for the user.
+            for field in (form.dataset_id, form.model_code_id, form.hyperparameter_file_id):
+                if len(field.choices) == 2:
+                    field.data = field.choices[1][0]
+        return _render_new(form, source=source)
+    if not form.validate_on_submit():
+        return _render_new(form, status=400, source=source)
+    try:
+        # Files uploaded inline become assets first (they are useful even if the rest fails).
+        model_code_id = form.model_code_id.data
+        upload = request.files.get("model_file")
+        if upload and upload.filename:
+            model_code_id = services.upload_model_code(g.project, current_user, upload=upload).id
+        hyper_id = form.hyperparameter_file_id.data
+        upload = request.files.get("hyperparameters_file")
+        if upload and upload.filename:
+            hyper_id = services.upload_hyperparameters(g.project, current_user, upload=upload).id
+        experiment = services.create_experiment(
+            g.project,
+            current_user,
+            name=form.name.data,
+            description=form.description.data,
+            dataset_id=form.dataset_id.data,
+            model_code_id=model_code_id,
+            hyperparameter_file_id=hyper_id,
+            cloned_from=source,
+        )
+    except UserFacingError as error:
+        _fill_choices(form)
+        return _render_new(form, error=error, status=400, source=source)
+    return redirect(url_for(".review", project_id=project_id, experiment_id=experiment.id))
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/review")
+@require_role(Role.VIEWER)
+def review(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    hyper = experiment.hyperparameter_file
+    return render_template(
+        "experiments/review.html",
+        project=g.project,
+        membership=g.membership,
+        experiment=experiment,
+        hyperparameters=(hyper.values if hyper else {}),
+        run_form=ConfirmForm(),
+    )
+
+
+@bp.post("/<int:project_id>/experiments/<int:experiment_id>/run")
+@require_role(Role.EDITOR)
+def run(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.run_experiment(g.project, current_user, experiment)
+    except UserFacingError as error:
+        _flash_error(error)
+    return redirect(url_for(".show", project_id=project_id, experiment_id=experiment_id))
+
+
+@bp.post("/<int:project_id>/experiments/<int:experiment_id>/cancel")
+@require_role(Role.EDITOR)
+def cancel(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.cancel_experiment(g.project, current_user, experiment)
+        flash(_("Cancelamento pedido."), "info")
+    except UserFacingError as error:
+        _flash_error(error)
+    return redirect(url_for(".show", project_id=project_id, experiment_id=experiment_id))
+
+
+@bp.post("/<int:project_id>/experiments/<int:experiment_id>/delete")
+@require_role(Role.EDITOR)
+def delete(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        services.delete_experiment(g.project, current_user, experiment)
+    except UserFacingError as error:
+        _flash_error(error)
+        return redirect(url_for(".show", project_id=project_id, experiment_id=experiment_id))
+    flash(_("Experimento apagado."), "success")
+    return redirect(url_for(".list_experiments", project_id=project_id))
+
+
+# --- the experiment page ------------------------------------------------------------------
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>")
+@require_role(Role.VIEWER)
+def show(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    return render_template(
+        "experiments/show.html",
+        project=g.project,
+        membership=g.membership,
+        experiment=experiment,
+        artifacts=services.experiment_artifacts(experiment),
+        sources=services.log_sources(experiment),
+        not_isolated=_ran_without_isolation(experiment),
+        action_form=ConfirmForm(),
+        js_labels=js_labels(),
+    )
+
+
+def _ran_without_isolation(experiment: Experiment) -> bool:
+    """The local backend ran it (as the worker recorded it, else as this site is set up)."""
+    if experiment.attempt == 0:
+        return False
+    backend = (experiment.summary or {}).get("sandbox_backend")
+    return (backend or current_app.extensions["flautim_config"].SANDBOX_BACKEND) == "local"
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/models")
+@require_role(Role.VIEWER)
+def models_fragment(project_id: int, experiment_id: int):
+    """The Modelos tab's table, fetched again by the page when a checkpoint arrives."""
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    return render_template(
+        "experiments/_models.html",
+        project=g.project,
+        experiment=experiment,
+        artifacts=services.experiment_artifacts(experiment),
+    )
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/stream")
+@require_role(Role.VIEWER)
+def stream(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    cursor = live.Cursor.parse(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+    app = current_app._get_current_object()
+    client = redis_connection.connect(app.extensions["flautim_config"])
+    exp_id = experiment.id
+    # Give the request's DB connection back before the long response starts.
+    db.session.remove()
+
+    def body():
+        try:
+            yield from live.stream(app, client, exp_id, cursor)
+        finally:
+            client.close()
+
+    response = Response(body(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/logs.txt")
+@require_role(Role.VIEWER)
+def download_logs(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    attempt = request.args.get("attempt", type=int)
+    source = request.args.get("source") or None
+
+    def lines():
+        after = 0
+        while True:
+            rows = services.experiment_logs(experiment, attempt=attempt, after_id=after, source=source, limit=2000)
+            if not rows:
+                return
+            buf = io.StringIO()
+            for row in rows:
+                buf.write(f"{row.created_at.isoformat()} [{row.source}] {row.line}\n")
+            after = rows[-1].id
+            yield buf.getvalue()
+
+    filename = f"experimento-{experiment.id}-tentativa-{attempt or experiment.attempt}.log"
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/artifacts/<int:artifact_id>")
+@require_role(Role.VIEWER)
+def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    artifact = services.artifact_or_404(g.project, artifact_id)
+    if artifact.experiment_id != experiment.id:
+        abort(404)
+    path = services.artifact_file(g.project, artifact)
+    suffix = ".safetensors" if artifact.format == "safetensors" else ".pt"
+    name = f"experimento-{experiment.id}-{artifact.kind}-rodada-{artifact.round}{suffix}"
+    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name)
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/curves.json")
+@require_role(Role.VIEWER)
+def curves(project_id: int, experiment_id: int):
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    return curves_of(experiment)
+
+
+@bp.get("/<int:project_id>/experiments/compare")
+@require_role(Role.VIEWER)
+def compare(project_id: int):
+    ids = [i for i in request.args.getlist("ids", type=int)][:8]
+    chosen = (
+        list(db.session.scalars(scoped(Experiment, g.project).where(Experiment.id.in_(ids)).order_by(Experiment.id)))
+        if ids
+        else []
+    )
+    all_experiments = services.list_experiments(g.project)
+    return render_template(
+        "experiments/compare.html",
+        project=g.project,
+        membership=g.membership,
+        chosen=chosen,
+        rows=compare_rows(chosen),
+        all_experiments=all_experiments,
+        chosen_ids={e.id for e in chosen},
+    )
+
+

@@ -7,6 +7,7 @@ The runtime raises its own errors (`FlautimError` with `where` = "file:line",
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -28,30 +29,43 @@ def _as_user_error(exc: Exception, filename: str, field: str) -> UserFacingError
     return UserFacingError(str(message), field=field, line=line, hint=hint, filename=filename)
 
 
+def _raise_first(problems: list, filename: str, field: str) -> None:
+    if not problems:
+        return
+    error = _as_user_error(problems[0], filename, field)
+    if len(problems) > 1:
+        more = "; ".join(str(getattr(p, "what", p)) for p in problems[1:4])
+        error.hint = " ".join(filter(None, [error.hint, _("Também: %(more)s", more=more)]))
+    raise error
+
+
 def check_api_source(source: str, filename: str) -> None:
-    """UserFacingError (field model_file) when the API code lacks what the runtime needs."""
+    """UserFacingError (field model_file) when the API code lacks what the runtime needs:
+    an Experiment subclass with training_loop/validation_loop, and a model."""
     from flautim.fl import bundle
 
-    try:
-        bundle.check_api_source(source, filename)
-    except (ValueError, SyntaxError, LookupError, TypeError) as exc:
-        raise _as_user_error(exc, filename, "model_file") from exc
-    except Exception as exc:
-        if hasattr(exc, "what") or hasattr(exc, "hint"):
-            raise _as_user_error(exc, filename, "model_file") from exc
-        raise
+    _raise_first(bundle.check_api_source(source, filename), filename, "model_file")
+
+
+def check_dataset_source(source: str, filename: str) -> None:
+    """UserFacingError (field dataset_file) when dataset.py has no usable Dataset subclass."""
+    from flautim.fl import bundle
+
+    _raise_first(bundle.check_dataset_source(source, filename), filename, "dataset_file")
 
 
 def check_hyperparameters(source: str, filename: str) -> dict[str, Any]:
-    """The values of a hyperparameter file (literals only, never executed)."""
-    from flautim.fl import hyperparameters
+    """Every value of a hyperparameter file, defaults included (literals only, parsed and
+    never executed); UserFacingError with the line for anything else."""
+    from flautim.fl.errors import FlautimError
+    from flautim.fl.hyperparameters import parse_hyperparameters
 
     try:
-        values = hyperparameters.parse_hyperparameters(source, filename)
-    except Exception as exc:
-        if isinstance(exc, (ValueError, SyntaxError)) or hasattr(exc, "hint") or hasattr(exc, "what"):
-            raise _as_user_error(exc, filename, "hyperparameters_file") from exc
-        raise
+        parsed = parse_hyperparameters(source, filename)
+    except FlautimError as exc:
+        raise _as_user_error(exc, filename, "hyperparameters_file") from exc
+    values = parsed.to_dict() if hasattr(parsed, "to_dict") else parsed
     if not isinstance(values, dict):
         raise UserFacingError(_("O arquivo de hiperparâmetros não pôde ser lido."), field="hyperparameters_file")
-    return dict(values)
+    # Stored as JSON: tuples become lists, anything exotic its text.
+    return json.loads(json.dumps(values, default=str))

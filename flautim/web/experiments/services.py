@@ -4,7 +4,7 @@ and cancelling experiments, reading their metrics, logs and artifacts.
 Plain functions taking a project (already scoped by `flautim.web.projects.access`) and the
 acting user; they return rows or raise `UserFacingError` (message, field, line, hint). The
 pages in `routes.py` and the JSON API both call them, so both enforce the same rules.
-Permission is re-checked here (`require_role`) so a caller cannot forget it.
+Permission is re-checked here (`check_member_role`) so a caller cannot forget it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from flautim.web.uploads import (
 )
 from flautim.web.uploads.names import basename
 
-from .runtime_checks import check_api_source, check_hyperparameters
+from .runtime_checks import check_api_source, check_dataset_source, check_hyperparameters
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ __all__ = [
     "list_assets",
     "list_experiments",
     "log_sources",
-    "require_role",
+    "check_member_role",
     "run_experiment",
     "upload_dataset",
     "upload_hyperparameters",
@@ -82,7 +82,7 @@ __all__ = [
 
 # --- permission ---------------------------------------------------------------------------
 
-def require_role(project: Project, user: User, needed: Role) -> Membership:
+def check_member_role(project: Project, user: User, needed: Role) -> Membership:
     """The user's membership of `project` if its role allows `needed`; 404 / 403 otherwise."""
     membership = db.session.scalar(
         select(Membership).where(Membership.project_id == project.id, Membership.user_id == user.id)
@@ -132,10 +132,11 @@ def upload_dataset(
 ) -> Dataset:
     """Store a Dataset class plus its data (several files or one zip), then queue its
     sandboxed inspection. Nothing is stored if any check fails."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     name = _clean_name(name, basename(getattr(dataset_file, "filename", "") or "").removesuffix(".py"))
     with Staging(_data_dir()) as staging:
         staged = stage_dataset(staging.path, dataset_file, list(data_files or []), _limits())
+        check_dataset_source(staged.source.text, staged.source.filename)
         dataset = Dataset(
             project_id=project.id,
             created_by_id=user.id,
@@ -158,7 +159,7 @@ def upload_model_code(
 ) -> ModelCode:
     """Store a version of the model's API code after the runtime's static checks. Uploading
     the same content again returns the version already stored (versions are content hashes)."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     source = _read_source(upload, "model_file")
     check_api_source(source.text, source.filename)
     existing = db.session.scalar(
@@ -186,7 +187,7 @@ def upload_hyperparameters(
     project: Project, user: User, *, upload: Upload | None, name: str | None = None, description: str = ""
 ) -> HyperparameterFile:
     """Store a hyperparameter file: literals only, parsed and never executed."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     source = _read_source(upload, "hyperparameters_file")
     values = check_hyperparameters(source.text, source.filename)
     existing = db.session.scalar(
@@ -274,7 +275,7 @@ _ASSET_FK = {
 def delete_asset(project: Project, user: User, asset: Dataset | ModelCode | HyperparameterFile) -> None:
     """Delete an asset and its files. Refused while a queued or running experiment uses it;
     finished experiments keep their results and lose only the link."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     if asset.project_id != project.id:
         abort(404)
     active = [s.value for s in ExperimentState if s.is_active]
@@ -323,7 +324,7 @@ def create_experiment(
     cloned_from: Experiment | None = None,
 ) -> Experiment:
     """A new experiment in state draft (run it with `run_experiment`)."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     name = _clean_name(name, "")
     dataset = _asset_or_error(project, Dataset, dataset_id, "dataset_id", _("um dataset"))
     model_code = _asset_or_error(project, ModelCode, model_code_id, "model_code_id", _("um código do modelo"))
@@ -393,7 +394,7 @@ def _check_owned(project: Project, obj) -> None:
 def run_experiment(project: Project, user: User, experiment: Experiment) -> Experiment:
     """Queue a run (a new attempt): commit the state first, then enqueue only the id, so a
     fast worker always finds the row."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     _check_owned(project, experiment)
     missing = [
         label
@@ -435,7 +436,7 @@ def run_experiment(project: Project, user: User, experiment: Experiment) -> Expe
 
 def cancel_experiment(project: Project, user: User, experiment: Experiment) -> Experiment:
     """Cancel a queued experiment at once; ask the worker to stop a preparing/running one."""
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     _check_owned(project, experiment)
     if not experiment.state.is_active:
         raise UserFacingError(_("Só é possível cancelar um experimento na fila ou em execução."))
@@ -449,7 +450,7 @@ def cancel_experiment(project: Project, user: User, experiment: Experiment) -> E
 
 
 def delete_experiment(project: Project, user: User, experiment: Experiment) -> None:
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     _check_owned(project, experiment)
     if experiment.state.is_active:
         raise UserFacingError(_("Cancele o experimento antes de apagá-lo."))
@@ -473,7 +474,7 @@ def _after_commit_enqueue(function_name: str, row) -> None:
 
 
 def reinspect_dataset(project: Project, user: User, dataset: Dataset) -> Dataset:
-    require_role(project, user, Role.EDITOR)
+    check_member_role(project, user, Role.EDITOR)
     _check_owned(project, dataset)
     dataset.inspection_status, dataset.inspection = "pending", {}
     db.session.commit()

@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from .archives import CHUNK, ByteBudget, extract_zip
 from .errors import UserFacingError
 from .limits import UploadLimits
-from .names import basename, safe_relative_path
+from .names import basename, safe_component
 from .sources import PythonSource, read_python_upload
 from .staging import read_limited, save_stream
 
@@ -107,7 +107,8 @@ def stage_dataset(
         seen: set[str] = set()
         for upload in uploads:
             original = basename(upload.filename)
-            rel = safe_relative_path(original, "data_files")
+            # Plain files land flat in data/: a browser sends a bare name, never a folder.
+            rel = PurePosixPath(safe_component(original, "data_files"))
             if str(rel).lower() in seen:
                 raise UserFacingError(
                     _("Arquivo repetido: %(name)s", name=original), field="data_files", filename=original

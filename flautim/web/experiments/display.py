@@ -1,0 +1,140 @@
+"""What templates need to show experiments and datasets: labels in the user's language and
+a normalised view of a dataset's inspection report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_babel import gettext as _
+
+from flautim.models import Dataset, Experiment, Project, Role, db
+from flautim.web.projects.access import scoped
+
+
+def state_label(state: str) -> str:
+    return {
+        "draft": _("rascunho"),
+        "queued": _("na fila"),
+        "preparing": _("preparando"),
+        "running": _("executando"),
+        "succeeded": _("concluído"),
+        "failed": _("falhou"),
+        "cancelled": _("cancelado"),
+        "timed_out": _("tempo esgotado"),
+    }.get(state, state)
+
+
+def inspection_label(status: str) -> str:
+    return {"pending": _("em análise"), "ok": _("ok"), "error": _("erro")}.get(status, status)
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        for key in ("examples", "count", "size", "n"):
+            if isinstance(value.get(key), int):
+                return value[key]
+    return None
+
+
+def inspection_view(dataset: Dataset) -> dict[str, Any]:
+    """{"splits": [(label, count)], "histogram": [(label, count)], "peak", "facts": [(k, v)]}
+    from whatever the sandboxed inspection stored (tolerant of missing keys)."""
+    info = dataset.inspection if isinstance(dataset.inspection, dict) else {}
+    splits_src = info.get("splits") if isinstance(info.get("splits"), dict) else info
+    splits = []
+    for key, label in (("train", _("Treino")), ("validation", _("Validação"))):
+        n = _count(splits_src.get(key))
+        if n is None:
+            n = _count(info.get(f"{key}_examples"))
+        if n is None and key == "validation":
+            n = _count(info.get("val_examples"))
+        if n is not None:
+            splits.append((label, n))
+    hist_src = info.get("label_histogram") or info.get("label_counts")
+    if hist_src is None and isinstance(info.get("train"), dict):
+        hist_src = info["train"].get("label_counts") or info["train"].get("label_histogram")
+    histogram: list[tuple[str, int]] = []
+    if isinstance(hist_src, dict):
+        histogram = [(str(k), v) for k, v in hist_src.items() if isinstance(v, int)]
+    elif isinstance(hist_src, list):
+        histogram = [(str(i), v) for i, v in enumerate(hist_src) if isinstance(v, int)]
+    facts = [
+        (key, info[key])
+        for key in ("num_classes", "input_shape", "dtype", "classes")
+        if key in info and not isinstance(info[key], dict)
+    ]
+    return {
+        "splits": splits,
+        "histogram": histogram,
+        "peak": max((v for _k, v in histogram), default=0) or 1,
+        "facts": facts,
+        "what": info.get("what") or info.get("error") or info.get("message"),
+        "where": info.get("where"),
+        "hint": info.get("hint"),
+    }
+
+
+def recent_experiments(project: Project, limit: int = 5) -> list[Experiment]:
+    return list(
+        db.session.scalars(
+            scoped(Experiment, project).order_by(Experiment.created_at.desc(), Experiment.id.desc()).limit(limit)
+        )
+    )
+
+
+def init_app(app: Flask) -> None:
+    @app.context_processor
+    def _experiment_display():
+        return {
+            "state_label": state_label,
+            "inspection_label": inspection_label,
+            "inspection_view": inspection_view,
+            "recent_experiments": recent_experiments,
+            "artifact_groups": artifact_groups,
+            "can_edit_project": lambda m: m is not None and m.role.allows(Role.EDITOR),
+        }
+
+
+KIND_ORDER = {"final": 0, "best": 1, "round": 2}
+
+
+def artifact_groups(artifacts: list) -> list[dict[str, Any]]:
+    """One entry per (kind, round) with its formats: the final and the best first, then
+    every round in order."""
+    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    for a in artifacts:
+        group = groups.setdefault(
+            (a.kind, a.round), {"kind": a.kind, "round": a.round, "metrics": {}, "formats": {}}
+        )
+        group["formats"][a.format] = a
+        metrics = (a.card or {}).get("metrics") if isinstance(a.card, dict) else None
+        if isinstance(metrics, dict) and metrics:
+            group["metrics"] = metrics
+    return sorted(groups.values(), key=lambda g: (KIND_ORDER.get(g["kind"], 3), g["round"]))
+
+
+def js_labels() -> dict[str, str]:
+    """The words experiment.js writes into the page, in the user's language."""
+    labels = {
+        "train": _("treino nos clientes"),
+        "evaluate": _("avaliação federada"),
+        "central": _("avaliação central"),
+        "round": _("rodada"),
+        "accuracy": _("acurácia"),
+        "waiting": _("aguardando dados"),
+        "client": _("cliente"),
+        "train_examples": _("exemplos de treino"),
+        "val_examples": _("exemplos de validação"),
+        "label": _("rótulo"),
+        "method": _("método"),
+        "lines": _("linhas"),
+        "reconnecting": _("conexão perdida, reconectando…"),
+    }
+    for state in ("draft", "queued", "preparing", "running", "succeeded", "failed", "cancelled", "timed_out"):
+        labels[f"state_{state}"] = state_label(state)
+    return labels

@@ -1,0 +1,229 @@
+"""Live updates of an experiment as Server-Sent Events, fed by Redis pub/sub.
+
+The worker stores each row (LogRecord, ExperimentEvent) and then publishes it on
+`flautim:experiment:<id>` as `{"kind": "log"|"event"|"state", "id": <row id>, ...}`.
+Logs and events are two tables with two id sequences, so the SSE `id:` is the pair
+"<last log id>-<last event id>": a reconnect (Last-Event-ID) resumes both without gaps.
+
+No gaps, no duplicates: the stream subscribes to the channel *before* it catches up from the
+database, then follows the channel and drops any row whose id it has already sent.
+No idle DB connection: the database is used only during catch-up (inside its own app
+context, which returns the connection to the pool); following needs only Redis. A stream
+ends after `max_seconds` (the browser reconnects on its own), so a threaded server or
+gunicorn's gthread workers never have a thread parked forever.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from flautim.models import Experiment, ExperimentEvent, LogRecord, db
+
+CHANNEL_PREFIX = "flautim:experiment:"
+PING_EVERY_S = 15.0
+# On first open the page gets the tail of the log; older lines are in the download.
+CATCH_UP_LOG_LINES = 2000
+BATCH = 1000
+
+
+def channel_for(experiment_id: int) -> str:
+    return f"{CHANNEL_PREFIX}{int(experiment_id)}"
+
+
+@dataclass
+class Cursor:
+    log_id: int = 0
+    event_id: int = 0
+    resumed: bool = False
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Cursor:
+        """From a Last-Event-ID header ("L-E"); anything else starts from the beginning."""
+        if raw:
+            left, _, right = raw.strip().partition("-")
+            if left.isdigit() and right.isdigit():
+                return cls(int(left), int(right), resumed=True)
+        return cls()
+
+    def __str__(self) -> str:
+        return f"{self.log_id}-{self.event_id}"
+
+
+def serialize_log(row: LogRecord) -> dict[str, Any]:
+    return {
+        "kind": "log",
+        "id": row.id,
+        "attempt": row.attempt,
+        "source": row.source,
+        "stream": row.stream,
+        "line": row.line,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }
+
+
+def serialize_event(row: ExperimentEvent) -> dict[str, Any]:
+    return {"kind": "event", "id": row.id, "attempt": row.attempt, "type": row.type, "payload": row.payload}
+
+
+def serialize_state(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "kind": "state",
+        "state": experiment.state.value,
+        "attempt": experiment.attempt,
+        "rounds_done": experiment.rounds_done,
+        "rounds_total": experiment.rounds_total,
+        "failure_kind": experiment.failure_kind.value if experiment.failure_kind else None,
+        "failure_reason": experiment.failure_reason,
+        "cancel_requested": experiment.cancel_requested,
+        "started_at": experiment.started_at.isoformat() if experiment.started_at else None,
+        "finished_at": experiment.finished_at.isoformat() if experiment.finished_at else None,
+    }
+
+
+def normalise_event_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An event message from the channel in the shape `serialize_event` gives (the
+    publisher may flatten the payload into the message)."""
+    if isinstance(message.get("payload"), dict):
+        return message
+    payload = {k: v for k, v in message.items() if k not in ("kind", "id", "attempt", "experiment_id")}
+    return {
+        "kind": "event",
+        "id": message["id"],
+        "attempt": message.get("attempt"),
+        "type": message.get("type"),
+        "payload": payload,
+    }
+
+
+def sse(kind: str, data: dict[str, Any], cursor: Cursor | None = None) -> str:
+    lines = []
+    if cursor is not None:
+        lines.append(f"id: {cursor}")
+    lines.append(f"event: {kind}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":"), default=str))
+    return "\n".join(lines) + "\n\n"
+
+
+def _catch_up(app: Flask, experiment_id: int, cursor: Cursor) -> tuple[list[str], dict[str, Any]]:
+    """Rows after the cursor (the current attempt's), then the state; runs in its own app
+    context so the DB connection goes back to the pool before the stream idles."""
+    out: list[str] = []
+    with app.app_context():
+        experiment = db.session.get(Experiment, experiment_id)
+        attempt = experiment.attempt
+        while True:
+            events = db.session.scalars(
+                db.select(ExperimentEvent)
+                .where(
+                    ExperimentEvent.experiment_id == experiment_id,
+                    ExperimentEvent.attempt == attempt,
+                    ExperimentEvent.id > cursor.event_id,
+                )
+                .order_by(ExperimentEvent.id)
+                .limit(BATCH)
+            ).all()
+            for row in events:
+                cursor.event_id = row.id
+                out.append(sse("event", serialize_event(row), cursor))
+            if len(events) < BATCH:
+                break
+        log_query = db.select(LogRecord).where(
+            LogRecord.experiment_id == experiment_id, LogRecord.attempt == attempt
+        )
+        if not cursor.resumed:
+            # First open: only the tail, then everything newer.
+            tail = db.session.scalars(
+                log_query.order_by(LogRecord.id.desc()).limit(CATCH_UP_LOG_LINES)
+            ).all()
+            if tail:
+                cursor.log_id = tail[-1].id - 1
+        while True:
+            rows = db.session.scalars(
+                log_query.where(LogRecord.id > cursor.log_id).order_by(LogRecord.id).limit(BATCH)
+            ).all()
+            for row in rows:
+                cursor.log_id = row.id
+                out.append(sse("log", serialize_log(row), cursor))
+            if len(rows) < BATCH:
+                break
+        state = serialize_state(experiment)
+        out.append(sse("state", state, cursor))
+        db.session.remove()
+    return out, state
+
+
+def stream(
+    app: Flask,
+    redis_client,
+    experiment_id: int,
+    cursor: Cursor,
+    max_seconds: float = 300.0,
+    poll_s: float = 0.5,
+) -> Iterator[str]:
+    """The SSE body for one browser connection."""
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(channel_for(experiment_id))
+        # Tell the browser to reconnect after 1 s, and flush proxies at once.
+        yield "retry: 1000\n: open\n\n"
+        chunks, state = _catch_up(app, experiment_id, cursor)
+        yield from chunks
+        attempt = state["attempt"]
+        if state["state"] in ("succeeded", "failed", "cancelled", "timed_out", "draft"):
+            yield sse("end", {"state": state["state"]}, cursor)
+            return
+        started = last_write = time.monotonic()
+        while time.monotonic() - started < max_seconds:
+            message = pubsub.get_message(timeout=poll_s)
+            now = time.monotonic()
+            if message is None:
+                if now - last_write >= PING_EVERY_S:
+                    last_write = now
+                    yield ": ping\n\n"
+                continue
+            try:
+                data = json.loads(message["data"])
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            kind = data.get("kind")
+            row_attempt = data.get("attempt")
+            if kind == "log":
+                if not isinstance(data.get("id"), int) or data["id"] <= cursor.log_id:
+                    continue
+                if row_attempt not in (None, attempt):
+                    continue
+                cursor.log_id = data["id"]
+                last_write = now
+                yield sse("log", data, cursor)
+            elif kind == "event":
+                if not isinstance(data.get("id"), int) or data["id"] <= cursor.event_id:
+                    continue
+                if row_attempt not in (None, attempt):
+                    continue
+                cursor.event_id = data["id"]
+                last_write = now
+                yield sse("event", normalise_event_message(data), cursor)
+            elif kind == "state":
+                last_write = now
+                yield sse("state", data, cursor)
+                if data.get("attempt") not in (None, attempt):
+                    # A new attempt started: the page reloads to show it from the start.
+                    yield sse("end", {"state": data.get("state"), "reload": True}, cursor)
+                    return
+                if data.get("state") in ("succeeded", "failed", "cancelled", "timed_out"):
+                    # Rows are published before the final state; nothing more will come.
+                    yield sse("end", {"state": data.get("state")}, cursor)
+                    return
+    finally:
+        try:
+            pubsub.close()
+        except Exception:  # the connection may already be gone with the client
+            pass

@@ -1,0 +1,327 @@
+/* The experiment page: tabs, and live updates over Server-Sent Events.
+   Everything is rebuilt from the event stream (catch-up first, then live), so a page opened
+   mid-run and a page watching from the start show the same thing. */
+(function () {
+  "use strict";
+  var root = document.getElementById("experiment");
+  if (!root) return;
+  var Charts = window.FlautimCharts;
+  var labels = JSON.parse(root.getAttribute("data-labels") || "{}");
+  function L(key, fallback) { return labels[key] || fallback; }
+  function $(id) { return document.getElementById(id); }
+  var TERMINAL = ["succeeded", "failed", "cancelled", "timed_out"];
+
+  // --- tabs -------------------------------------------------------------------------------
+  var tabs = root.querySelectorAll("[data-tab]");
+  function showTab(name) {
+    tabs.forEach(function (b) {
+      var on = b.getAttribute("data-tab") === name;
+      b.classList.toggle("active", on);
+      b.setAttribute("aria-selected", on ? "true" : "false");
+      $("tab-" + b.getAttribute("data-tab")).classList.toggle("hidden", !on);
+    });
+    if (name === "logs" && $("log-follow").checked) scrollLogs();
+  }
+  tabs.forEach(function (b) {
+    b.addEventListener("click", function () {
+      showTab(b.getAttribute("data-tab"));
+      history.replaceState(null, "", "#" + b.getAttribute("data-tab"));
+    });
+  });
+  if (["#logs", "#models", "#outputs"].indexOf(location.hash) >= 0) showTab(location.hash.slice(1));
+
+  // --- run state --------------------------------------------------------------------------
+  var state = root.getAttribute("data-state");
+  var initialState = state;
+  var attempt = Number(root.getAttribute("data-attempt"));
+  var roundsTotal = Number(root.getAttribute("data-rounds-total")) || 0;
+  var startedAt = root.getAttribute("data-started-at") ? Date.parse(root.getAttribute("data-started-at")) / 1000 : null;
+  var finishedAt = root.getAttribute("data-finished-at") ? Date.parse(root.getAttribute("data-finished-at")) / 1000 : null;
+  var runFinished = null;
+  var roundStart = {}, roundEnd = {};
+  var currentRound = 0, completedRounds = 0;
+  var series = {
+    loss: { train: [], evaluate: [], central: [] },
+    accuracy: { train: [], evaluate: [], central: [] }
+  };
+  var clients = {};
+
+  function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
+  function accuracyOf(m) {
+    if (!m || typeof m !== "object") return null;
+    return num(m.accuracy !== undefined ? m.accuracy : m.acc);
+  }
+  function pct(v) { return v === null ? "—" : (v * (v <= 1 ? 100 : 1)).toFixed(2) + "%"; }
+  function dur(s) {
+    if (s === null || s === undefined || !isFinite(s)) return "—";
+    s = Math.max(0, Math.round(s));
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return (h ? h + " h " : "") + (h || m ? m + " min " : "") + r + " s";
+  }
+  function upsert(list, round, value) {
+    for (var i = 0; i < list.length; i++) if (list[i][0] === round) { list[i][1] = value; return; }
+    list.push([round, value]);
+  }
+
+  var chartTimer = null;
+  function drawCharts() {
+    if (chartTimer) return;
+    chartTimer = setTimeout(function () {
+      chartTimer = null;
+      ["loss", "accuracy"].forEach(function (metric) {
+        Charts.line($("chart-" + metric), [
+          { key: "train", label: L("train", "treino"), cls: "s-train", points: series[metric].train },
+          { key: "evaluate", label: L("evaluate", "avaliação federada"), cls: "s-evaluate", points: series[metric].evaluate },
+          { key: "central", label: L("central", "avaliação central"), cls: "s-central", points: series[metric].central }
+        ], { xLabel: L("round", "rodada"), yLabel: metric === "loss" ? "loss" : L("accuracy", "acurácia"), integerX: true, empty: L("waiting", "aguardando dados") });
+      });
+      updateHeadline();
+    }, 50);
+  }
+
+  function updateHeadline() {
+    var acc = series.accuracy.central.length ? series.accuracy.central : series.accuracy.evaluate;
+    var loss = series.loss.central.length ? series.loss.central : series.loss.evaluate;
+    function last(l) { if (!l.length) return null; var s = l.slice().sort(function (a, b) { return a[0] - b[0]; }); return s[s.length - 1][1]; }
+    $("acc-current").textContent = pct(last(acc));
+    $("acc-best").textContent = acc.length ? pct(Math.max.apply(null, acc.map(function (p) { return p[1]; }))) : "—";
+    var lc = last(loss);
+    $("loss-current").textContent = lc === null ? "—" : Charts.format(lc);
+    $("loss-best").textContent = loss.length ? Charts.format(Math.min.apply(null, loss.map(function (p) { return p[1]; }))) : "—";
+    $("round-current").textContent = String(currentRound || completedRounds);
+    $("round-total").textContent = roundsTotal ? String(roundsTotal) : "?";
+    var bar = $("progress");
+    bar.max = roundsTotal || 1;
+    bar.value = Math.min(completedRounds, roundsTotal || completedRounds);
+  }
+
+  function tick() {
+    var now = Date.now() / 1000;
+    var running = TERMINAL.indexOf(state) < 0 && state !== "draft";
+    var end = running ? now : (finishedAt || (runFinished && runFinished.ts) || now);
+    if (startedAt) $("elapsed").textContent = dur(end - startedAt);
+    if (!running) {
+      $("remaining").textContent = state === "succeeded" ? dur(0) : "—";
+      var total = runFinished && num(runFinished.duration_s);
+      if (total === null && startedAt && finishedAt) total = finishedAt - startedAt;
+      if (total !== null && total !== undefined) $("total-duration").textContent = dur(total);
+      return;
+    }
+    // Time remaining from measured rounds: the mean round time × the rounds still to run.
+    var times = [];
+    Object.keys(roundEnd).forEach(function (r) {
+      if (roundStart[r] !== undefined && roundEnd[r] > roundStart[r] && Number(r) <= completedRounds) times.push(roundEnd[r] - roundStart[r]);
+    });
+    if (!times.length || !roundsTotal) { $("remaining").textContent = "—"; return; }
+    var mean = times.reduce(function (a, b) { return a + b; }, 0) / times.length;
+    var left = (roundsTotal - completedRounds) * mean;
+    if (currentRound > completedRounds && roundStart[currentRound]) left -= Math.min(mean, now - roundStart[currentRound]);
+    $("remaining").textContent = dur(Math.max(0, left));
+  }
+  setInterval(tick, 1000);
+
+  function renderClients() {
+    var body = $("clients-body");
+    var ids = Object.keys(clients).sort(function (a, b) { return Number(a) - Number(b); });
+    if (!ids.length) return;
+    body.textContent = "";
+    ids.forEach(function (id) {
+      var c = clients[id], tr = document.createElement("tr");
+      tr.setAttribute("data-client", id);
+      [
+        "client-" + id,
+        c.examples === null || c.examples === undefined ? "—" : String(c.examples),
+        c.trainLoss === null || c.trainLoss === undefined ? "—" : Charts.format(c.trainLoss),
+        c.trainAcc === null || c.trainAcc === undefined ? "—" : pct(c.trainAcc),
+        c.evalLoss === null || c.evalLoss === undefined ? "—" : Charts.format(c.evalLoss),
+        c.evalAcc === null || c.evalAcc === undefined ? "—" : pct(c.evalAcc),
+        c.duration === null || c.duration === undefined ? "—" : c.duration.toFixed(2) + " s"
+      ].forEach(function (text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
+      body.appendChild(tr);
+    });
+  }
+
+  function renderPartition(p) {
+    var list = Array.isArray(p.clients) ? p.clients : [];
+    var labelSet = {};
+    list.forEach(function (c) { Object.keys(c.label_counts || {}).forEach(function (k) { labelSet[k] = true; }); });
+    var keys = Object.keys(labelSet).sort(function (a, b) { return Number(a) - Number(b) || (a < b ? -1 : 1); });
+    var head = $("distribution-head"), body = $("distribution-body");
+    head.textContent = ""; body.textContent = "";
+    var hr = document.createElement("tr");
+    [L("client", "cliente"), L("train_examples", "treino"), L("val_examples", "validação")].concat(keys.map(function (k) { return L("label", "rótulo") + " " + k; }))
+      .forEach(function (t) { var th = document.createElement("th"); th.textContent = t; hr.appendChild(th); });
+    head.appendChild(hr);
+    list.forEach(function (c) {
+      var tr = document.createElement("tr");
+      [String(c.client), String(c.train_examples), String(c.val_examples)].concat(keys.map(function (k) { return String((c.label_counts || {})[k] || 0); }))
+        .forEach(function (t) { var td = document.createElement("td"); td.textContent = t; tr.appendChild(td); });
+      body.appendChild(tr);
+    });
+    if (p.method) $("partition-method").textContent = L("method", "método") + ": " + p.method;
+  }
+
+  function showError(p) {
+    $("error-box").classList.remove("hidden");
+    $("error-what").textContent = p.what || "";
+    [["where", p.where], ["hint", p.hint], ["traceback", p.traceback]].forEach(function (pair) {
+      var row = $("error-" + pair[0] + "-row");
+      if (pair[1]) { $("error-" + pair[0]).textContent = (pair[0] === "where" && p.client !== undefined && p.client !== null) ? pair[1] + " (client-" + p.client + ")" : pair[1]; row.classList.remove("hidden"); }
+    });
+  }
+
+  var modelsTimer = null;
+  function refreshModels() {
+    clearTimeout(modelsTimer);
+    modelsTimer = setTimeout(function () {
+      fetch(root.getAttribute("data-models-url"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) { if (html !== null) $("models").innerHTML = html; });
+    }, 300);
+  }
+
+  function onEvent(e) {
+    var p = e.payload || {}, r = num(p.round), ts = num(p.ts);
+    if (r !== null && ts !== null && e.type !== "round_started") roundEnd[r] = Math.max(roundEnd[r] || 0, ts);
+    switch (e.type) {
+      case "run_started":
+        if (num(p.rounds)) roundsTotal = p.rounds;
+        if (!startedAt && ts) startedAt = ts;
+        break;
+      case "partition_summary": renderPartition(p); break;
+      case "round_started":
+        if (r !== null) { roundStart[r] = ts; currentRound = Math.max(currentRound, r); }
+        break;
+      case "client_train":
+      case "client_evaluate": {
+        var c = clients[p.client] = clients[p.client] || {};
+        if (e.type === "client_train") {
+          c.trainLoss = num(p.loss); c.trainAcc = accuracyOf(p.metrics);
+          c.examples = num(p.examples); c.duration = num(p.duration_s);
+        } else {
+          c.evalLoss = num(p.loss); c.evalAcc = accuracyOf(p.metrics);
+          if (c.examples === undefined) c.examples = num(p.examples);
+        }
+        renderClients();
+        break;
+      }
+      case "aggregated": {
+        var key = p.phase === "train" ? "train" : "evaluate";
+        if (r !== null) {
+          if (num(p.loss) !== null) upsert(series.loss[key], r, p.loss);
+          if (accuracyOf(p.metrics) !== null) upsert(series.accuracy[key], r, accuracyOf(p.metrics));
+          if (key === "evaluate") completedRounds = Math.max(completedRounds, r);
+        }
+        drawCharts();
+        break;
+      }
+      case "central_evaluate":
+        if (r !== null) {
+          if (num(p.loss) !== null) upsert(series.loss.central, r, p.loss);
+          if (accuracyOf(p.metrics) !== null) upsert(series.accuracy.central, r, accuracyOf(p.metrics));
+          completedRounds = Math.max(completedRounds, r);
+        }
+        drawCharts();
+        break;
+      case "checkpoint": refreshModels(); break;
+      case "error": showError(p); break;
+      case "run_finished":
+        runFinished = p;
+        if (num(p.rounds_completed) !== null) completedRounds = Math.max(completedRounds, p.rounds_completed);
+        drawCharts();
+        break;
+    }
+  }
+
+  function onState(s) {
+    if (s.attempt !== undefined && s.attempt !== null && Number(s.attempt) !== attempt) return;
+    state = s.state || state;
+    var badge = $("state-badge").querySelector(".badge");
+    badge.className = "badge state-" + state;
+    badge.setAttribute("data-state", state);
+    badge.textContent = L("state_" + state, state);
+    if (num(s.rounds_total)) roundsTotal = s.rounds_total;
+    if (num(s.rounds_done) !== null) completedRounds = Math.max(completedRounds, s.rounds_done);
+    if (s.started_at) startedAt = Date.parse(s.started_at) / 1000;
+    if (s.finished_at) finishedAt = Date.parse(s.finished_at) / 1000;
+    if (s.failure_reason && $("error-what").textContent === "") showError({ what: s.failure_reason });
+    updateHeadline();
+    tick();
+  }
+
+  // --- logs -------------------------------------------------------------------------------
+  var logbox = $("logbox"), sourceSelect = $("log-source"), search = $("log-search");
+  var MAX_LINES = 5000, logCount = 0, knownSources = {};
+  Array.prototype.forEach.call(sourceSelect.options, function (o) { knownSources[o.value] = true; });
+  function scrollLogs() { logbox.scrollTop = logbox.scrollHeight; }
+  function visible(div) {
+    var src = sourceSelect.value, q = search.value.toLowerCase();
+    return (!src || div.getAttribute("data-source") === src) && (!q || div.textContent.toLowerCase().indexOf(q) >= 0);
+  }
+  function applyFilter() {
+    Array.prototype.forEach.call(logbox.children, function (d) { d.classList.toggle("hidden", !visible(d)); });
+  }
+  sourceSelect.addEventListener("change", applyFilter);
+  search.addEventListener("input", applyFilter);
+  var pendingLines = [], logTimer = null;
+  function onLog(row) {
+    pendingLines.push(row);
+    if (!logTimer) logTimer = setTimeout(flushLogs, 50);
+  }
+  function flushLogs() {
+    logTimer = null;
+    var frag = document.createDocumentFragment();
+    pendingLines.forEach(function (row) {
+      var div = document.createElement("div");
+      div.className = "logline src-" + String(row.source).replace(/[^a-z0-9-]/gi, "") + (row.stream === "stderr" ? " stderr" : "");
+      div.setAttribute("data-source", row.source);
+      div.setAttribute("data-id", row.id);
+      var tag = document.createElement("span"); tag.className = "src"; tag.textContent = "[" + row.source + "] ";
+      div.appendChild(tag);
+      div.appendChild(document.createTextNode(row.line));
+      if (!visible(div)) div.classList.add("hidden");
+      frag.appendChild(div);
+      if (!knownSources[row.source]) {
+        knownSources[row.source] = true;
+        var o = document.createElement("option"); o.value = row.source; o.textContent = row.source;
+        sourceSelect.appendChild(o);
+      }
+      logCount++;
+    });
+    pendingLines = [];
+    logbox.appendChild(frag);
+    while (logbox.children.length > MAX_LINES) logbox.removeChild(logbox.firstChild);
+    $("log-count").textContent = logCount + " " + L("lines", "linhas");
+    if ($("log-follow").checked) scrollLogs();
+  }
+
+  // --- the stream -------------------------------------------------------------------------
+  var status = $("live-status");
+  function connect() {
+    if (!window.EventSource) return;
+    var es = new EventSource(root.getAttribute("data-stream-url"));
+    root.setAttribute("data-live", "connecting");
+    es.addEventListener("open", function () { root.setAttribute("data-live", "open"); status.textContent = ""; });
+    es.addEventListener("event", function (m) { onEvent(JSON.parse(m.data)); });
+    es.addEventListener("log", function (m) { onLog(JSON.parse(m.data)); });
+    es.addEventListener("state", function (m) { onState(JSON.parse(m.data)); });
+    es.addEventListener("end", function (m) {
+      es.close();
+      root.setAttribute("data-live", "ended");
+      var d = JSON.parse(m.data);
+      refreshModels();
+      // A run that ended while we watched (or a new attempt): reload for the right buttons.
+      if (d.reload || (TERMINAL.indexOf(initialState) < 0 && TERMINAL.indexOf(d.state) >= 0 && initialState !== "draft")) {
+        setTimeout(function () { location.reload(); }, 1500);
+      }
+    });
+    es.addEventListener("error", function () {
+      if (es.readyState === EventSource.CLOSED) return;
+      root.setAttribute("data-live", "reconnecting");
+      status.textContent = L("reconnecting", "reconectando…");
+    });
+  }
+  drawCharts();
+  tick();
+  connect();
+})();
