@@ -53,6 +53,17 @@ class Bundle:
                 )
         return cls(root)
 
+    @classmethod
+    def load_dataset_folder(cls, path: str | Path) -> Bundle:
+        """Open a stored dataset (dataset.py + data/, no api.py): enough to inspect it."""
+        root = Path(path).resolve()
+        if not (root / "dataset.py").is_file():
+            raise FlautimError(
+                "the dataset has no dataset.py", where="dataset.py",
+                hint="a dataset is a dataset.py defining a flautim.fl.Dataset subclass plus a data/ folder",
+            )
+        return cls(root)
+
     @property
     def dataset_py(self) -> Path:
         return self.root / "dataset.py"
@@ -77,8 +88,9 @@ class Bundle:
         """SHA-256 over the code files (dataset.py, api.py, hyperparameters.py), hex."""
         digest = hashlib.sha256()
         for name in CODE_FILES:
+            path = self.root / name
             digest.update(name.encode() + b"\0")
-            digest.update((self.root / name).read_bytes())
+            digest.update(path.read_bytes() if path.is_file() else b"")
             digest.update(b"\0")
         return digest.hexdigest()
 
@@ -269,14 +281,20 @@ def _defined_subclass(module: ModuleType, base: type, filename: str) -> type:
     return candidates[0]
 
 
+def load_dataset_class(bundle: Bundle) -> tuple[ModuleType, type[Dataset]]:
+    """Import dataset.py alone and return (module, the user's Dataset subclass)."""
+    with _import_lock:
+        module = _import_file(bundle, "dataset.py")
+    return module, _defined_subclass(module, Dataset, "dataset.py")
+
+
 def load_user_code(bundle: Bundle) -> UserCode:
     """Import dataset.py and api.py (under unique module names) and find the user's
     Dataset and Experiment classes. Raises FlautimError with file:line and a hint on a
     syntax error, a missing module, an exception at import, or a missing class."""
+    dataset_module, dataset_class = load_dataset_class(bundle)
     with _import_lock:
-        dataset_module = _import_file(bundle, "dataset.py")
         api_module = _import_file(bundle, "api.py")
-    dataset_class = _defined_subclass(dataset_module, Dataset, "dataset.py")
     experiment_class = _defined_subclass(api_module, Experiment, "api.py")
     model_class: Any = getattr(api_module, "Model", None)
     if isinstance(model_class, type) and "_flautim_model_class" not in vars(experiment_class):
