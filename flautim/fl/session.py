@@ -240,11 +240,41 @@ class ClientSession(_Session):
         {"weights", "num_examples" (examples, not batches), "loss", "metrics", "duration_s",
         "epochs": [{"epoch", "loss", "metrics"}]}. FlautimError naming round and client on
         an exception in user code or a NaN/inf loss. `config` may override "local_epochs",
-        "learning_rate" and "batch_size" for this round."""
+        "learning_rate" and "batch_size" for this round (Flower-style "local-epochs" too);
+        "proximal_mu" > 0 (FedProx) adds mu·(w − w_global) to every gradient before the
+        optimizer steps, so the user's loop needs no change."""
         start = time.perf_counter()
+        # Flower-style keys ("local-epochs") and Python-style ("local_epochs") both work.
+        config = {str(k).replace("-", "_"): v for k, v in (config or {}).items()}
         set_weights(self.model, weights, self.client_id)
         experiment = self.experiment
         experiment.round = round
+        proximal = self._proximal_hook(float(config.get("proximal_mu", 0.0) or 0.0))
+        try:
+            return self._fit(round, config, start)
+        finally:
+            if proximal is not None:
+                proximal.remove()
+
+    def _proximal_hook(self, mu: float) -> Any:
+        """FedProx without changing the user's loop: before every optimizer step, add the
+        gradient of the proximal term mu/2·||w − w_global||², i.e. mu·(w − w_global)."""
+        optimizer = self.experiment.optimizer
+        self.experiment.proximal_mu = mu  # type: ignore[attr-defined]
+        if mu <= 0 or optimizer is None or not hasattr(optimizer, "register_step_pre_hook"):
+            return None
+        anchors = {id(p): p.detach().clone() for p in self.model.parameters()}
+
+        def add_proximal_gradient(_optimizer: Any, _args: Any, _kwargs: Any) -> None:
+            with torch.no_grad():
+                for p in self.model.parameters():
+                    if p.grad is not None and id(p) in anchors:
+                        p.grad.add_(p - anchors[id(p)], alpha=mu)
+
+        return optimizer.register_step_pre_hook(add_proximal_gradient)
+
+    def _fit(self, round: int, config: dict[str, Any], start: float) -> dict[str, Any]:
+        experiment = self.experiment
         epochs = int(config.get("local_epochs", self.hp.local_epochs))
         if "learning_rate" in config and experiment.optimizer is not None:
             for group in experiment.optimizer.param_groups:
@@ -291,12 +321,14 @@ class ClientSession(_Session):
         share when the client has no validation share), return {"num_examples", "loss",
         "metrics", "duration_s"}."""
         start = time.perf_counter()
+        config = {str(k).replace("-", "_"): v for k, v in (config or {}).items()}
         set_weights(self.model, weights, self.client_id)
         self.experiment.round = round
         data = self.val_data if len(self.val_data) else self.train_data
         with reporting_scope(self.client_id, round, "evaluate") as scope:
             with self.user_call(f"validation_loop raised in round {round}"):
-                result = self.experiment.validation_loop(self._loader(data, False, round))
+                loader = self._loader(data, False, round, int(config.get("batch_size", self.hp.batch_size)))
+                result = self.experiment.validation_loop(loader)
             loss, metrics = self._result(result, "validation_loop", round)
             metrics.update(scope.metrics)
         return {
