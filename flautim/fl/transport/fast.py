@@ -149,24 +149,34 @@ class DirectGrid(Grid):
                 client=dead[0],
             )
 
-    def wait_for_clients(self, timeout_s: float) -> list[int]:
-        """Block until all clients are connected and ready; FlautimError after `timeout_s`."""
+    def wait_for_clients(self, timeout_s: float, load_timeout_s: float = 600.0) -> list[int]:
+        """Block until every client has connected (within `timeout_s`) and then loaded its
+        code and data (within `load_timeout_s` more); FlautimError naming who is missing.
+
+        Two bounds because they fail for different reasons: a client that never arrives is
+        a deployment problem, one that arrives but takes long to load is busy importing
+        torch or reading a large partition, which a crowded machine can make slow.
+        """
+        self._wait_until(lambda p: True, timeout_s, "connected", "min_clients_wait_s")
+        return self._wait_until(lambda p: p.ready, load_timeout_s, "ready (loaded their code and data)", "time_limit_s")
+
+    def _wait_until(self, condition: Any, timeout_s: float, state: str, setting: str) -> list[int]:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
                 self._raise_if_lost()
-                ready = [cid for cid, p in self._peers.items() if p.ready and p.alive]
-                if len(ready) >= self.num_clients:
-                    return sorted(ready)
+                ok = [cid for cid, p in self._peers.items() if p.alive and condition(p)]
+                if len(ok) >= self.num_clients:
+                    return sorted(ok)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    missing = sorted(set(range(self.num_clients)) - set(ready))
+                    missing = sorted(set(range(self.num_clients)) - set(ok))
                     raise FlautimError(
-                        what=f"only {len(ready)} of {self.num_clients} clients were ready after "
+                        what=f"only {len(ok)} of {self.num_clients} clients were {state} after "
                         f"{timeout_s:.0f} s (missing: {', '.join(map(str, missing))})",
                         where="start of the run",
-                        hint="raise min_clients_wait_s in hyperparameters.py, or check that "
-                        "every client process started",
+                        hint=f"raise {setting} in hyperparameters.py, or check that every "
+                        "client process started",
                         kind="timeout",
                     )
                 self._cond.wait(min(remaining, 1.0))

@@ -114,7 +114,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         # Load the server side before waiting, so a broken api.py fails without clients.
         session = load_session(None)  # type: ignore[arg-type]
         app = make_server_app(lambda _c: session, hp, events, grid.client_of, bundle_dir, started)
-        grid.wait_for_clients(float(hp.min_clients_wait_s))
+        grid.wait_for_clients(float(hp.min_clients_wait_s), float(hp.time_limit_s or 600.0))
         context = Context(run_id=grid.run.run_id, node_id=1, node_config={}, state=RecordDict(), run_config={})
         try:
             app(grid, context)
@@ -281,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_flower() -> None:
+    """Flower's INFO lines repeat what our events say; keep its warnings and errors."""
+    import logging
+
+    if os.environ.get("FLAUTIM_FLOWER_LOG", "").lower() not in {"1", "info", "debug"}:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_flower()
     return int(args.func(args))
