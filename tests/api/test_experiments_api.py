@@ -142,6 +142,7 @@ def test_malformed_json_and_fields_are_400_with_the_field(client, team):
         ({"name": "x", "dataset_id": True, "model_code_id": 1, "hyperparameter_file_id": 1}, "dataset_id"),
         ({"name": "x", "dataset_id": 1, "model_code_id": -3, "hyperparameter_file_id": 1}, "model_code_id"),
         ({"name": "x", "dataset_id": 1, "model_code_id": 1, "hyperparameter_file_id": 1, "run": "yes"}, "run"),
+        ({"name": "x", "datset_id": 1, "model_code_id": 1, "hyperparameter_file_id": 1}, "datset_id"),
     ]
     for body, field in cases:
         response = client.post(url, headers=owner, json=body)

@@ -17,12 +17,22 @@ from . import serializers as ser
 from .asset_routes import user_error
 from .auth import api_user
 from .errors import field_error
-from .params import body_bool, body_id, body_str, int_arg, json_body, page_args, str_arg
-from .scoping import page, scoped_experiment, scoped_project
+from .params import (
+    body_bool,
+    body_id,
+    body_str,
+    int_arg,
+    json_body,
+    page_args,
+    reject_unknown_fields,
+    str_arg,
+)
+from .scoping import existing_id, page, scoped_experiment, scoped_project
 
 MAX_INT = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
 STATES = {s.value for s in ExperimentState}
+EXPERIMENT_FIELDS = {"name", "description", "dataset_id", "model_code_id", "hyperparameter_file_id", "run"}
 
 
 def _run_then_serialize(project, experiment: Experiment, run: bool):
@@ -57,6 +67,7 @@ def list_experiments(project_id: int):
 def create_experiment(project_id: int):
     project = scoped_project(project_id, Role.EDITOR)
     data = json_body()
+    reject_unknown_fields(data, EXPERIMENT_FIELDS)
     fields = dict(
         name=body_str(data, "name", required=True),
         description=body_str(data, "description", max_length=5000) or "",
@@ -82,6 +93,7 @@ def show_experiment(project_id: int, experiment_id: int):
 def clone_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     data = json_body()
+    reject_unknown_fields(data, EXPERIMENT_FIELDS)
     changes = {
         key: value
         for key, value in (
@@ -199,7 +211,7 @@ def list_artifacts(project_id: int, experiment_id: int):
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/download")
 def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id)
-    artifact = services.artifact_or_404(project, artifact_id)
+    artifact = services.artifact_or_404(project, existing_id(artifact_id))
     if artifact.experiment_id != experiment.id:
         abort(404)
     path = services.artifact_file(project, artifact)

@@ -97,8 +97,13 @@ _ASSET_PROPS = {
 }
 
 
-def _object(props: dict, required: list[str] | None = None) -> dict:
-    return {"type": "object", "required": required or list(props), "properties": props}
+def _object(props: dict, required: list[str] | None = None, closed: bool = False) -> dict:
+    schema = {"type": "object", "required": list(props) if required is None else required, "properties": props}
+    if not schema["required"]:
+        del schema["required"]  # OpenAPI 3.0 (JSON Schema draft 4) wants a non-empty list
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
 
 
 SCHEMAS: dict = {
@@ -179,6 +184,7 @@ SCHEMAS: dict = {
             "run": {"type": "boolean", "default": False},
         },
         required=["name", "dataset_id", "model_code_id", "hyperparameter_file_id"],
+        closed=True,
     ),
     "CloneExperiment": _object(
         {
@@ -190,6 +196,7 @@ SCHEMAS: dict = {
             "run": {"type": "boolean", "default": False},
         },
         required=[],
+        closed=True,
     ),
     "Metric": _object(
         {

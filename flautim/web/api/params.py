@@ -56,6 +56,16 @@ def json_body() -> dict:
     return data
 
 
+def reject_unknown_fields(data: dict, allowed: set[str]) -> None:
+    """A misspelt field ("datset_id") is an error, not silently ignored."""
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        raise field_error(
+            unknown[0], _("Campo desconhecido: %(names)s. Aceitos: %(allowed)s.",
+                          names=", ".join(unknown)[:200], allowed=", ".join(sorted(allowed)))
+        )
+
+
 def body_str(data: dict, name: str, required: bool = False, max_length: int = 100) -> str | None:
     value = data.get(name)
     if value is None:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from flask import abort
+
 from flautim.models import Experiment, Project, Role
 from flautim.web.projects.access import get_project_or_404, project_object_or_404
 
 from .auth import api_user
 
+# Ids are 32-bit integer columns: a larger id in a URL names nothing, and passing it on
+# would make PostgreSQL raise "integer out of range" (a 500) instead of a 404.
+MAX_ID = 2**31 - 1
+
+
+def existing_id(value: int) -> int:
+    if not 1 <= value <= MAX_ID:
+        abort(404)
+    return value
+
 
 def scoped_project(project_id: int, needed: Role = Role.VIEWER) -> Project:
     """The project, if the token's user is a member with `needed` (404 / 403 otherwise)."""
-    return get_project_or_404(project_id, needed, user=api_user())
+    return get_project_or_404(existing_id(project_id), needed, user=api_user())
 
 
 def scoped_experiment(project_id: int, experiment_id: int, needed: Role = Role.VIEWER) -> tuple[Project, Experiment]:
     project = scoped_project(project_id, needed)
-    return project, project_object_or_404(Experiment, experiment_id, project)
+    return project, project_object_or_404(Experiment, existing_id(experiment_id), project)
 
 
 def page(items: list, total: int, limit: int, offset: int) -> dict:
