@@ -72,6 +72,8 @@ def test_over_long_and_empty_names_are_refused(app, client):
     assert errors["name"] == ["O nome pode ter no máximo 100 caracteres."]
     errors = _field_errors(_signup(client, name="   "))
     assert errors["name"] == ["Informe o seu nome."]
+    errors = _field_errors(_signup(client, name="Ana\u202eamlaP"))
+    assert errors["name"] == ["O nome não pode conter caracteres de controle."]
     assert _count_users(app) == 0
 
 

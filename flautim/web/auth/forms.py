@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -34,6 +36,13 @@ def email_field(label) -> EmailField:
     )
 
 
+def _no_control_characters(form, field) -> None:
+    # Names appear in emails, lists and page titles: a newline or a bidi override would
+    # garble them. Letters and symbols from every script are welcome.
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in field.data or ""):
+        raise ValidationError(_l("O nome não pode conter caracteres de controle."))
+
+
 def name_field() -> StringField:
     return StringField(
         _l("Nome"),
@@ -41,6 +50,7 @@ def name_field() -> StringField:
         validators=[
             DataRequired(message=_l("Informe o seu nome.")),
             Length(max=NAME_MAX, message=_l("O nome pode ter no máximo %(max)d caracteres.")),
+            _no_control_characters,
         ],
     )
 
