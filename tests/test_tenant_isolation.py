@@ -242,7 +242,44 @@ def test_every_model_has_a_victim_row(victim, app):
     )
 
 
-def test_outsider_gets_404_on_every_object_route(app, client, victim, make_user, make_project):
+def _check_as_outsider(app, client, victim, api_secret: str, csrf: str):
+    """(unfillable rules, failures, requests made) for every id route, as the outsider."""
+    unfillable, failures, checked = [], [], 0
+
+    def expect(method: str, url: str, rule: Rule, want: tuple[int, ...], what: str, **kwargs):
+        nonlocal checked
+        checked += 1
+        got = _request(client, method, url, **kwargs)
+        if got not in want:
+            failures.append(f"{method} {url} ({rule.endpoint}) {what} -> {got}, expected {want}")
+
+    for rule in _id_rules(app):
+        try:
+            fillings = _fillings(rule, victim)
+        except UnfillableRule as exc:
+            unfillable.append(f"{rule.rule} ({rule.endpoint}): {exc}")
+            continue
+        # Also an id past the 32-bit column range: it names nothing, so 404 (not a 500).
+        huge = {
+            k: (v if k in NON_ID_INTS or not isinstance(v, int) else 2**31) for k, v in fillings[0].items()
+        }
+        for values in [*fillings, huge]:
+            url = _url(app, rule, values)
+            for method in sorted(rule.methods - IGNORED_METHODS):
+                if rule.rule.startswith("/api/"):
+                    expect(method, url, rule, (401,), "without a token", json={})
+                    expect(
+                        method, url, rule, (404,), "with the outsider's token", json={},
+                        headers={"Authorization": f"Bearer {api_secret}"},
+                    )
+                else:
+                    data = {"csrf_token": csrf} if method != "GET" else None
+                    expect(method, url, rule, _outsider_expectation(rule), "", data=data)
+    return unfillable, failures, checked
+
+
+def _outsider(app, client, make_user, make_project) -> tuple[str, str]:
+    """Log in a user with a project of their own; returns (API token, CSRF token)."""
     outsider = make_user("outsider@example.org", name="Outsider")
     make_project("Outsider's own project", outsider)
     login(client, "outsider@example.org")
@@ -251,34 +288,14 @@ def test_outsider_gets_404_on_every_object_route(app, client, victim, make_user,
         from flautim.web.api.tokens import create_token
 
         _, api_secret = create_token(m.db.session.get(m.User, outsider), "outsider")
+    return api_secret, csrf
+
+
+def test_outsider_gets_404_on_every_object_route(app, client, victim, make_user, make_project):
+    api_secret, csrf = _outsider(app, client, make_user, make_project)
     before = _victim_snapshot(app, victim)
 
-    unfillable, failures, checked = [], [], 0
-    for rule in _id_rules(app):
-        try:
-            fillings = _fillings(rule, victim)
-        except UnfillableRule as exc:
-            unfillable.append(f"{rule.rule} ({rule.endpoint}): {exc}")
-            continue
-        for values in fillings:
-            url = _url(app, rule, values)
-            for method in sorted(rule.methods - IGNORED_METHODS):
-                checked += 1
-                if rule.rule.startswith("/api/"):
-                    got = _request(client, method, url, json={})
-                    if got != 401:
-                        failures.append(f"{method} {url} without a token -> {got}, expected 401")
-                    got = _request(
-                        client, method, url, json={},
-                        headers={"Authorization": f"Bearer {api_secret}"},
-                    )
-                    if got != 404:
-                        failures.append(f"{method} {url} with the outsider's token -> {got}, expected 404")
-                    continue
-                data = {"csrf_token": csrf} if method != "GET" else None
-                got = _request(client, method, url, data=data)
-                if got not in _outsider_expectation(rule):
-                    failures.append(f"{method} {url} ({rule.endpoint}) -> {got}, expected 404")
+    unfillable, failures, checked = _check_as_outsider(app, client, victim, api_secret, csrf)
 
     assert not unfillable, (
         "these routes take an id the tenant-isolation test cannot fill, so their scoping is "
@@ -290,6 +307,24 @@ def test_outsider_gets_404_on_every_object_route(app, client, victim, make_user,
     after = _victim_snapshot(app, victim)
     changed = [k for k in before if before[k] != after[k]]
     assert not changed, f"an outsider's requests changed the victim's data: {changed}"
+
+
+def test_the_check_catches_an_unscoped_route_and_an_unknown_id(app, client, victim, make_user, make_project):
+    """The test above can fail: a view that skips access.py, and an id it cannot fill."""
+
+    def leaky(project_id: int):  # looks the project up without checking membership
+        return m.db.session.get(m.Project, project_id).name
+
+    app.add_url_rule("/projects/<int:project_id>/leaky-for-test", "leaky_for_test", leaky)
+    app.add_url_rule("/widgets-for-test/<int:widget_id>", "widget_for_test", lambda widget_id: "")
+    api_secret, csrf = _outsider(app, client, make_user, make_project)
+
+    unfillable, failures, _ = _check_as_outsider(app, client, victim, api_secret, csrf)
+
+    assert [u for u in unfillable if "widget_for_test" in u] == [
+        "/widgets-for-test/<int:widget_id> (widget_for_test): widget_id: unknown id argument"
+    ]
+    assert any("leaky_for_test" in f and "-> 200" in f for f in failures), failures
 
 
 def test_victim_reaches_their_own_project_pages(app, client, victim):

@@ -21,11 +21,18 @@ from flautim.models import Membership, Project, Role, db
 T = TypeVar("T")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Ids are 32-bit integer columns: a larger id in a URL names nothing, and passing it on
+# would make PostgreSQL raise "integer out of range" (a 500) instead of a 404.
+MAX_ID = 2**31 - 1
+
+
+def _valid_id(value: int) -> bool:
+    return isinstance(value, int) and 1 <= value <= MAX_ID
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
     user = user or current_user
-    if not user or not user.is_authenticated:
+    if not user or not user.is_authenticated or not _valid_id(project_id):
         return None
     return db.session.scalar(
         select(Membership).where(Membership.project_id == project_id, Membership.user_id == user.id)
@@ -108,6 +115,8 @@ def require_role(
 
 def project_object_or_404(model: type[T], object_id: int, project: Project) -> T:
     """An object of `model` by id, only if it belongs to `project`."""
+    if not _valid_id(object_id):
+        abort(404)
     obj = db.session.scalar(
         select(model).where(model.id == object_id, model.project_id == project.id)
     )
