@@ -167,12 +167,13 @@ def run_federation(
     strategy = ObservedStrategy(inner, events, client_of, server_session.check_update, reply_timeout_s=timeout)
     if progress is not None:
         progress["strategy"] = strategy
-    last: dict[str, Any] = {"metrics": {}, "weights": None}
+    num_rounds = int(hyperparameters.rounds)
 
     def evaluate_fn(server_round: int, arrays: Any) -> MetricRecord | None:
         weights = arrays_to_weights(arrays)
         result = server_session.central_evaluate(weights, server_round)
-        metrics: dict[str, Any] = {}
+        # Without central data, checkpoints rank rounds by the clients' aggregated evaluation.
+        metrics: dict[str, Any] = dict(strategy.last_evaluate) if server_round > 0 else {}
         record = None
         if result is not None:
             loss, metrics = result
@@ -184,24 +185,22 @@ def run_federation(
             record = MetricRecord(values)
             metrics = {**metrics, "loss": loss}
         if server_round > 0:
-            last["metrics"], last["weights"] = metrics, weights
-            for fields in server_session.checkpoint(weights, server_round, metrics, final=False) or []:
+            # The last round's save is also the final one (one write, not the round twice).
+            final = server_round == num_rounds
+            for fields in server_session.checkpoint(weights, server_round, metrics, final=final) or []:
                 events.emit("checkpoint", **fields)
         return record
 
     strategy.start(
         grid=grid,
         initial_arrays=weights_to_arrays(server_session.initial_weights()),
-        num_rounds=int(hyperparameters.rounds),
+        num_rounds=num_rounds,
         timeout=timeout,
         train_config=train_config(hyperparameters),
         evaluate_config=ConfigRecord({"batch-size": int(hyperparameters.batch_size)}),
         evaluate_fn=evaluate_fn,
     )
-    if last["weights"] is not None:
-        for fields in server_session.checkpoint(last["weights"], strategy.rounds_completed, last["metrics"], final=True) or []:
-            events.emit("checkpoint", **fields)
-    return {"rounds_completed": strategy.rounds_completed, "metrics": last["metrics"]}
+    return {"rounds_completed": strategy.rounds_completed}
 
 
 def make_server_app(

@@ -186,6 +186,7 @@ class ObservedStrategy(flower_strategies.Strategy):
         self.check_update = check_update
         self.reply_timeout_s = reply_timeout_s
         self.rounds_completed = 0
+        self.last_evaluate: dict[str, Any] = {}
         self._expected: dict[str, set[int]] = {"train": set(), "evaluate": set()}
 
     def summary(self) -> None:
@@ -256,6 +257,8 @@ class ObservedStrategy(flower_strategies.Strategy):
         values = dict(metrics) if metrics is not None else {}
         loss = values.pop("loss", None)
         values.pop("num-examples", None)
+        if phase == "evaluate":
+            self.last_evaluate = {**values, "loss": loss}
         self.events.emit("aggregated", round=server_round, phase=phase, loss=loss, metrics=values)
 
     def aggregate_train(

@@ -33,10 +33,11 @@ def test_run_completes_and_reports_every_round(tmp_path):
     assert [e["round"] for e in central] == [0, 1, 2]
     assert central[-1]["metrics"]["accuracy"] > central[0]["metrics"]["accuracy"]  # it learned
     checkpoints = [e for e in events if e["type"] == "checkpoint"]
-    assert any(e["kind"] == "final" for e in checkpoints)
-    for e in checkpoints:
-        for rel in e["files"].values():
-            assert (tmp_path / "out" / rel).is_file(), rel
+    assert [(e["round"], e["kind"]) for e in checkpoints if e["kind"] != "best"] == [(1, "round"), (2, "round"), (2, "final")]
+    final = checkpoints[-1]
+    assert final["kind"] == "final" and final["round"] == 2
+    for rel in final["files"].values():
+        assert (tmp_path / "out" / rel).is_file(), rel
 
 
 @pytest.mark.slow

@@ -286,7 +286,10 @@ def quiet_flower() -> None:
     import logging
 
     if os.environ.get("FLAUTIM_FLOWER_LOG", "").lower() not in {"1", "info", "debug"}:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        # Importing flwr sets its logger to DEBUG, so lower its console handler after that.
+        from flwr.supercore import logger as flower_logger
+
+        flower_logger.console_handler.setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
