@@ -174,3 +174,55 @@ def test_unreachable_server(owner, tmp_path):
     code, _out, err = _run(download_main, ["1", "--project", "1", "--token", owner["token"],
                                            "--url", f"http://127.0.0.1:{free_port()}"])
     assert code == 5 and "conectar" in err
+
+
+@pytest.mark.slow
+def test_submit_a_real_run_and_load_the_downloaded_model(app, live_server, owner, tmp_path):
+    """The whole path: upload over HTTP, the real queue and worker (local sandbox), the
+    runtime's processes, progress in the terminal, then the checkpoint loaded with torch."""
+    from flautim.models import Experiment, ExperimentState, db
+    from flautim.worker.app_context import use_config
+    from flautim.worker.main import run_worker
+
+    tiny = ROOT / "tests" / "fl" / "bundles" / "tiny"
+    folder = tmp_path / "tiny"
+    shutil.copytree(tiny, folder)
+    (folder / "data").mkdir(exist_ok=True)
+    config = app.extensions["flautim_config"]
+    use_config(config)
+
+    result: dict = {}
+
+    def submit():
+        result["run"] = _run(submit_main, [str(folder), "--project", str(owner["project"]), "--url",
+                                           live_server.url, "--token", owner["token"], "--poll", "0.3",
+                                           "--timeout", "600"])
+
+    cli = threading.Thread(target=submit)
+    cli.start()
+    with app.app_context():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            queued = db.session.scalar(db.select(Experiment).where(Experiment.state == ExperimentState.QUEUED))
+            db.session.rollback()
+            if queued is not None:
+                break
+            time.sleep(0.2)
+        assert queued is not None, "the CLI did not queue the experiment"
+    # RQ's worker wants the main thread (signals); the CLI follows from its own thread.
+    run_worker(["experiments"], burst=True, config=config)
+    cli.join(120)
+    code, out, err = result["run"]
+    assert code == 0, out + err
+    assert "rodada 3/3" in err and "succeeded" in out
+
+    target = tmp_path / "final.pt"
+    code, out, err = _run(download_main, ["tiny", "--project", str(owner["project"]), "--url", live_server.url,
+                                          "--token", owner["token"], "-o", str(target)])
+    assert code == 0, err
+    import torch
+
+    tensors = torch.load(target, map_location="cpu", weights_only=True)
+    assert isinstance(tensors, dict) and tensors
+    assert all(isinstance(v, torch.Tensor) for v in tensors.values())
+    assert all(torch.isfinite(v).all() for v in tensors.values())
