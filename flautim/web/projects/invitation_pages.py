@@ -21,10 +21,10 @@ from .forms import ConfirmForm
 invitations_bp = Blueprint("invitations", __name__, url_prefix="/invitations")
 
 
-def _auth_link(endpoint: str, next_path: str) -> str | None:
+def _auth_link(endpoint: str, next_path: str, **values) -> str | None:
     if endpoint not in current_app.view_functions:
         return None
-    return url_for(endpoint, next=next_path)
+    return url_for(endpoint, next=next_path, **values)
 
 
 def _problem(invitation: Invitation | None) -> tuple[int, str, str] | None:
@@ -74,7 +74,8 @@ def _render(token: str, invitation: Invitation | None, status: int = 200):
             already_member=already_member,
             form=ConfirmForm(formdata=None),
             login_url=_auth_link("auth.login", request.path),
-            signup_url=_auth_link("auth.signup", request.path),
+            # The sign-up form starts with the invited email filled in.
+            signup_url=_auth_link("auth.signup", request.path, email=invitation.email),
         ),
         status,
     )
