@@ -220,3 +220,20 @@ def test_account_page_includes_token_section_when_present(client, make_user):
     html = client.get("/auth/account").get_data(as_text=True)
     for heading in ("Perfil", "Trocar email", "Trocar senha", "Apagar minha conta"):
         assert heading in html
+
+
+def test_protected_page_sends_to_login_and_back(client, make_user):
+    make_user("pia@example.org")
+    response = client.get("/support/")
+    assert response.status_code == 302
+    login_url = response.headers["Location"]
+    assert login_url.startswith("/auth/login?next=")
+    response = submit_form(client, login_url, {"email": "pia@example.org", "password": PASSWORD, "next": "/support/"})
+    assert response.headers["Location"] == "/support/"
+
+
+def test_logged_in_user_visiting_login_or_signup_is_sent_on(client, make_user):
+    make_user("quim@example.org")
+    login(client, "quim@example.org")
+    assert client.get("/auth/login?next=/support/").headers["Location"] == "/support/"
+    assert client.get("/auth/signup?next=//evil.example").headers["Location"] == "/"
