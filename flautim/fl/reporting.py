@@ -58,7 +58,10 @@ def log(*args: Any) -> None:
     client and the round it was written in.
     """
     text = " ".join(str(a) for a in args)
-    print(f"{_prefix(current_scope())} {text}", file=sys.stdout, flush=True)
+    # One write per line: client processes share a pipe, and print() writes the newline
+    # separately, which lets lines of two clients run together.
+    sys.stdout.write(f"{_prefix(current_scope())} {text}\n")
+    sys.stdout.flush()
 
 
 def metric(name: str, value: float) -> None:

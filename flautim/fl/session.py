@@ -241,6 +241,7 @@ class ClientSession(_Session):
         "epochs": [{"epoch", "loss", "metrics"}]}. FlautimError naming round and client on
         an exception in user code or a NaN/inf loss. `config` may override "local_epochs",
         "learning_rate" and "batch_size" for this round (Flower-style "local-epochs" too);
+        The optimizer is created afresh (configure_optimizer) at the start of every round.
         "proximal_mu" > 0 (FedProx) adds mu·(w − w_global) to every gradient before the
         optimizer steps, so the user's loop needs no change."""
         start = time.perf_counter()
@@ -249,6 +250,10 @@ class ClientSession(_Session):
         set_weights(self.model, weights, self.client_id)
         experiment = self.experiment
         experiment.round = round
+        # A fresh optimizer each round: every round starts from the global model, so state
+        # such as momentum from this client's previous local model would point elsewhere.
+        with self.user_call("configure_optimizer(model) failed"):
+            experiment.optimizer = experiment.configure_optimizer(self.model)
         proximal = self._proximal_hook(float(config.get("proximal_mu", 0.0) or 0.0))
         try:
             return self._fit(round, config, start)
