@@ -3,6 +3,7 @@ activity log, through the real pages (PostgreSQL, CSRF, the login form)."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -159,3 +160,66 @@ def test_anonymous_is_sent_to_login(client, make_user, make_project):
     assert r.status_code == 302
     assert "/auth/login" in r.headers["Location"]
     assert "next=" in r.headers["Location"]
+
+
+def _add_experiment(app, pid: int, state: str) -> int:
+    from flautim.models import Experiment, ExperimentState
+
+    with app.app_context():
+        exp = Experiment(project_id=pid, name="e", state=ExperimentState(state))
+        db.session.add(exp)
+        db.session.commit()
+        return exp.id
+
+
+def test_archive_and_delete_wait_for_running_experiments(app, client, owner, make_project):
+    pid = make_project("P", owner)
+    _add_experiment(app, pid, "running")
+    r = submit_form(client, f"/projects/{pid}/archive", {}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 409
+    assert "em andamento" in r.get_data(as_text=True)
+    r = submit_form(client, f"/projects/{pid}/delete", {"confirm_name": "P"}, page=f"/projects/{pid}/settings")
+    assert r.status_code == 409
+    with app.app_context():
+        project = db.session.get(Project, pid)
+        assert project is not None and project.archived_at is None
+
+
+def test_archived_project_refuses_every_write_of_the_other_pages(app, client, owner, make_project):
+    """Uploads, new experiments, runs, deletions (pages and API) answer 409 on an archived project."""
+    from flautim.web.api.tokens import create_token
+
+    pid = make_project("P", owner)
+    eid = _add_experiment(app, pid, "draft")
+    with app.app_context():
+        from flautim.models import User
+
+        _, secret = create_token(db.session.get(User, owner), "t")
+    submit_form(client, f"/projects/{pid}/archive", {}, page=f"/projects/{pid}/settings")
+    csrf = csrf_token_from(client.get(f"/projects/{pid}").get_data(as_text=True))
+    checked, wrong = 0, []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods or "project_id" not in rule.arguments:
+            continue
+        if rule.endpoint.startswith(("projects.", "admin.")):
+            continue
+        if set(rule.arguments) - {"project_id", "experiment_id", "kind"}:
+            continue  # needs another object: covered by the ones that create it
+        kinds = sorted(rule._converters["kind"].items) if "kind" in rule.arguments else [None]
+        for kind in kinds:
+            values = {"project_id": pid, "experiment_id": eid, "kind": kind}
+            url = app.url_map.bind("localhost").build(
+                rule.endpoint, {k: v for k, v in values.items() if k in rule.arguments}, method="POST"
+            )
+            if rule.rule.startswith("/api/"):
+                auth = {"Authorization": f"Bearer {secret}"}
+                r = client.post(url, json={}, headers=auth)
+                if r.status_code == 415:  # an upload: it wants multipart
+                    r = client.post(url, data={"file": (io.BytesIO(b"x"), "x.zip")}, headers=auth)
+            else:
+                r = client.post(url, data={"csrf_token": csrf})
+            checked += 1
+            if r.status_code != 409:
+                wrong.append(f"POST {url} ({rule.endpoint}) -> {r.status_code}")
+    assert checked >= 3
+    assert not wrong, "writes accepted on an archived project:\n  " + "\n  ".join(wrong)

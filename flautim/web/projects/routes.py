@@ -148,12 +148,31 @@ def update_settings(project_id: int):
     return redirect(url_for("projects.settings", project_id=project.id))
 
 
+def _active_experiments(project: Project) -> int:
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Experiment)
+        .where(
+            Experiment.project_id == project.id,
+            Experiment.state.in_(["queued", "preparing", "running"]),
+        )
+    )
+
+
 @bp.post("/<int:project_id>/archive")
 @require_role(Role.OWNER)
 def archive(project_id: int):
     if not ConfirmForm().validate_on_submit():
         return _render_settings(400)
     project = g.project
+    active = _active_experiments(project)
+    if active:
+        # An archived project is read-only, so nothing may still be running in it.
+        flash(
+            _("Há %(n)d experimento(s) em andamento. Cancele-os antes de arquivar o projeto.", n=active),
+            "error",
+        )
+        return _render_settings(409)
     project.archived_at = utcnow()
     audit.record("project.archived", project, target=project.name)
     db.session.commit()
@@ -187,14 +206,7 @@ def delete(project_id: int):
             _("O nome digitado não confere com o nome do projeto (“%(name)s”).", name=project.name)
         )
         return _render_settings(400, delete_form=form)
-    active = db.session.scalar(
-        select(func.count())
-        .select_from(Experiment)
-        .where(
-            Experiment.project_id == project.id,
-            Experiment.state.in_(["queued", "preparing", "running"]),
-        )
-    )
+    active = _active_experiments(project)
     if active:
         form.confirm_name.errors.append(
             _("Há %(n)d experimento(s) em andamento. Cancele-os antes de excluir o projeto.", n=active)
