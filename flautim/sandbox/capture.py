@@ -4,45 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from flautim.fl.events import EVENT_PREFIX
+
 from .plan import RunSink
 
 # One log line longer than this is cut: a single huge line must not become one huge row.
 MAX_LINE_CHARS = 8000
+# Past the log cap, event lines are still read (the run's outcome depends on them) until
+# this multiple of the cap has gone by; then reading stops altogether.
+HARD_LIMIT_FACTOR = 20
+_EVENT_PREFIX = EVENT_PREFIX.encode()
 
 
 def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str, limit_bytes: int) -> int:
-    """Feed every complete line of `chunks` to `sink`; returns the bytes read.
+    """Feed every line of `chunks` to `sink`; returns the bytes read.
 
-    After `limit_bytes` the rest is not stored: one "platform" line says the output was
-    truncated and reading stops (the caller's process is free to go on printing; Docker's
-    own log file is capped separately).
+    After `limit_bytes` of output, ordinary lines are no longer stored (one "platform" line
+    says so) but event lines still are; after HARD_LIMIT_FACTOR times the cap reading stops
+    (the process may go on printing; Docker's own log file is capped separately).
     """
     buffer = b""
     total = 0
+    kept = 0
+    over = False
+    hard_limit = limit_bytes * HARD_LIMIT_FACTOR
     for chunk in chunks:
         if not chunk:
             continue
         total += len(chunk)
-        if total > limit_bytes:
-            buffer += chunk[: max(0, len(chunk) - (total - limit_bytes))]
-            for line in buffer.split(b"\n"):
-                if line:
-                    sink.line(source, stream, _decode(line))
-            sink.line(
-                "platform",
-                "stderr",
-                f"[flautim] the {stream} of {source} passed {limit_bytes} bytes; "
-                "the rest of its output was not kept",
-            )
-            return total
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            sink.line(source, stream, _decode(line))
         if len(buffer) > MAX_LINE_CHARS * 4:
-            sink.line(source, stream, _decode(buffer))
+            lines.append(buffer)
             buffer = b""
-    if buffer:
+        for line in lines:
+            if not over:
+                kept += len(line) + 1
+                if kept > limit_bytes:
+                    over = True
+                    sink.line(
+                        "platform", "stderr",
+                        f"[flautim] the {stream} of {source} passed {limit_bytes} bytes; "
+                        "the rest of its output was not kept",
+                    )
+            if not over or line.startswith(_EVENT_PREFIX):
+                sink.line(source, stream, _decode(line))
+        if total > hard_limit:
+            sink.line("platform", "stderr", f"[flautim] stopped reading the {stream} of {source}")
+            return total
+    if buffer and (not over or buffer.startswith(_EVENT_PREFIX)):
         sink.line(source, stream, _decode(buffer))
     return total
 

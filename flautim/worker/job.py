@@ -242,7 +242,11 @@ def decide(outcome: RunOutcome, sink: Ingestor) -> tuple[ExperimentState, Failur
     error = sink.last_error
     finished = sink.run_finished
     if outcome.status == "succeeded":
-        if finished is not None and finished.get("status") not in ("completed", None):
+        if finished is None:
+            return ExperimentState.FAILED, _error_kind(error), _error_reason(error) or (
+                "the server ended without reporting the end of the run; see its logs"
+            )
+        if finished.get("status") != "completed":
             return ExperimentState.FAILED, _error_kind(error), _error_reason(error) or (
                 f"the run finished with status {finished.get('status')!r}"
             )
@@ -253,6 +257,8 @@ def decide(outcome: RunOutcome, sink: Ingestor) -> tuple[ExperimentState, Failur
         # The runtime's own error says what and where (file, line) — better than an exit code.
         kind = _error_kind(error)
         reason = _error_reason(error)
+    if kind == FailureKind.TIME_LIMIT:
+        return ExperimentState.TIMED_OUT, kind, reason
     return ExperimentState.FAILED, kind, reason
 
 

@@ -71,12 +71,14 @@ def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> 
     """Queue a run of `experiment` (validated by the caller) and return the RQ job id.
 
     Moves the experiment from draft (or a finished state: a re-run is a new attempt) to
-    queued, commits, then puts only its id on the "experiments" queue ("experiments-gpu"
+    queued (unless the caller already did), commits, then puts only its id on the "experiments" queue ("experiments-gpu"
     when the experiment wants a GPU). Raises InvalidTransition when it is already active.
     """
     config = _config(config)
-    experiment.transition(ExperimentState.QUEUED)
-    db.session.commit()
+    # The web service may already have moved it to queued (a new attempt) and committed.
+    if experiment.state != ExperimentState.QUEUED:
+        experiment.transition(ExperimentState.QUEUED)
+        db.session.commit()
     name = GPU_QUEUE if experiment.wants_gpu else EXPERIMENT_QUEUE
     queue = queue_for(name, config)
     job = queue.enqueue(

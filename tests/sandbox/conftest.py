@@ -1,0 +1,53 @@
+import docker
+import pytest
+
+from flautim.sandbox.container_spec import LABEL_EXPERIMENT
+from flautim.worker.app_context import use_config
+
+IMAGE = "flautim-sandbox:cpu"
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env(timeout=120)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Docker is not reachable ({exc}); start dockerd (scripts/services)")
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the sandbox image {IMAGE} is missing: run sandbox_images/build cpu")
+    return client
+
+
+@pytest.fixture
+def config_overrides():
+    return {
+        "SANDBOX_BACKEND": "docker",
+        "SANDBOX_CLIENT_MEMORY_MB": 768,
+        "SANDBOX_SERVER_MEMORY_MB": 1024,
+        "SANDBOX_LOG_LIMIT_BYTES": 1_000_000,
+        "SANDBOX_OUTPUT_LIMIT_MB": 200,
+        "SANDBOX_GPUS": "",
+    }
+
+
+@pytest.fixture
+def worker_config(app, docker_client):
+    config = app.extensions["flautim_config"]
+    use_config(config)
+    return config
+
+
+@pytest.fixture
+def owner(make_user, make_project):
+    user_id = make_user("owner@example.com")
+    return user_id, make_project("P", user_id)
+
+
+def leftovers(docker_client, experiment_id: int) -> list[str]:
+    containers = docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_EXPERIMENT}={experiment_id}"})
+    networks = docker_client.networks.list(filters={"label": f"{LABEL_EXPERIMENT}={experiment_id}"})
+    return [c.name for c in containers] + [n.name for n in networks]

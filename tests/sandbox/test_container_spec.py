@@ -1,0 +1,115 @@
+"""The hardened container settings, checked on the pure function that builds them."""
+
+from pathlib import Path
+
+import pytest
+
+from flautim.config import Config
+from flautim.sandbox.container_spec import (
+    LABEL_ATTEMPT,
+    LABEL_EXPERIMENT,
+    LABEL_ROLE,
+    container_kwargs,
+    gpu_assignment,
+    network_name,
+)
+from flautim.sandbox.plan import RunPlan
+
+
+@pytest.fixture
+def config():
+    return Config.from_env(environ={}, ENV="test", SANDBOX_CLIENT_MEMORY_MB=768,
+                           SANDBOX_SERVER_MEMORY_MB=1536, SANDBOX_CPUS_PER_CONTAINER=1.5,
+                           SANDBOX_PIDS_LIMIT=99, SANDBOX_TMPFS_MB=64)
+
+
+@pytest.fixture
+def plan(tmp_path):
+    base = tmp_path / "attempt-2"
+    return RunPlan(experiment_id=41, attempt=2, code_dir=base / "code", data_dir=tmp_path / "ds" / "data",
+                   work_dir=base / "work", out_dir=base / "output", clients=3)
+
+
+ROLES = ["prepare", "server", "client-0", "client-2", "inspect"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_container_is_hardened(config, plan, role):
+    kw = container_kwargs(config, plan, role)
+    assert kw["user"] == "10001:10001"
+    assert kw["read_only"] is True
+    assert kw["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
+    assert kw["cap_drop"] == ["ALL"]
+    assert kw["security_opt"] == ["no-new-privileges"]
+    assert kw["mem_limit"] == kw["memswap_limit"]
+    assert kw["nano_cpus"] == 1_500_000_000
+    assert kw["pids_limit"] == 99
+    assert kw["network"] == network_name(plan) == "flautim-e41-a2"
+    assert kw["labels"][LABEL_EXPERIMENT] == "41"
+    assert kw["labels"][LABEL_ATTEMPT] == "2"
+    assert kw["labels"][LABEL_ROLE] == role
+    assert kw["log_config"]["config"]["max-size"]
+    assert "privileged" not in kw and "cap_add" not in kw and "network_mode" not in kw
+    assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+    # Nothing of the platform's own settings reaches user code.
+    assert not any(k.startswith("FLAUTIM_") and k not in ("FLAUTIM_EXPERIMENT_ID", "FLAUTIM_ROLE")
+                   for k in kw["environment"])
+
+
+def test_memory_limits_by_role(config, plan):
+    assert container_kwargs(config, plan, "client-1")["mem_limit"] == "768m"
+    assert container_kwargs(config, plan, "server")["mem_limit"] == "1536m"
+
+
+def _mounts(kw):
+    return {v["bind"]: (Path(host), v["mode"]) for host, v in kw["volumes"].items()}
+
+
+def test_only_the_server_gets_the_writable_output(config, plan):
+    server = _mounts(container_kwargs(config, plan, "server"))
+    assert server["/out"] == (plan.out_dir, "rw")
+    assert server["/data"] == (plan.server_data_dir, "ro")
+    assert server["/bundle"] == (plan.code_dir, "ro")
+    for role in ("client-0", "client-1", "client-2"):
+        mounts = _mounts(container_kwargs(config, plan, role))
+        assert all(mode == "ro" for _, mode in mounts.values())
+        assert plan.out_dir not in [p for p, _ in mounts.values()]
+
+
+def test_a_client_sees_only_its_own_partition(config, plan):
+    mounts = _mounts(container_kwargs(config, plan, "client-2"))
+    assert mounts["/data"] == (plan.work_dir / "client-2", "ro")
+    assert set(mounts) == {"/bundle", "/data"}
+    kw = container_kwargs(config, plan, "client-2")
+    assert kw["command"][-2:] == ["--client-id", "2"]
+    assert "flautim-e41-a2-server:9092" in kw["command"]
+
+
+def test_prepare_reads_the_dataset_and_writes_only_scratch(config, plan):
+    mounts = _mounts(container_kwargs(config, plan, "prepare"))
+    assert mounts["/bundle/data"] == (plan.data_dir, "ro")
+    assert mounts["/work"] == (plan.work_dir, "rw")
+    assert [t for t, (_, mode) in mounts.items() if mode == "rw"] == ["/work"]
+
+
+def test_unknown_role_is_refused(config, plan):
+    with pytest.raises(ValueError, match="unknown sandbox role"):
+        container_kwargs(config, plan, "superuser")
+
+
+def test_gpu_policy_share_and_split():
+    assert gpu_assignment(3, ["0", "1"], "share") == [["0", "1"]] * 3
+    assert gpu_assignment(3, ["0", "1"], "split") == [["0"], ["1"], ["0"]]
+    assert gpu_assignment(2, [], "split") == [[], []]
+
+
+def test_gpu_clients_get_device_requests_and_visible_devices(config, plan):
+    kw = container_kwargs(config, plan, "client-1", gpus=["3"])
+    request = kw["device_requests"][0]
+    assert request["DeviceIDs"] == ["3"]
+    assert request["Capabilities"] == [["gpu"]]
+    assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert kw["image"] == config.SANDBOX_GPU_IMAGE
+    shared = container_kwargs(config, plan, "client-1", gpus=["0", "1"])
+    assert shared["environment"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert "device_requests" not in container_kwargs(config, plan, "client-1")

@@ -1,0 +1,58 @@
+"""Turning a bundle folder into stored project assets and an experiment, as uploads do."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from flautim import storage
+from flautim.fl.hyperparameters import load_hyperparameters
+from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, db
+
+TINY = Path(__file__).resolve().parents[1] / "fl" / "bundles" / "tiny"
+
+
+def write_bundle(dest: Path, *, api: str | None = None, dataset: str | None = None,
+                 hyperparameters: str | None = None, base: Path = TINY) -> Path:
+    """A copy of `base` with some files replaced."""
+    shutil.copytree(base, dest)
+    (dest / "data").mkdir(exist_ok=True)
+    for name, text in (("api.py", api), ("dataset.py", dataset), ("hyperparameters.py", hyperparameters)):
+        if text is not None:
+            (dest / name).write_text(text)
+    return dest
+
+
+def store_experiment(app, bundle: Path, project_id: int, user_id: int, name: str = "exp") -> int:
+    """Rows and stored files for `bundle`; returns the new (draft) experiment's id."""
+    config = app.extensions["flautim_config"]
+    data_dir = config.data_path
+    with app.app_context():
+        dataset = Dataset(project_id=project_id, created_by_id=user_id, name=f"{name}-data",
+                          storage_path="pending", content_hash="0" * 64)
+        code = ModelCode(project_id=project_id, created_by_id=user_id, name=f"{name}-api",
+                         filename="api.py", storage_path="pending", content_hash="0" * 64)
+        values = load_hyperparameters(bundle / "hyperparameters.py").to_dict()
+        hyper = HyperparameterFile(project_id=project_id, created_by_id=user_id, name=f"{name}-hp",
+                                   filename="hyperparameters.py", storage_path="pending",
+                                   content_hash="0" * 64, values=values)
+        db.session.add_all([dataset, code, hyper])
+        db.session.flush()
+        ds_dir = storage.dataset_dir(data_dir, project_id, dataset.id)
+        shutil.copytree(bundle / "data", ds_dir / "data")
+        shutil.copyfile(bundle / "dataset.py", ds_dir / "dataset.py")
+        code_dir = storage.model_code_dir(data_dir, project_id, code.id)
+        code_dir.mkdir(parents=True)
+        shutil.copyfile(bundle / "api.py", code_dir / "api.py")
+        hp_dir = storage.hyperparameters_dir(data_dir, project_id, hyper.id)
+        hp_dir.mkdir(parents=True)
+        shutil.copyfile(bundle / "hyperparameters.py", hp_dir / "hyperparameters.py")
+        dataset.storage_path = storage.relative(data_dir, ds_dir)
+        code.storage_path = storage.relative(data_dir, code_dir)
+        hyper.storage_path = storage.relative(data_dir, hp_dir)
+        experiment = Experiment(project_id=project_id, name=name, dataset_id=dataset.id,
+                                model_code_id=code.id, hyperparameter_file_id=hyper.id,
+                                created_by_id=user_id)
+        db.session.add(experiment)
+        db.session.commit()
+        return experiment.id
