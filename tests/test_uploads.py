@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import login
-from tests.experiments_support import HYPERPARAMETERS, MNIST, setup_project, upload, zip_bytes
+from tests.experiments_support import (
+    HYPERPARAMETERS,
+    MNIST,
+    setup_project,
+    switch_user,
+    upload,
+    zip_bytes,
+)
 
 DATASET_PY = (MNIST / "dataset.py").read_bytes()
 
@@ -234,8 +240,7 @@ def test_several_plain_files_with_odd_names_are_sanitised(app, client, ctx, db_s
 # --- roles and tenants ----------------------------------------------------------------------
 
 def test_viewer_cannot_upload(app, client, ctx, db_session):
-    client.post("/auth/logout")
-    login(client, "leitor@example.org")
+    switch_user(client, "leitor@example.org")
     assert client.get(f"/projects/{ctx['project_id']}/hyperparameters").status_code == 200
     r = upload(client, ctx["project_id"], "hyperparameters", {"file": ("hyperparameters.py", HYPERPARAMETERS)})
     assert r.status_code == 403
@@ -243,8 +248,7 @@ def test_viewer_cannot_upload(app, client, ctx, db_session):
 
 
 def test_outsider_cannot_upload_or_list(app, client, ctx, db_session):
-    client.post("/auth/logout")
-    login(client, "fora@example.org")
+    switch_user(client, "fora@example.org")
     assert client.get(f"/projects/{ctx['project_id']}/datasets").status_code == 404
     from flautim.web.uploads import Staging  # noqa: F401  (the module imports cleanly)
 

@@ -1,0 +1,263 @@
+"""The experiment pages through the real app: assets, "Adicionar experimento", review, run,
+clone, cancel, the experiment page's tabs, downloads, compare, and tenant scoping."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import csrf_token_from, submit_form
+from tests.experiments_support import (
+    HYPERPARAMETERS,
+    feed_run,
+    make_experiment,
+    scripted_run_lines,
+    setup_project,
+    switch_user,
+    upload,
+    upload_mnist_assets,
+)
+
+
+@pytest.fixture
+def ctx(app, make_user, make_project, client, db_session):
+    c = setup_project(make_user, make_project, client)
+    c["ids"] = upload_mnist_assets(client, c["project_id"])
+    return c
+
+
+def _post(client, url, page):
+    return submit_form(client, url, {}, page=page)
+
+
+def test_assets_are_listed_viewed_downloaded_and_versioned(app, client, ctx, db_session):
+    from flautim.models import ModelCode
+
+    pid = ctx["project_id"]
+    html = client.get(f"/projects/{pid}/model-code").get_data(as_text=True)
+    assert "api.py" in html
+    mc_id = ctx["ids"]["model_code_id"]
+    page = client.get(f"/projects/{pid}/model-code/{mc_id}").get_data(as_text=True)
+    assert page.count("<li><code>") >= 10  # the source, one numbered line each
+    download = client.get(f"/projects/{pid}/model-code/{mc_id}/download")
+    assert download.status_code == 200
+    assert download.data == (Path(__file__).parents[1] / "examples/mnist/api.py").read_bytes()
+    # The same content again is the same version; a change is a new one.
+    source = (Path(__file__).parents[1] / "examples/mnist/api.py").read_bytes()
+    assert upload(client, pid, "model-code", {"file": ("api.py", source)}).status_code == 302
+    assert db_session.query(ModelCode).count() == 1
+    assert upload(client, pid, "model-code", {"file": ("api.py", source + b"\n# v2\n")}).status_code == 302
+    assert db_session.query(ModelCode).count() == 2
+
+
+def test_dataset_page_shows_inspection_report_and_error(app, client, ctx, db_session):
+    from flautim.models import Dataset
+
+    pid, did = ctx["project_id"], ctx["ids"]["dataset_id"]
+    assert "em análise" in client.get(f"/projects/{pid}/datasets/{did}").get_data(as_text=True)
+    dataset = db_session.get(Dataset, did)
+    dataset.inspection_status = "ok"
+    dataset.inspection = {"train": {"examples": 4000, "label_counts": {"0": 400, "7": 401}}, "validation": {"examples": 1000}}
+    db_session.commit()
+    html = client.get(f"/projects/{pid}/datasets/{did}").get_data(as_text=True)
+    assert "4000 exemplos" in html and "1000 exemplos" in html and "401" in html
+    dataset.inspection_status = "error"
+    dataset.inspection = {"what": "train() raised KeyError", "where": "dataset.py:17", "hint": "check the file names"}
+    db_session.commit()
+    html = client.get(f"/projects/{pid}/datasets/{did}").get_data(as_text=True)
+    assert "train() raised KeyError" in html and "dataset.py:17" in html
+
+
+def test_add_review_and_run_an_experiment(app, client, ctx, db_session):
+    from flautim.models import Experiment, ExperimentState
+
+    pid = ctx["project_id"]
+    project_page = client.get(f"/projects/{pid}").get_data(as_text=True)
+    assert "Adicionar experimento" in project_page
+    form = client.get(f"/projects/{pid}/experiments/new").get_data(as_text=True)
+    assert "Código da API" in form
+    r = submit_form(
+        client,
+        f"/projects/{pid}/experiments/new",
+        {"name": "MNIST 3 rodadas", "description": "teste", **{k: str(v) for k, v in ctx["ids"].items()}},
+    )
+    assert r.status_code == 302 and r.headers["Location"].endswith("/review")
+    review = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "Executar experimento" in review and "rounds" in review
+    experiment = db_session.scalar(db_session.query(Experiment).statement)
+    assert experiment.state == ExperimentState.DRAFT and experiment.rounds_total == 3
+    r = _post(client, f"/projects/{pid}/experiments/{experiment.id}/run", r.headers["Location"])
+    assert r.status_code == 302
+    db_session.refresh(experiment)
+    assert experiment.state == ExperimentState.QUEUED and experiment.attempt == 1 and experiment.job_id
+    # The job is really on the RQ queue, carrying only the id.
+    import redis
+    from rq.job import Job
+
+    job = Job.fetch(experiment.job_id, connection=redis.Redis.from_url(app.config["FLAUTIM_REDIS_URL_RESOLVED"]))
+    assert job.args[0] == experiment.id
+    page = client.get(f"/projects/{pid}/experiments/{experiment.id}").get_data(as_text=True)
+    for tab in ("Saídas", "Logs", "Modelos"):
+        assert f">{tab}</button>" in page
+    assert "Cancelar" in page
+    # Cancel a queued run: it stops at once.
+    r = _post(client, f"/projects/{pid}/experiments/{experiment.id}/cancel", f"/projects/{pid}/experiments/{experiment.id}")
+    db_session.refresh(experiment)
+    assert experiment.state == ExperimentState.CANCELLED
+
+
+def test_inline_bad_hyperparameters_show_the_line_and_create_nothing(app, client, ctx, db_session):
+    from flautim.models import Experiment
+
+    pid = ctx["project_id"]
+    html = client.get(f"/projects/{pid}/experiments/new").get_data(as_text=True)
+    data = {
+        "csrf_token": csrf_token_from(html),
+        "name": "X",
+        "dataset_id": str(ctx["ids"]["dataset_id"]),
+        "model_code_id": str(ctx["ids"]["model_code_id"]),
+        "hyperparameter_file_id": "",
+        "hyperparameters_file": (io.BytesIO(b"rounds = 3\nseed = __import__('os').getpid()\n"), "hp.py"),
+    }
+    r = client.post(f"/projects/{pid}/experiments/new", data=data, content_type="multipart/form-data")
+    assert r.status_code == 400
+    assert "hp.py, linha 2" in r.get_data(as_text=True)
+    assert db_session.query(Experiment).count() == 0
+
+
+def test_clone_with_changes_and_rerun(app, client, ctx, db_session, tmp_path):
+    from flautim.models import Experiment, ExperimentState, HyperparameterFile
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], name="Base", state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
+    upload(client, pid, "hyperparameters", {"file": ("hp5.py", HYPERPARAMETERS.replace(b"rounds = 3", b"rounds = 5"))})
+    hp5 = db_session.scalar(db_session.query(HyperparameterFile).filter_by(filename="hp5.py").statement)
+    form = client.get(f"/projects/{pid}/experiments/new?clone={exp_id}").get_data(as_text=True)
+    assert 'value="Base (cópia)"' in form
+    r = submit_form(
+        client,
+        f"/projects/{pid}/experiments/new?clone={exp_id}",
+        {"name": "Base 5 rodadas", **{k: str(v) for k, v in ctx["ids"].items()}, "hyperparameter_file_id": str(hp5.id)},
+    )
+    assert r.status_code == 302
+    clone = db_session.scalar(db_session.query(Experiment).filter_by(name="Base 5 rodadas").statement)
+    assert clone.cloned_from_id == exp_id and clone.hyperparameter_file_id == hp5.id and clone.rounds_total == 5
+    # Re-run the finished one: a new attempt; the page shows the new attempt only.
+    r = _post(client, f"/projects/{pid}/experiments/{exp_id}/run", f"/projects/{pid}/experiments/{exp_id}")
+    original = db_session.get(Experiment, exp_id)
+    db_session.refresh(original)
+    assert original.state == ExperimentState.QUEUED and original.attempt == 2
+
+
+def test_finished_experiment_page_models_logs_and_downloads(app, client, ctx, db_session, tmp_path):
+    import torch
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
+    page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    assert "concluído" in page and "não isolado" in page
+    models = client.get(f"/projects/{pid}/experiments/{exp_id}/models").get_data(as_text=True)
+    assert "final" in models and "melhor" in models and "safetensors" in models
+    links = re.findall(r'href="([^"]+/artifacts/\d+)" data-format="(\w+)" data-kind="(\w+)"', models)
+    final_pt = next(url for url, fmt, kind in links if fmt == "pytorch" and kind == "final")
+    r = client.get(final_pt)
+    assert r.status_code == 200
+    state = torch.load(io.BytesIO(r.data), weights_only=True)
+    assert torch.equal(state["weight"], torch.full((2, 2), 3.0))
+    final_st = next(url for url, fmt, kind in links if fmt == "safetensors" and kind == "final")
+    from safetensors.torch import load as load_safetensors
+
+    assert torch.equal(load_safetensors(client.get(final_st).data)["weight"], torch.full((2, 2), 3.0))
+    logs = client.get(f"/projects/{pid}/experiments/{exp_id}/logs.txt")
+    text = logs.get_data(as_text=True)
+    assert "attachment" in logs.headers["Content-Disposition"]
+    assert "[client-1] client 1 training round 3" in text and "round 2 done" in text
+    curves = client.get(f"/projects/{pid}/experiments/{exp_id}/curves.json").get_json()
+    assert curves["accuracy"]["central"] == [[0, 0.1], [1, 0.5], [2, 0.6], [3, 0.7]] or [
+        round(p[1], 6) for p in curves["accuracy"]["central"]
+    ] == [0.1, 0.5, 0.6, 0.7]
+    assert [p[0] for p in curves["loss"]["train"]] == [1, 2, 3]
+
+
+def test_failed_run_shows_error_with_where_and_hint(app, client, ctx, db_session, tmp_path):
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path, fail_at=2), finish="failed")
+    page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    assert "falhou" in page and "bad shape" in page
+
+
+def test_compare_two_experiments(app, client, ctx, db_session, tmp_path):
+    pid = ctx["project_id"]
+    a = make_experiment(pid, ctx["ids"], name="A", state="running")
+    feed_run(app, a, tmp_path / "a", scripted_run_lines(tmp_path / "a"))
+    b = make_experiment(pid, ctx["ids"], name="B", state="running")
+    feed_run(app, b, tmp_path / "b", scripted_run_lines(tmp_path / "b", rounds=2))
+    html = client.get(f"/projects/{pid}/experiments/compare?ids={a}&ids={b}").get_data(as_text=True)
+    assert 'data-testid="compare-table"' in html
+    assert "0.7000" in html and "0.6000" in html  # final central accuracy of A (3 rounds) and B (2)
+    assert "<code>rounds</code>" in html
+
+
+def test_other_projects_objects_are_404(app, client, ctx, db_session, tmp_path, make_project):
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
+    from flautim.models import ModelArtifact
+
+    artifact_id = db_session.scalar(db_session.query(ModelArtifact.id).statement)
+    # The owner's other project: ids exist, but not in that project.
+    other = make_project("Segundo", ctx["owner"])
+    urls = [
+        f"/projects/{other}/experiments/{exp_id}",
+        f"/projects/{other}/experiments/{exp_id}/stream",
+        f"/projects/{other}/experiments/{exp_id}/logs.txt",
+        f"/projects/{other}/experiments/{exp_id}/artifacts/{artifact_id}",
+        f"/projects/{other}/datasets/{ctx['ids']['dataset_id']}",
+        f"/projects/{other}/model-code/{ctx['ids']['model_code_id']}/download",
+        f"/projects/{other}/experiments/new?clone={exp_id}",
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 404, url
+    page = f"/projects/{other}/experiments"
+    assert _post(client, f"/projects/{other}/experiments/{exp_id}/delete", page).status_code == 404
+    assert _post(client, f"/projects/{other}/hyperparameters/{ctx['ids']['hyperparameter_file_id']}/delete", page).status_code == 404
+    # A creation form that names another project's assets is refused by field.
+    r = submit_form(client, f"/projects/{other}/experiments/new", {"name": "X", **{k: str(v) for k, v in ctx["ids"].items()}})
+    assert r.status_code == 400 and "não existe neste projeto" in r.get_data(as_text=True)
+    # An outsider sees nothing of the project.
+    switch_user(client, "fora@example.org")
+    for url in urls[:1] + [f"/projects/{pid}/experiments/{exp_id}", f"/projects/{pid}/experiments/{exp_id}/artifacts/{artifact_id}"]:
+        assert client.get(url).status_code == 404, url
+
+
+def test_viewer_sees_but_cannot_run_or_delete(app, client, ctx, db_session, tmp_path):
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
+    switch_user(client, "leitor@example.org")
+    viewer = client
+    page = viewer.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    assert "Saídas" in page and "Executar de novo" not in page
+    assert "Adicionar experimento" not in viewer.get(f"/projects/{pid}/experiments").get_data(as_text=True)
+    url = f"/projects/{pid}/experiments/{exp_id}"
+    assert _post(viewer, f"{url}/run", url).status_code == 403
+    assert _post(viewer, f"{url}/delete", url).status_code == 403
+    assert _post(viewer, f"/projects/{pid}/datasets/{ctx['ids']['dataset_id']}/delete", url).status_code == 403
+
+
+def test_asset_in_use_by_a_running_experiment_cannot_be_deleted(app, client, ctx, db_session):
+    from flautim.models import Dataset
+
+    pid = ctx["project_id"]
+    make_experiment(pid, ctx["ids"], state="running")
+    did = ctx["ids"]["dataset_id"]
+    r = _post(client, f"/projects/{pid}/datasets/{did}/delete", f"/projects/{pid}/datasets/{did}")
+    assert r.status_code == 302
+    assert "está em uso" in client.get(r.headers["Location"]).get_data(as_text=True)
+    assert db_session.get(Dataset, did) is not None
