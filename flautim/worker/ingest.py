@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from flautim import storage
 from flautim.fl.events import InvalidEvent, parse_line
@@ -42,6 +42,8 @@ FLUSH_INTERVAL_S = 0.25
 # (and counted) rather than exhausting the worker's memory.
 BACKLOG_MAX = 200_000
 CHECKPOINT_MAX_BYTES = 2 * 2**30
+# Event lines may be up to 1 MB (flautim.fl.events.MAX_EVENT_BYTES); other lines are cut.
+MAX_STORED_LINE = 1_100_000
 CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
 
 
@@ -87,6 +89,10 @@ class Ingestor:
         if self._queue.qsize() >= BACKLOG_MAX:
             self.dropped += 1
             return
+        # PostgreSQL's text refuses NUL; a row must stay a line, not a megabyte.
+        text = text.replace("\x00", "")
+        if len(text) > MAX_STORED_LINE:
+            text = text[:MAX_STORED_LINE] + " [...]"
         self._queue.put((source, stream, text, time.time()))
 
     def phase(self, name: str) -> None:
@@ -130,14 +136,23 @@ class Ingestor:
         """Write a batch; while the database is unreachable, retry (the run goes on)."""
         delay = 0.5
         while True:
+            saved = (self.lines_stored, self.truncated, len(self._round_times), self.events_seen)
             try:
                 self._write(batch)
                 return
             except SQLAlchemyError as exc:
                 db.session.rollback()
                 db.session.remove()
-                log.warning("experiment %s: database write failed (%s); retrying", self.experiment_id, exc)
-                if self._stop.is_set() and delay > 30:
+                # A retried batch must not count its lines twice.
+                self.lines_stored, self.truncated, n_times, self.events_seen = saved
+                del self._round_times[n_times:]
+                if not isinstance(exc, (OperationalError, InterfaceError)):
+                    # Not an outage: this batch itself is unacceptable. Drop it, say so.
+                    log.exception("experiment %s: dropping %d items", self.experiment_id, len(batch))
+                    self.dropped += len(batch)
+                    return
+                log.warning("experiment %s: database unreachable (%s); retrying", self.experiment_id, exc)
+                if self._stop.is_set() and delay >= 10:
                     log.error("experiment %s: giving up on %d log items", self.experiment_id, len(batch))
                     return
                 time.sleep(delay)

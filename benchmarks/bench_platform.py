@@ -1,0 +1,233 @@
+"""Platform benchmark: the MNIST example through the whole platform (queue → worker →
+Docker sandbox → ingest) against `flautim run` on the same machine. Prints a table.
+
+    .venv/bin/python benchmarks/bench_platform.py [--rounds N] [--skip-local]
+
+Needs Docker, the sandbox image (sandbox_images/build cpu), Redis (FLAUTIM_BENCH_REDIS_URL,
+default redis://127.0.0.1:6379/14) and PostgreSQL (FLAUTIM_BENCH_DATABASE_URL, an admin URL;
+a scratch database is created and dropped). Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from flautim.config import Config  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "mnist"
+GIB = 2**30
+
+
+def _bundle(dest: Path, rounds: int | None) -> Path:
+    shutil.copytree(EXAMPLE, dest)
+    (dest / "data").mkdir(exist_ok=True)
+    if rounds:
+        hp = re.sub(r"(?m)^rounds\s*=.*$", f"rounds = {rounds}", (dest / "hyperparameters.py").read_text())
+        (dest / "hyperparameters.py").write_text(hp)
+    return dest
+
+
+class MemorySampler:
+    """Samples each sandbox container's memory from its cgroup (cgroup v1 or v2)."""
+
+    def __init__(self, docker_client, experiment_id: int):
+        self.client = docker_client
+        self.experiment_id = experiment_id
+        self.samples: dict[str, list[int]] = {}
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self, cid: str) -> tuple[int | None, int | None]:
+        for usage, peak in (
+            (f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes",
+             f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes"),
+            (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current",
+             f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"),
+        ):
+            try:
+                u = int(Path(usage).read_text())
+            except OSError:
+                continue
+            try:
+                p = int(Path(peak).read_text())
+            except OSError:
+                p = None
+            return u, p
+        return None, None
+
+    def _loop(self):
+        label = f"org.flautim.experiment={self.experiment_id}"
+        while not self._stop.is_set():
+            try:
+                containers = self.client.containers.list(filters={"label": label})
+            except Exception:  # noqa: BLE001
+                containers = []
+            for c in containers:
+                role = c.labels.get("org.flautim.role", c.name)
+                usage, peak = self._read(c.id)
+                if usage is not None:
+                    self.samples.setdefault(role, []).append(usage)
+                    self.peaks[role] = max(self.peaks.get(role, 0), peak or usage, usage)
+            time.sleep(0.5)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(timeout=5)
+
+
+def run_platform(app, bundle: Path, docker_client) -> dict:
+    from flautim.models import Experiment, ExperimentEvent, Project, User, db
+    from flautim.worker import job
+    from flautim.worker.queue import enqueue_experiment
+    from tests.worker.bundles import store_experiment
+
+    with app.app_context():
+        user = User(email=f"bench-{uuid.uuid4().hex[:6]}@example.com", name="bench", password_hash="x")
+        db.session.add(user)
+        db.session.flush()
+        project = Project(name="bench", owner_id=user.id) if hasattr(Project, "owner_id") else Project(name="bench")
+        db.session.add(project)
+        db.session.commit()
+        user_id, project_id = user.id, project.id
+    experiment_id = store_experiment(app, bundle, project_id, user_id, "mnist")
+    sampler = MemorySampler(docker_client, experiment_id)
+    sampler.start()
+    submitted = time.time()
+    with app.app_context():
+        experiment = db.session.get(Experiment, experiment_id)
+        enqueue_experiment(experiment)
+        attempt = experiment.attempt
+    state = job.run_experiment(experiment_id, attempt)
+    finished = time.time()
+    sampler.stop()
+    with app.app_context():
+        first_round = db.session.execute(
+            db.select(ExperimentEvent.payload).where(
+                ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.type == "round_started"
+            ).order_by(ExperimentEvent.id)
+        ).scalars().first()
+        experiment = db.session.get(Experiment, experiment_id)
+        summary = dict(experiment.summary or {})
+        reason = experiment.failure_reason
+    clients = {r: v for r, v in sampler.samples.items() if r.startswith("client-")}
+    idle = [min(v) for v in clients.values() if v]
+    peaks = [sampler.peaks[r] for r in clients]
+    return {
+        "state": state,
+        "reason": reason,
+        "wall_s": finished - submitted,
+        "to_clients_connected_s": (first_round["ts"] - submitted) if first_round else None,
+        "clients_started_s": summary.get("clients_started_s"),
+        "accuracy": summary.get("accuracy"),
+        "idle_client_mib": (sum(idle) / len(idle) / 2**20) if idle else None,
+        "peak_client_mib": (max(peaks) / 2**20) if peaks else None,
+        "sum_peaks_gib": sum(sampler.peaks.values()) / GIB if sampler.peaks else None,
+        "containers_sampled": len(sampler.peaks),
+    }
+
+
+def run_local(bundle: Path) -> dict:
+    started = time.time()
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "flautim"), "run", str(bundle)],
+                          capture_output=True, text=True, cwd=str(ROOT))
+    wall = time.time() - started
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+    return {"rc": proc.returncode, "wall_s": wall, "tail": tail}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=None, help="override the example's rounds")
+    parser.add_argument("--skip-local", action="store_true")
+    args = parser.parse_args(argv)
+
+    import docker
+    from flask_migrate import upgrade
+
+    from flautim.web import create_app
+    from flautim.worker.app_context import use_config
+
+    admin_url = os.environ.get("FLAUTIM_BENCH_DATABASE_URL", "postgresql+psycopg://127.0.0.1/postgres")
+    redis_url = os.environ.get("FLAUTIM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    scratch = Path(tempfile.mkdtemp(prefix="flautim-bench-"))
+    name = f"flautim_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        config = Config.from_env(environ={}, ENV="test", SECRET_KEY="bench", DATA_DIR=str(scratch / "data"),
+                                 DATABASE_URL=url, REDIS_URL=redis_url, EMBEDDED_WORKER=False,
+                                 SANDBOX_BACKEND="docker", SANDBOX_GPUS="")
+        app = create_app(config)
+        with app.app_context():
+            upgrade()
+        use_config(config)
+        bundle = _bundle(scratch / "mnist", args.rounds)
+        client = docker.from_env(timeout=120)
+        platform = run_platform(app, bundle, client)
+        local = None if args.skip_local else run_local(_bundle(scratch / "mnist-local", args.rounds))
+    finally:
+        try:
+            from flautim.models import db
+
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+        except Exception:  # noqa: BLE001
+            pass
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def fmt(v, unit=""):
+        return "-" if v is None else (f"{v:.2f}{unit}" if isinstance(v, float) else f"{v}{unit}")
+
+    rows = [
+        ("MNIST via platform (Docker): state", platform["state"]),
+        ("  submit -> finished", fmt(platform["wall_s"], " s")),
+        ("  submit -> all clients connected (first round)", fmt(platform["to_clients_connected_s"], " s")),
+        ("  federation start -> all client containers running", fmt(platform["clients_started_s"], " s")),
+        ("  final accuracy", fmt(platform["accuracy"])),
+        ("  client container memory, idle (mean of minima)", fmt(platform["idle_client_mib"], " MiB")),
+        ("  client container memory, peak (max)", fmt(platform["peak_client_mib"], " MiB")),
+        ("  all containers' peaks summed", fmt(platform["sum_peaks_gib"], " GiB")),
+        ("  fits in 8 GiB", "yes" if (platform["sum_peaks_gib"] or 99) < 8 else "NO"),
+    ]
+    if platform["reason"]:
+        rows.append(("  failure reason", platform["reason"][:80]))
+    if local:
+        rows += [
+            ("flautim run (same machine): exit code", local["rc"]),
+            ("  wall time", fmt(local["wall_s"], " s")),
+            ("platform / flautim run", fmt(platform["wall_s"] / local["wall_s"], "x")),
+        ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  value")
+    print("-" * (width + 20))
+    for label, value in rows:
+        print(f"{label.ljust(width)}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

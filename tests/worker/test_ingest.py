@@ -1,0 +1,116 @@
+"""Ingesting a run's output: hostile lines, derived rows, the log cap and live messages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from flautim.fl.events import EVENT_PREFIX, make_event
+from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
+from flautim.worker.ingest import Ingestor
+from flautim.worker.queue import channel_for
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+def config_overrides():
+    return {"MAX_LOG_LINES_PER_EXPERIMENT": 30}
+
+
+@pytest.fixture
+def experiment_id(app, owner):
+    user_id, project_id = owner
+    with app.app_context():
+        experiment = Experiment(project_id=project_id, name="e", created_by_id=user_id, attempt=1)
+        db.session.add(experiment)
+        db.session.commit()
+        return experiment.id
+
+
+def _event(type_, **fields):
+    return EVENT_PREFIX + json.dumps(make_event(type_, **fields))
+
+
+def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_path):
+    listener = redis.Redis.from_url(REDIS_URL).pubsub()
+    listener.subscribe(channel_for(experiment_id))
+    out = tmp_path / "out"
+    (out / "ckpt").mkdir(parents=True)
+    (out / "ckpt" / "r1.pt").write_bytes(b"model-bytes")
+    ingest = Ingestor(app, experiment_id, 1, out, redis_client=redis.Redis.from_url(REDIS_URL))
+    t0 = time.time()
+    lines = [
+        _event("run_started", experiment="e", transport="fast", clients=2, rounds=4, strategy="FedAvg", hyperparameters={}),
+        _event("round_started", round=1),
+        _event("client_train", round=1, client=0, loss=0.9, metrics={"accuracy": 0.5, "bad": "x"}, examples=10, duration_s=0.1),
+        _event("aggregated", round=1, phase="evaluate", loss=0.8, metrics={"accuracy": 0.6}),
+        _event("central_evaluate", round=1, loss=0.7, metrics={"accuracy": 0.65}),
+        _event("checkpoint", round=1, kind="round", files={"pytorch": "ckpt/r1.pt"}, metrics={}),
+        _event("round_started", round=2),
+        _event("central_evaluate", round=2, loss=float("nan"), metrics={"accuracy": 0.6}),
+        EVENT_PREFIX + "{broken json",
+        EVENT_PREFIX + json.dumps({"v": 1, "type": "client_train", "ts": t0}),
+        "plain \x00 line",
+    ]
+    for line in lines:
+        ingest.line("server", "stdout", line)
+    ingest.line("client-1", "stderr", "Traceback (most recent call last):")
+    ingest.close()
+
+    with app.app_context():
+        events = db.session.execute(db.select(ExperimentEvent.type).where(
+            ExperimentEvent.experiment_id == experiment_id).order_by(ExperimentEvent.id)).scalars().all()
+        assert events == ["run_started", "round_started", "client_train", "aggregated",
+                          "central_evaluate", "checkpoint", "round_started", "central_evaluate"]
+        logs = db.session.execute(db.select(LogRecord).where(
+            LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).scalars().all()
+        texts = [r.line for r in logs]
+        assert any("broken json" in t and "invalid event ignored" in t for t in texts)
+        assert any("lacks" in t for t in texts)
+        assert "plain  line" in texts
+        assert ("client-1", "stderr") in {(r.source, r.stream) for r in logs}
+        metrics = {(m.phase, m.source, m.name, m.round): m.value for m in db.session.execute(
+            db.select(MetricRow).where(MetricRow.experiment_id == experiment_id)).scalars()}
+        assert metrics[("train", "client-0", "loss", 1)] == 0.9
+        assert metrics[("train", "client-0", "accuracy", 1)] == 0.5
+        assert ("train", "client-0", "bad", 1) not in metrics
+        assert metrics[("evaluate", "aggregate", "accuracy", 1)] == 0.6
+        assert metrics[("central", "server", "accuracy", 2)] == 0.6
+        assert ("central", "server", "loss", 2) not in metrics  # NaN is not a number to plot
+        artifact = db.session.execute(db.select(ModelArtifact).where(
+            ModelArtifact.experiment_id == experiment_id)).scalar_one()
+        assert artifact.size_bytes == len(b"model-bytes") and artifact.format == "pytorch"
+        experiment = db.session.get(Experiment, experiment_id)
+        assert experiment.rounds_total == 4 and experiment.rounds_done == 2
+        assert experiment.summary["accuracy"] == 0.6
+        assert experiment.summary["best_accuracy"] == 0.65
+        assert experiment.summary["best_loss"] == 0.7
+        assert "eta_s" in experiment.summary and "mean_round_s" in experiment.summary
+
+    seen = []
+    while (message := listener.get_message(timeout=1)) is not None:
+        if message["type"] == "message":
+            seen.append(json.loads(message["data"]))
+    kinds = {m["kind"] for m in seen}
+    assert kinds == {"log", "event", "state"}
+    log_ids = [m["id"] for m in seen if m["kind"] == "log"]
+    assert log_ids == sorted(log_ids) and all(isinstance(i, int) for i in log_ids)
+
+
+def test_log_lines_past_the_cap_are_not_stored_but_events_are(app, experiment_id, tmp_path):
+    ingest = Ingestor(app, experiment_id, 1, tmp_path, redis_client=None)
+    for i in range(100):
+        ingest.line("client-0", "stdout", f"line {i}")
+    ingest.line("server", "stdout", _event("round_started", round=1))
+    ingest.close()
+    with app.app_context():
+        logs = db.session.execute(db.select(LogRecord.line).where(
+            LogRecord.experiment_id == experiment_id)).scalars().all()
+        assert len(logs) == 31
+        assert "more than 30 lines" in logs[-1]
+        assert db.session.execute(db.select(ExperimentEvent).where(
+            ExperimentEvent.experiment_id == experiment_id)).scalar_one().type == "round_started"
+    assert ingest.truncated
