@@ -211,8 +211,9 @@ def write_fab_dir(app_dir: Path, config: dict[str, Any]) -> Path:
     package = app_dir / "flautim_fab"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text('"""Flautim generic apps (generated)."""\n')
-    (package / "server_app.py").write_text("from flautim.fl.transport.flower import server_app as app\n")
-    (package / "client_app.py").write_text("from flautim.fl.transport.flower import client_app as app\n")
+    # `flwr run` checks the components by reading the module for an `app = ...` assignment.
+    (package / "server_app.py").write_text("import flautim.fl.transport.flower as flautim_apps\n\napp = flautim_apps.server_app\n")
+    (package / "client_app.py").write_text("import flautim.fl.transport.flower as flautim_apps\n\napp = flautim_apps.client_app\n")
     lines = [
         "[build-system]",
         'requires = ["hatchling"]',
@@ -288,8 +289,10 @@ def run_flower(args: Any, group: Any, workdir: Path, out: Path, console: Any, de
     address = f"127.0.0.1:{link_port}"
     (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "{address}"\ninsecure = true\n')
     tuning = {} if stock_mode() else {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": SUPEREXEC_POLL_S}
-    env = {**os.environ, **OFFLINE_ENV, **tuning, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     bin_dir = Path(sys.executable).parent
+    # The SuperLink and SuperNodes start `flower-superexec` / `flwr-clientapp` by name.
+    tuning["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, **OFFLINE_ENV, **tuning, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     group.start(
         "superlink",
         [str(bin_dir / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(link_port)],
@@ -331,6 +334,8 @@ def run_flower(args: Any, group: Any, workdir: Path, out: Path, console: Any, de
                 pass
             if run_id is None:
                 last_error = (result.stdout + result.stderr).strip()[-500:]
+                if not any(word in last_error.lower() for word in ("connect", "unavailable", "refused")):
+                    break  # a rejected app, not a SuperLink still starting: retrying will not help
                 time.sleep(1)
         if run_id is None:
             return fail(console, f"could not submit the run to the SuperLink: {last_error}", "flwr run", "see the SuperLink's log above", "infrastructure", started)
