@@ -235,3 +235,42 @@ def test_viewer_gets_403_for_editor_actions(app, client, make_user, make_project
     # Viewers see the members page but no management controls.
     page = client.get(f"/projects/{pid}/members").get_data(as_text=True)
     assert "Enviar convite" not in page and "Remover" not in page
+
+
+def test_a_mail_failure_keeps_the_invitation_for_a_resend(app, client, team):
+    from tests.conftest import free_port
+
+    _, pid = team
+    cfg = app.extensions["flautim_config"]
+    cfg.SMTP_HOST, cfg.SMTP_PORT = "127.0.0.1", free_port()  # nothing listens there
+    r = invite(client, pid, "falha@example.org")
+    assert r.status_code == 302
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "não pôde ser enviado" in page
+    assert 'data-email="falha@example.org"' in page
+    with app.app_context():
+        assert db.session.scalar(db.select(Invitation.email)) == "falha@example.org"
+
+
+def test_accepting_never_lowers_an_existing_role(app, client, smtp_server, team, make_user):
+    _, pid = team
+    editor = make_user("ja@example.org")
+    with app.app_context():
+        db.session.add(Membership(project_id=pid, user_id=editor, role=Role.EDITOR))
+        db.session.commit()
+    # Invited before joining another way; the invitation still works once, as a no-op.
+    with app.app_context():
+        from flautim.web.projects import invitations as inv
+
+        invitation = Invitation(project_id=pid, email="ja@example.org", role=Role.VIEWER, invited_by_id=None)
+        token = inv.new_token(invitation)
+        db.session.add(invitation)
+        db.session.commit()
+    logout(client)
+    login(client, "ja@example.org")
+    page = client.get(f"/invitations/{token}").get_data(as_text=True)
+    assert "Você já é membro deste projeto." in page
+    r = client.post(f"/invitations/{token}", data={"csrf_token": csrf_token_from(page)})
+    assert r.status_code == 302
+    assert role_of(app, pid, editor) == Role.EDITOR
+    assert client.get(f"/invitations/{token}").status_code == 410
