@@ -106,9 +106,19 @@ class ResetPasswordForm(_NewPasswordMixin, FlaskForm):
         return (self._user.email, self._user.name) if self._user else ("", "")
 
 
+# Each language under its own name, so anyone can find theirs whatever the page's language.
+LANGUAGE_NAMES = {"pt_BR": "Português (Brasil)", "en": "English"}
+
+
 class ProfileForm(FlaskForm):
     name = name_field()
-    locale = SelectField(_l("Idioma"), choices=[("pt_BR", "Português (Brasil)"), ("en", "English")])
+    locale = SelectField(_l("Idioma"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.locale.choices = [
+            (code, LANGUAGE_NAMES.get(code, code)) for code in current_app.config["FLAUTIM_LANGUAGES"]
+        ]
 
 
 class EmailChangeForm(FlaskForm):
