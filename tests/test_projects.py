@@ -223,3 +223,65 @@ def test_archived_project_refuses_every_write_of_the_other_pages(app, client, ow
                 wrong.append(f"POST {url} ({rule.endpoint}) -> {r.status_code}")
     assert checked >= 3
     assert not wrong, "writes accepted on an archived project:\n  " + "\n  ".join(wrong)
+
+
+def _post_every_write(app, client, victim, token: str, skip: set[str]) -> list[tuple[str, int]]:
+    """POST every project-scoped write route (pages with CSRF, API with `token`)."""
+    from tests.test_tenant_isolation import IGNORED_METHODS, _fillings, _id_rules, _url
+
+    csrf = csrf_token_from(client.get(f"/projects/{victim.project_id}").get_data(as_text=True))
+    results = []
+    for rule in _id_rules(app):
+        if "POST" not in rule.methods or "project_id" not in rule.arguments or rule.endpoint in skip:
+            continue
+        assert rule.methods - IGNORED_METHODS
+        for values in _fillings(rule, victim):
+            url = _url(app, rule, values)
+            if rule.rule.startswith("/api/"):
+                auth = {"Authorization": f"Bearer {token}"}
+                r = client.post(url, json={}, headers=auth)
+                if r.status_code == 415:  # an upload: it wants multipart
+                    r = client.post(url, data={"file": (io.BytesIO(b"x"), "x.zip")}, headers=auth)
+            else:
+                r = client.post(url, data={"csrf_token": csrf})
+            results.append((f"POST {url} ({rule.endpoint})", r.status_code))
+    return results
+
+
+def test_a_viewer_gets_403_on_every_write_and_an_editor_on_every_owner_action(
+    app, client, make_user, make_project
+):
+    """Roles on every route that exists: viewers only look, editors do not manage."""
+    from flautim.models import User
+    from flautim.web.api.tokens import create_token
+    from tests.test_tenant_isolation import _make_victim
+
+    victim = _make_victim(app, make_user, make_project)
+    viewer = make_user("viewer@example.org")
+    with app.app_context():
+        db.session.add(Membership(project_id=victim.project_id, user_id=viewer, role=Role.VIEWER))
+        db.session.commit()
+        _, viewer_token = create_token(db.session.get(User, viewer), "v")
+        _, editor_token = create_token(
+            db.session.scalar(db.select(User).where(User.email == "colleague@example.org")), "e"
+        )
+    login(client, "viewer@example.org")
+    results = _post_every_write(app, client, victim, viewer_token, skip={"projects.leave_project"})
+    assert len(results) >= 10
+    wrong = [f"{what} -> {status}" for what, status in results if status != 403]
+    assert not wrong, "a viewer was not refused:\n  " + "\n  ".join(wrong)
+
+    client.post("/auth/logout", data={"csrf_token": csrf_token_from(client.get("/projects/").get_data(as_text=True))})
+    login(client, "colleague@example.org")
+    owner_only = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("projects.") and "POST" in rule.methods
+    } - {"projects.create", "projects.leave_project", "projects.update_settings"}
+    results = _post_every_write(
+        app, client, victim, editor_token,
+        skip={r.endpoint for r in app.url_map.iter_rules()} - owner_only,
+    )
+    assert len(results) >= 8
+    wrong = [f"{what} -> {status}" for what, status in results if status != 403]
+    assert not wrong, "an editor did an owner's action:\n  " + "\n  ".join(wrong)
