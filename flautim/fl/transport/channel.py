@@ -43,7 +43,9 @@ class Channel:
     """One side of a connection; `send_*` is thread-safe, `receive` is for one reader."""
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # A reply is one small write: do not let Nagle hold it back for the next one.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._send_lock = threading.Lock()
         self.bytes_sent = 0
