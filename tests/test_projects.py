@@ -134,7 +134,12 @@ def test_archived_project_is_read_only_until_unarchived(app, client, owner, make
 
 
 def test_delete_needs_the_exact_name(app, client, owner, make_project):
+    from flautim.storage import project_dir
+
     pid = make_project("Meu projeto", owner)
+    stored = project_dir(app.extensions["flautim_config"].data_path, pid) / "datasets" / "1" / "dataset.py"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("x = 1\n")
     r = submit_form(client, f"/projects/{pid}/delete", {"confirm_name": "meu projeto"}, page=f"/projects/{pid}/settings")
     assert r.status_code == 400
     assert "não confere" in r.get_data(as_text=True)
@@ -145,6 +150,7 @@ def test_delete_needs_the_exact_name(app, client, owner, make_project):
         event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "project.deleted"))
         assert event.detail["project_id"] == pid and event.target == "Meu projeto"
     assert client.get(f"/projects/{pid}").status_code == 404
+    assert not stored.parent.parent.parent.exists()
 
 
 def test_forged_csrf_token_is_refused(app, client, owner):
