@@ -215,6 +215,13 @@ def test_results_metrics_logs_events_artifacts(client, team, seed_experiment):
     assert aggregate[1]["value"] == pytest.approx(0.5)
     some = client.get(base + "/metrics?round_min=2&round_max=3&phase=central", headers=owner).json["items"]
     assert [m["round"] for m in some] == [2, 3] and all(m["source"] == "server" for m in some)
+    series = client.get(base + "/metrics?format=series&name=loss", headers=owner).json["series"]
+    by_source = {s["source"]: s for s in series}
+    assert set(by_source) == {"aggregate", "client-0", "client-1"}
+    assert by_source["client-1"]["rounds"] == [1, 2, 3, 4]
+    assert by_source["client-1"]["values"] == pytest.approx([1.0, 0.5, 1 / 3, 0.25])
+    bad = client.get(base + "/metrics?format=csv", headers=owner)
+    assert bad.status_code == 400 and bad.json["error"]["field"] == "format"
 
     # Catch-up in pages of 10 sees every line once, in order.
     seen, after = [], 0

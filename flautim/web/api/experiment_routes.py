@@ -7,7 +7,7 @@ from flask import abort, jsonify, send_file
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from flautim.models import Experiment, ExperimentState, Role, db
+from flautim.models import Experiment, ExperimentState, MetricRow, Role, db
 from flautim.web.experiments import services
 from flautim.web.projects.access import scoped
 from flautim.web.uploads import UserFacingError
@@ -140,22 +140,51 @@ def _attempt_arg(experiment: Experiment) -> int:
     return int_arg("attempt", experiment.attempt, minimum=0, maximum=MAX_INT)
 
 
+METRIC_COLUMNS = (MetricRow.id, MetricRow.attempt, MetricRow.round, MetricRow.phase,
+                  MetricRow.source, MetricRow.name, MetricRow.value)
+MAX_METRIC_ROWS = 100_000
+
+
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/metrics")
 def experiment_metrics(project_id: int, experiment_id: int):
-    """Every number per round of one attempt, filtered by source, phase, name and rounds."""
+    """Every number per round of one attempt, filtered by source, phase, name and rounds.
+
+    `format=rows` (default): one object per number. `format=series`: one object per
+    (phase, source, name) with parallel `rounds` and `values` lists — what a chart needs,
+    a fifth of the bytes. Columns are read without ORM objects: a 200-round run with ten
+    clients has ~10,000 numbers, and building an ORM object for each dominated the time.
+    """
     _project, experiment = scoped_experiment(project_id, experiment_id)
     attempt = _attempt_arg(experiment)
-    wanted = {key: str_arg(key, size) for key, size in (("source", 32), ("phase", 16), ("name", 64))}
+    fmt = str_arg("format", 8) or "rows"
+    if fmt not in ("rows", "series"):
+        raise field_error("format", _("format deve ser rows ou series."))
+    query = select(*METRIC_COLUMNS).where(MetricRow.experiment_id == experiment.id, MetricRow.attempt == attempt)
+    for column, key, size in ((MetricRow.source, "source", 32), (MetricRow.phase, "phase", 16), (MetricRow.name, "name", 64)):
+        value = str_arg(key, size)
+        if value is not None:
+            query = query.where(column == value)
     round_min = int_arg("round_min", None, minimum=0, maximum=MAX_INT)
+    if round_min is not None:
+        query = query.where(MetricRow.round >= round_min)
     round_max = int_arg("round_max", None, minimum=0, maximum=MAX_INT)
-    rows = [
-        m
-        for m in services.experiment_metrics(experiment, attempt)
-        if all(v is None or getattr(m, k) == v for k, v in wanted.items())
-        and (round_min is None or m.round >= round_min)
-        and (round_max is None or m.round <= round_max)
-    ]
-    return jsonify({"experiment_id": experiment.id, "attempt": attempt, "items": [ser.metric(m) for m in rows]})
+    if round_max is not None:
+        query = query.where(MetricRow.round <= round_max)
+    rows = db.session.execute(query.order_by(MetricRow.round, MetricRow.id).limit(MAX_METRIC_ROWS)).all()
+    body: dict = {"experiment_id": experiment.id, "attempt": attempt, "format": fmt}
+    if fmt == "series":
+        series: dict[tuple[str, str, str], dict] = {}
+        for _id, _attempt, rnd, phase, source, name, value in rows:
+            entry = series.setdefault(
+                (phase, source, name), {"phase": phase, "source": source, "name": name, "rounds": [], "values": []}
+            )
+            entry["rounds"].append(rnd)
+            entry["values"].append(value)
+        body["series"] = list(series.values())
+    else:
+        keys = ("id", "attempt", "round", "phase", "source", "name", "value")
+        body["items"] = [dict(zip(keys, row, strict=True)) for row in rows]
+    return jsonify(body)
 
 
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/logs")

@@ -209,6 +209,15 @@ SCHEMAS: dict = {
             "value": {"type": "number"},
         }
     ),
+    "MetricSeries": _object(
+        {
+            "phase": {"type": "string"},
+            "source": {"type": "string"},
+            "name": {"type": "string"},
+            "rounds": {"type": "array", "items": {"type": "integer"}},
+            "values": {"type": "array", "items": {"type": "number"}},
+        }
+    ),
     "LogLine": _object(
         {
             "id": {"type": "integer"},
@@ -368,7 +377,7 @@ PATHS: dict = {
     },
     _E + "/metrics": {
         "get": _op(
-            "Métricas por rodada (filtre por fonte, fase, nome)",
+            "Métricas por rodada (filtre por fonte, fase, nome; format=series para gráficos)",
             "results",
             {
                 "200": _json(
@@ -376,8 +385,11 @@ PATHS: dict = {
                         {
                             "experiment_id": {"type": "integer"},
                             "attempt": {"type": "integer"},
+                            "format": {"type": "string", "enum": ["rows", "series"]},
                             "items": {"type": "array", "items": _ref("Metric")},
-                        }
+                            "series": {"type": "array", "items": _ref("MetricSeries")},
+                        },
+                        required=["experiment_id", "attempt", "format"],
                     )
                 ),
                 **_errors(400, 401, 404),
@@ -387,7 +399,8 @@ PATHS: dict = {
              _str_param("source", "aggregate, server ou client-N", 32),
              _str_param("phase", "train, evaluate ou central", 16),
              _str_param("name", "loss, accuracy, ...", 64),
-             _int_param("round_min", maximum=2**31 - 1), _int_param("round_max", maximum=2**31 - 1)],
+             _int_param("round_min", maximum=2**31 - 1), _int_param("round_max", maximum=2**31 - 1),
+             _str_param("format", "rows (padrão) ou series", enum=["rows", "series"])],
         )
     },
     _E + "/logs": {

@@ -15,7 +15,6 @@ from flautim.models import (
     HyperparameterFile,
     LogRecord,
     Membership,
-    MetricRow,
     ModelArtifact,
     ModelCode,
     Project,
@@ -98,18 +97,6 @@ def experiment(e: Experiment) -> dict:
         "started_at": iso(e.started_at),
         "finished_at": iso(e.finished_at),
         "duration_s": e.duration_s,
-    }
-
-
-def metric(m: MetricRow) -> dict:
-    return {
-        "id": m.id,
-        "attempt": m.attempt,
-        "round": m.round,
-        "phase": m.phase,
-        "source": m.source,
-        "name": m.name,
-        "value": m.value,
     }
 
 

@@ -65,11 +65,16 @@ def user_for_secret(secret: str) -> User | None:
     """The active user a live token belongs to, recording its use; None otherwise."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    if token is None or token.revoked_at is not None:
+    # One round trip for the token and its user: this runs before every API call.
+    found = db.session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if found is None:
         return None
-    user = token.user
-    if user is None or not user.active:
+    token, user = found
+    if token.revoked_at is not None or not user.active:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
