@@ -114,3 +114,16 @@ def test_log_lines_past_the_cap_are_not_stored_but_events_are(app, experiment_id
         assert db.session.execute(db.select(ExperimentEvent).where(
             ExperimentEvent.experiment_id == experiment_id)).scalar_one().type == "round_started"
     assert ingest.truncated
+
+
+def test_redis_away_only_delays_live_updates(app, experiment_id, tmp_path):
+    """Publishing to a Redis that is down (restarting) must not lose the stored rows."""
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    ingest = Ingestor(app, experiment_id, 1, tmp_path, redis_client=down)
+    ingest.line("server", "stdout", "still stored")
+    ingest.line("server", "stdout", _event("round_started", round=1))
+    ingest.close()
+    with app.app_context():
+        assert db.session.execute(db.select(LogRecord.line).where(
+            LogRecord.experiment_id == experiment_id)).scalars().all() == ["still stored"]
+        assert db.session.get(Experiment, experiment_id).rounds_done == 0
