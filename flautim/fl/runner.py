@@ -299,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     limit_s, _ = read_limits(bundle)
     deadline = time.monotonic() + limit_s + KILL_MARGIN_S
     group = ProcessGroup(console)
+
+    def on_terminate(signum: int, _frame: Any) -> None:
+        # Children run in their own sessions (so a Ctrl-C reaches us first); a SIGTERM to
+        # the runner must still take them down: unwind to the `finally` below.
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_terminate)
     try:
         code = run_prepare(args, group, workdir, console, deadline)
         if code is None:
