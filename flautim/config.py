@@ -50,6 +50,8 @@ class Config:
     INVITATION_MAX_AGE_S: int = 7 * 24 * 3600
     LOGIN_LIMIT_PER_ACCOUNT: str = "5 per minute;20 per hour"
     LOGIN_LIMIT_PER_IP: str = "20 per minute;200 per hour"
+    # New support tickets and replies per user: each one emails the support address.
+    SUPPORT_LIMIT_PER_USER: str = "10 per minute;60 per day"
     SESSION_COOKIE_SECURE: bool = False  # True in production (HTTPS)
     LANGUAGES: tuple[str, ...] = ("pt_BR", "en")
     DEFAULT_LOCALE: str = "pt_BR"

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
-from tests.conftest import free_port, login, submit_form
+from tests.conftest import REDIS_URL, free_port, login, submit_form
+
+# Rate-limit counters live in Redis; a database of our own keeps them apart from test modules
+# that flush the shared test database (db 15) while a test here counts messages.
+OWN_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"
+
+
+@pytest.fixture
+def config_overrides():
+    import redis
+
+    redis.Redis.from_url(OWN_REDIS_URL).flushdb()
+    return {"REDIS_URL": OWN_REDIS_URL}
 
 
 def _path(link: str) -> str:
@@ -110,3 +123,22 @@ def test_ticket_saved_even_when_mail_server_is_down(app, client, make_user):
     assert "aviso por email ao suporte falhou" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(SupportTicket.subject)) == "Sem email"
+
+
+def test_messages_per_user_are_rate_limited(app, make_user, smtp_server):
+    app.config["FLAUTIM_SUPPORT_LIMIT_PER_USER"] = "3 per minute"
+    make_user("fred@example.org")
+    make_user("gabi@example.org")
+    fred, gabi = app.test_client(), app.test_client()
+    login(fred, "fred@example.org")
+    login(gabi, "gabi@example.org")
+    response = submit_form(fred, "/support/new", {"subject": "Um", "message": "1"})
+    path = response.headers["Location"]
+    assert submit_form(fred, path, {"body": "2"}).status_code == 302
+    assert submit_form(fred, "/support/new", {"subject": "Três", "message": "3"}).status_code == 302
+    # The limit is shared by new tickets and replies, and is per user.
+    response = submit_form(fred, path, {"body": "4"})
+    assert response.status_code == 429
+    assert "Muitas tentativas" in response.get_data(as_text=True)
+    assert submit_form(gabi, "/support/new", {"subject": "Outra pessoa", "message": "ok"}).status_code == 302
+    assert len(smtp_server.to(app.config["FLAUTIM_SUPPORT_EMAIL"])) == 4

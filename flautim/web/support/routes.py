@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+
+from flautim.web.extensions import limiter
 
 from . import bp
 from .forms import ReplyForm, TicketForm
@@ -17,12 +19,27 @@ def _logged_in_only():
     return None
 
 
+def _support_limit() -> str:
+    return current_app.config["FLAUTIM_SUPPORT_LIMIT_PER_USER"]
+
+
+def _user_key() -> str:
+    return f"support-user:{current_user.id}"
+
+
+# Every message emails the support address: a per-user limit keeps a script from flooding it.
+_limit_messages = limiter.shared_limit(
+    _support_limit, scope="support-messages", key_func=_user_key, methods=["POST"]
+)
+
+
 @bp.get("/")
 def list_tickets():
     return render_template("support/list.html", tickets=tickets_of(current_user))
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@_limit_messages
 def new_ticket():
     form = TicketForm()
     if form.validate_on_submit():
@@ -33,6 +50,7 @@ def new_ticket():
 
 
 @bp.route("/<int:ticket_id>", methods=["GET", "POST"])
+@_limit_messages
 def show_ticket(ticket_id: int):
     ticket = ticket_of_user_or_none(ticket_id, current_user)
     if ticket is None:
