@@ -142,3 +142,17 @@ def test_messages_per_user_are_rate_limited(app, make_user, smtp_server):
     assert "Muitas tentativas" in response.get_data(as_text=True)
     assert submit_form(gabi, "/support/new", {"subject": "Outra pessoa", "message": "ok"}).status_code == 302
     assert len(smtp_server.to(app.config["FLAUTIM_SUPPORT_EMAIL"])) == 4
+
+
+def test_answer_email_is_in_the_users_language(app, make_user, smtp_server):
+    make_user("hana@example.org", locale="en")
+    make_user("boss@example.org", is_admin=True)
+    hana, staff = app.test_client(), app.test_client()
+    login(hana, "hana@example.org")
+    login(staff, "boss@example.org")
+    path = submit_form(hana, "/support/new", {"subject": "Login help", "message": "hi"}).headers["Location"]
+    ticket_id = path.rstrip("/").rsplit("/", 1)[1]
+    submit_form(staff, f"/admin/support/{ticket_id}", {"body": "Done."})
+    [answer] = smtp_server.to("hana@example.org")
+    assert answer["Subject"] == f"[Flautim support #{ticket_id}] Answer: Login help"
+    assert "The support team answered your ticket" in smtp_server.body(answer)
