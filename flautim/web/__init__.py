@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from flautim.config import Config
 
@@ -14,12 +15,20 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = str(Path(__file__).resolve().parents[2] / "migrations")
 
 
+class BoundedIntConverter(IntegerConverter):
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: Config | None = None) -> Flask:
     """Build the web app. `config` defaults to `Config.from_env()` (FLAUTIM_* variables)."""
     config = config or Config.from_env()
     config.data_path.mkdir(parents=True, exist_ok=True)
 
     app = Flask(__name__, instance_path=str(config.data_path / "instance"))
+    # Ids are 32-bit columns: a larger id in a URL is a 404, not a database error.
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.from_mapping(config.as_flask_mapping())
     app.extensions["flautim_config"] = config
 

@@ -41,6 +41,7 @@ def init_app(app: Flask) -> None:
         titles = {
             403: _("Acesso negado"),
             404: _("Página não encontrada"),
+            409: _("Ação não permitida agora"),
             413: _("Arquivo grande demais"),
             429: _("Muitas tentativas"),
         }
