@@ -28,7 +28,6 @@
       history.replaceState(null, "", "#" + b.getAttribute("data-tab"));
     });
   });
-  if (["#logs", "#models", "#outputs"].indexOf(location.hash) >= 0) showTab(location.hash.slice(1));
 
   // --- run state --------------------------------------------------------------------------
   var state = root.getAttribute("data-state");
@@ -323,5 +322,7 @@
   }
   drawCharts();
   tick();
+  // Reopen the tab named in the address (after a reload), once everything above exists.
+  if (["#logs", "#models", "#outputs"].indexOf(location.hash) >= 0) showTab(location.hash.slice(1));
   connect();
 })();
