@@ -366,11 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sse-clients", type=int, default=20)
     parser.add_argument("--sse-messages", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=12,
+                        help="per worker; keep it within the SQLAlchemy pool (5 + 10 overflow)")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the in-process, one-at-a-time table (no gunicorn)")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     db_name, database_url = create_database()
     data_dir = tempfile.mkdtemp(prefix="flautim-bench-")
     import redis
@@ -402,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         def metrics(session, warmup):
             return session.get(api + "/metrics", headers=bearer)
 
+        def series(session, warmup):
+            return session.get(api + "/metrics?format=series", headers=bearer)
+
         def logs(session, warmup):
             after = random.randint(info["first_log"], info["last_log"] - 1000)
             return session.get(api + f"/logs?after={after}&limit=1000", headers=bearer)
@@ -412,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [
             hammer("experiment page (HTML)", args.clients, args.requests, page),
             hammer(f"metrics API ({info['metrics']} rows)", args.clients, args.requests, metrics),
+            hammer("metrics API, format=series", args.clients, args.requests, series),
             hammer("log catch-up API (1000 lines)", args.clients, args.requests, logs),
             hammer("experiment API (show)", args.clients, args.requests, show),
         ]
@@ -424,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     goals = {"SSE": 500.0}
     print()
     print(f"gunicorn gthread, {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients, "
-          f"{os.cpu_count()} CPUs shared with the load generator")
+          f"{os.cpu_count()} CPUs shared with the load generator; load average before/after: "
+          f"{load_before:.1f} / {os.getloadavg()[0]:.1f}")
     print(f"{'target':44} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}  goal")
     for r in results:
         goal = next((v for k, v in goals.items() if r["name"].startswith(k)), 100.0)

@@ -118,3 +118,24 @@ def test_deactivated_user_token_refused(app, make_user, make_token, client):
         db.session.get(User, uid).active = False
         db.session.commit()
     assert client.get("/api/v1/me", headers=bearer(secret)).status_code == 401
+
+
+def test_account_page_lists_tokens_and_revoke_returns_there(app, client, make_user, make_token):
+    uid = make_user("ana@example.org")
+    make_token(uid, name="servidor do lab")
+    login(client, "ana@example.org")
+    page = client.get("/auth/account").get_data(as_text=True)
+    assert "Tokens de acesso pessoal" in page and "servidor do lab" in page
+    assert 'action="/account/tokens/"' in page
+
+    created = submit_form(client, "/account/tokens/", {"name": "outro", "next": "/auth/account#tokens"},
+                          page="/auth/account")
+    assert created.status_code == 201 and 'href="/auth/account#tokens"' in created.get_data(as_text=True)
+    with app.app_context():
+        token_id = db.session.scalars(db.select(ApiToken.id).where(ApiToken.name == "servidor do lab")).one()
+    revoked = submit_form(client, f"/account/tokens/{token_id}/revoke", {"next": "/auth/account#tokens"},
+                          page="/auth/account")
+    assert revoked.status_code == 302 and revoked.headers["Location"].endswith("/auth/account#tokens")
+    # An off-site `next` is ignored.
+    again = submit_form(client, "/account/tokens/", {"name": "x", "next": "//evil.example/"}, page="/auth/account")
+    assert "evil.example" not in again.get_data(as_text=True)
