@@ -23,14 +23,14 @@ def test_fab_folder_is_a_valid_flower_app(tmp_path):
 @pytest.mark.slow
 def test_flower_deployment_runs_the_bundle(tmp_path):
     bundle = copy_bundle(tmp_path)
-    code, events, stderr = flautim_run(bundle, "--transport", "flower", "--clients", "2", "--rounds", "2", out=tmp_path / "out", timeout=900)
+    code, events, stderr = flautim_run(bundle, "--transport", "flower", "--clients", "2", "--rounds", "1", out=tmp_path / "out", timeout=900)
     assert code == 0, stderr[-4000:]
     types = [e["type"] for e in events]
     assert types[0] == "partition_summary"
     started = next(e for e in events if e["type"] == "run_started")
     assert started["transport"] == "flower" and started["clients"] == 2
     trained = [e for e in events if e["type"] == "client_train"]
-    assert sorted((e["round"], e["client"]) for e in trained) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert sorted((e["round"], e["client"]) for e in trained) == [(1, 0), (1, 1)]
     assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "completed"
     assert (tmp_path / "out" / "checkpoints" / "final.pt").is_file()
 
