@@ -129,7 +129,6 @@ def container_kwargs(
         "nano_cpus": int(config.SANDBOX_CPUS_PER_CONTAINER * 1e9),
         "pids_limit": config.SANDBOX_PIDS_LIMIT,
         "ipc_mode": "private",
-        "network": network_name(plan),
         "labels": run_labels(plan, role),
         "log_config": {"type": "json-file", "config": {"max-size": DOCKER_LOG_MAX_SIZE, "max-file": "1"}},
         "volumes": {
@@ -139,6 +138,11 @@ def container_kwargs(
         "environment": environment,
         "detach": True,
     }
+    if role in ("prepare", "inspect"):
+        # Reading and partitioning data needs no network at all.
+        kwargs["network_mode"] = "none"
+    else:
+        kwargs["network"] = network_name(plan)
     if gpus:
         from docker.types import DeviceRequest
 

@@ -14,6 +14,7 @@ from flautim.config import Config
 
 from .capture import pump_lines
 from .container_spec import container_kwargs, gpu_assignment, host_gpus, network_name, run_labels
+from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
 from .supervision import classify_failure, prepare_dirs, tree_bytes
 
@@ -42,10 +43,14 @@ class DockerSandbox:
         started = time.monotonic()
         gpus = self._gpus_for(plan, sink)
         prepare_dirs(plan)
+        warning = ensure_host_firewall()
+        if warning:
+            sink.line("platform", "stderr", f"[flautim] warning: {warning}")
         run = _Run(self, plan, sink, control)
         try:
             run.network = self.client.networks.create(
-                network_name(plan), driver="bridge", internal=True, labels=run_labels(plan)
+                network_name(plan), driver="bridge", internal=True, labels=run_labels(plan),
+                options={"com.docker.network.bridge.name": bridge_name(plan.experiment_id, plan.attempt)},
             )
             outcome = run.phase_prepare()
             if outcome is None:
@@ -64,9 +69,6 @@ class DockerSandbox:
         """Run one role alone (e.g. "inspect"), on its own internal network."""
         run = _Run(self, plan, sink, control)
         try:
-            run.network = self.client.networks.create(
-                network_name(plan), driver="bridge", internal=True, labels=run_labels(plan)
-            )
             outcome = run.phase_single(role) or RunOutcome("succeeded", exits=list(run.exits.values()))
         except DockerException as exc:
             outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
