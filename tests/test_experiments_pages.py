@@ -261,3 +261,19 @@ def test_asset_in_use_by_a_running_experiment_cannot_be_deleted(app, client, ctx
     assert r.status_code == 302
     assert "está em uso" in client.get(r.headers["Location"]).get_data(as_text=True)
     assert db_session.get(Dataset, did) is not None
+
+
+def test_artifact_groups_keep_only_the_latest_best():
+    from types import SimpleNamespace
+
+    from flautim.web.experiments.display import artifact_groups
+
+    rows = [
+        SimpleNamespace(kind=kind, round=r, format=fmt, card={"metrics": {"accuracy": r / 10}})
+        for kind, r in (("round", 1), ("best", 1), ("round", 2), ("best", 2), ("final", 2))
+        for fmt in ("pytorch", "safetensors")
+    ]
+    groups = artifact_groups(rows)
+    assert [(g["kind"], g["round"]) for g in groups] == [("final", 2), ("best", 2), ("round", 1), ("round", 2)]
+    assert set(groups[0]["formats"]) == {"pytorch", "safetensors"}
+    assert groups[1]["metrics"] == {"accuracy": 0.2}

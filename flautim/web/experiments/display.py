@@ -115,6 +115,11 @@ def artifact_groups(artifacts: list) -> list[dict[str, Any]]:
         metrics = (a.card or {}).get("metrics") if isinstance(a.card, dict) else None
         if isinstance(metrics, dict) and metrics:
             group["metrics"] = metrics
+    # "best" is re-saved whenever the best improves: only the latest one is the best.
+    best_rounds = [r for kind, r in groups if kind == "best"]
+    for r in best_rounds:
+        if r != max(best_rounds):
+            del groups[("best", r)]
     return sorted(groups.values(), key=lambda g: (KIND_ORDER.get(g["kind"], 3), g["round"]))
 
 
