@@ -421,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
             hammer("log catch-up API (1000 lines)", args.clients, args.requests, logs),
             hammer("experiment API (show)", args.clients, args.requests, show),
         ]
+        # Each open SSE stream holds a gthread thread (it gives its DB connection back), so
+        # the live phase gets a server with a thread per viewer.
+        stop(proc)
+        proc = start_gunicorn(app_env(database_url, data_dir), port, 1, args.sse_clients + 4)
         results.append(sse_latency(base, cookies, info, REDIS_URL, args.sse_clients, args.sse_messages))
     finally:
         if proc is not None:
