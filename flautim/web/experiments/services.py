@@ -36,7 +36,7 @@ from flautim.models import (
     User,
     db,
 )
-from flautim.web.projects.access import scoped
+from flautim.web.projects.access import refuse_if_archived, scoped
 from flautim.web.uploads import (
     Staging,
     Upload,
@@ -91,6 +91,9 @@ def check_member_role(project: Project, user: User, needed: Role) -> Membership:
         abort(404)
     if not membership.role.allows(needed):
         abort(403)
+    if needed != Role.VIEWER:
+        # Archived projects are read-only, whichever page or API route asks.
+        refuse_if_archived(project)
     return membership
 
 
