@@ -230,6 +230,9 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 10) -> l
 def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
     cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-k", "gthread", "-w", str(workers),
            "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--timeout", "120",
+           # Clients wait at a barrier after opening their connection; the default 2 s
+           # keep-alive would close it under them (a reset, not a server failure).
+           "--keep-alive", "75",
            "--log-level", "warning", "wsgi:app"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
     deadline = time.monotonic() + 60
