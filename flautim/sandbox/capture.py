@@ -16,13 +16,18 @@ HARD_LIMIT_FACTOR = 20
 _EVENT_PREFIX = EVENT_PREFIX.encode()
 
 
-def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str, limit_bytes: int) -> int:
+def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str, limit_bytes: int,
+               keep_events: bool | None = None) -> int:
     """Feed every line of `chunks` to `sink`; returns the bytes read.
 
     After `limit_bytes` of output, ordinary lines are no longer stored (one "platform" line
     says so) but event lines still are; after HARD_LIMIT_FACTOR times the cap reading stops
-    (the process may go on printing; Docker's own log file is capped separately).
+    (the process may go on printing; Docker's own log file is capped separately). Streams
+    that carry the run's events (`keep_events`, by default the stdout of the server and of
+    prepare) are read to the end: the run's outcome depends on their last lines.
     """
+    if keep_events is None:
+        keep_events = stream == "stdout" and source in ("server", "prepare")
     buffer = b""
     total = 0
     kept = 0
@@ -49,7 +54,7 @@ def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str,
                     )
             if not over or line.startswith(_EVENT_PREFIX):
                 sink.line(source, stream, _decode(line))
-        if total > hard_limit:
+        if total > hard_limit and not keep_events:
             sink.line("platform", "stderr", f"[flautim] stopped reading the {stream} of {source}")
             return total
     if buffer and (not over or buffer.startswith(_EVENT_PREFIX)):

@@ -54,6 +54,13 @@ def test_reading_stops_at_the_hard_limit():
     assert "stopped reading" in sink.rows[-1][2]
 
 
+def test_the_event_stream_is_read_to_its_end_past_the_hard_limit():
+    sink = Lines()
+    chunks = [b"z" * 999 + b"\n"] * 100 + [b'@flautim-event {"last": 1}\n']
+    pump_lines(chunks, sink, "server", "stdout", 1000)
+    assert sink.rows[-1] == ("server", "stdout", '@flautim-event {"last": 1}')
+
+
 def test_a_huge_line_is_cut():
     sink = Lines()
     pump_lines([b"y" * (MAX_LINE_CHARS * 2) + b"\n"], sink, "server", "stdout", 10**7)
