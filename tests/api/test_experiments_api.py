@@ -256,3 +256,16 @@ def test_artifact_of_another_experiment_is_404(client, team, seed_experiment):
     art = client.get(f"/api/v1/projects/{p}/experiments/{a}/artifacts", headers=owner).json["items"][0]
     wrong = client.get(f"/api/v1/projects/{p}/experiments/{b}/artifacts/{art['id']}/download", headers=owner)
     assert wrong.status_code == 404
+
+
+def test_archived_project_refuses_writes_with_409(app, client, team):
+    p, owner = team["project"], team["owner"]
+    ids = upload_bundle(client, p, owner)
+    with app.app_context():
+        from flautim.models import Project, db, utcnow
+
+        db.session.get(Project, p).archived_at = utcnow()
+        db.session.commit()
+    refused = client.post(f"/api/v1/projects/{p}/experiments", headers=owner, json={"name": "x", **ids})
+    assert refused.status_code == 409 and "arquivado" in refused.json["error"]["message"]
+    assert client.get(f"/api/v1/projects/{p}/datasets", headers=owner).status_code == 200

@@ -277,7 +277,7 @@ def _asset_path(kind: str, schema: str, summary_list: str, summary_post: str, bo
             "get": _op(summary_list, "assets", {"200": _json(_page_of(schema)), **_errors(400, 401, 404)},
                        [PROJECT_ID, LIMIT, OFFSET]),
             "post": _op(summary_post, "assets",
-                        {"201": _json(_ref(schema), "Guardado"), **_errors(400, 401, 403, 404, 413, 415)},
+                        {"201": _json(_ref(schema), "Guardado"), **_errors(400, 401, 403, 404, 409, 413, 415)},
                         [PROJECT_ID], body),
         }
     }
