@@ -68,6 +68,8 @@ def run_events(cmd: list[str], env: dict | None = None, timeout: float = 3600) -
     events = []
     for line in proc.stdout.splitlines():
         line = line.strip()
+        if line.startswith("@flautim-event "):  # the floor child writes prefixed events
+            line = line[len("@flautim-event ") :]
         if line.startswith("{"):
             try:
                 events.append(json.loads(line))
