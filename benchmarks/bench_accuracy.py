@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flautim.fl.bundle import Bundle  # noqa: E402
-from flautim.fl.events import InvalidEvent, parse_line  # noqa: E402
+from flautim.fl.events import EVENT_PREFIX, InvalidEvent, parse_line  # noqa: E402
 from flautim.fl.prepare import prepare  # noqa: E402
 from flautim.fl.session import ClientSession, ServerSession  # noqa: E402
 
@@ -88,8 +88,9 @@ def federated_runner(bundle: Path, out: Path) -> tuple[list[float], float]:
     )
     curve: dict[int, float] = {}
     for line in proc.stdout.splitlines():
+        # `flautim run --json` prints bare JSON events; the server's own stream prefixes them.
         try:
-            event = parse_line(line)
+            event = parse_line(line if line.startswith(EVENT_PREFIX) else EVENT_PREFIX + line)
         except InvalidEvent:
             continue
         if event and event["type"] == "central_evaluate" and event["round"] > 0:
