@@ -6,11 +6,10 @@ Create Date: 2026-11-27 21:44:20.670194
 
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import flautim.models.base
-
 
 # revision identifiers, used by Alembic.
 revision = "0001"
