@@ -16,9 +16,13 @@ MIGRATIONS_DIR = str(Path(__file__).resolve().parents[2] / "migrations")
 
 
 class BoundedIntConverter(IntegerConverter):
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)
+    """Ids are 32-bit columns. A larger id in a URL names nothing: it becomes 0, which no
+    row has, so the view answers as for any missing object (404, or 401 first on the API)
+    instead of the database failing with "integer out of range"."""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= 2**31 - 1 else 0
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -27,7 +31,6 @@ def create_app(config: Config | None = None) -> Flask:
     config.data_path.mkdir(parents=True, exist_ok=True)
 
     app = Flask(__name__, instance_path=str(config.data_path / "instance"))
-    # Ids are 32-bit columns: a larger id in a URL is a 404, not a database error.
     app.url_map.converters["int"] = BoundedIntConverter
     app.config.from_mapping(config.as_flask_mapping())
     app.extensions["flautim_config"] = config
