@@ -13,9 +13,13 @@ _config: Config | None = None
 
 
 def use_config(config: Config) -> None:
-    """Set the configuration the worker's app is built from (before the first job)."""
+    """Set the configuration the worker's app is built from; a new configuration means a
+    new app (an app built from the old one would reach the old database and DATA_DIR)."""
     global _config
-    _config = config
+    with _lock:
+        if config is not _config:
+            _apps.clear()
+        _config = config
 
 
 def worker_app():
