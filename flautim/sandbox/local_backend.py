@@ -4,6 +4,7 @@ worker's rights. For laptops without Docker and the embedded demo; refused in pr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,7 +93,9 @@ class _LocalRun:
             src = plan.code_dir / name
             dst = self.bundle / name
             if src.exists() and not dst.exists():
-                dst.symlink_to(src)
+                # Copied, not linked: error locations are found by the file's real path
+                # inside the bundle, which a link would point outside of.
+                shutil.copyfile(src, dst)
         data_link = self.bundle / "data"
         if not data_link.exists():
             data_link.symlink_to(plan.data_dir, target_is_directory=True)

@@ -226,11 +226,11 @@ def parse_ids(text: str) -> list[int]:
 
 # -- inspect -------------------------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from flautim.fl.bundle import Bundle
     from flautim.fl.prepare import inspect_dataset
 
     try:
-        print(json.dumps(inspect_dataset(Bundle.load(Path(args.bundle))), default=str))
+        # A stored dataset is dataset.py + data/ alone (no api.py): inspect_dataset opens it.
+        print(json.dumps(inspect_dataset(Path(args.bundle)), default=str))
         return 0
     except FlautimError as error:
         print(json.dumps({"error": error.event_fields()}, default=str))
