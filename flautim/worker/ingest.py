@@ -253,7 +253,9 @@ class Ingestor:
         dest_dir = storage.attempt_dir(
             self.config.data_path, self._project_id(), self.experiment_id, self.attempt
         ) / "checkpoints"
-        for fmt, relative in event["files"].items():
+        files = dict(event["files"])
+        card = self._card(files.pop("card", None), dest_dir / f"round-{rnd}-{kind}.card.json")
+        for fmt, relative in files.items():
             if fmt not in CHECKPOINT_FORMATS or not isinstance(relative, str):
                 self.line("platform", "stderr", f"[flautim] checkpoint format {fmt!r} ignored")
                 continue
@@ -267,9 +269,22 @@ class Ingestor:
                 experiment_id=self.experiment_id, attempt=self.attempt, round=rnd, kind=kind,
                 format=fmt, storage_path=storage.relative(self.config.data_path, dest),
                 size_bytes=size, sha256=digest,
-                card=_jsonable({"metrics": event.get("metrics"), "source_file": relative}),
+                card=_jsonable({**card, "metrics": event.get("metrics"), "source_file": relative}),
             ))
         return rows
+
+    def _card(self, relative: object, dest: Path) -> dict:
+        """The checkpoint's JSON card (round, metrics, hyperparameters, code hash), copied
+        as safely as the weights; a missing or malformed card just leaves it empty."""
+        if not isinstance(relative, str):
+            return {}
+        try:
+            copy_checkpoint(self.out_dir, relative, dest, max_bytes=CARD_MAX_BYTES)
+            card = json.loads(dest.read_text(encoding="utf-8"))
+        except (CheckpointRejected, OSError, ValueError) as exc:
+            self.line("platform", "stderr", f"[flautim] checkpoint card {relative!r} refused: {exc}")
+            return {}
+        return card if isinstance(card, dict) else {}
 
     _project_cache: int | None = None
 
@@ -372,6 +387,9 @@ class Ingestor:
 
 class CheckpointRejected(ValueError):
     pass
+
+
+CARD_MAX_BYTES = 256 * 1024
 
 
 def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = CHECKPOINT_MAX_BYTES) -> tuple[int, str]:

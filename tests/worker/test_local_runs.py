@@ -101,6 +101,9 @@ def test_a_run_through_the_real_queue_stores_logs_events_metrics_and_checkpoints
             path = storage.absolute(worker_config.data_path, artifact.storage_path)
             assert path.is_file() and path.stat().st_size == artifact.size_bytes > 0
             assert "/checkpoints/" in artifact.storage_path
+            # The runtime's JSON card travels with each file: round, hyperparameters, code hash.
+            assert artifact.card["round"] == artifact.round
+            assert artifact.card["code_hash"] and "hyperparameters" in artifact.card
         assert {a.kind for a in artifacts} >= {"final"}
     # The scratch space is gone; the checkpoints stay.
     attempt_dir = storage.attempt_dir(worker_config.data_path, project_id, experiment_id, 1)
