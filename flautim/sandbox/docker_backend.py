@@ -16,7 +16,7 @@ from .capture import pump_lines
 from .container_spec import container_kwargs, gpu_assignment, host_gpus, network_name, run_labels
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
-from .supervision import classify_failure, prepare_dirs, tree_bytes
+from .supervision import LimitChecks, classify_failure, prepare_dirs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class DockerSandbox:
         return gpu_assignment(plan.clients, available, self.config.GPU_POLICY)
 
 
-class _Run:
+class _Run(LimitChecks):
     def __init__(self, sandbox: DockerSandbox, plan: RunPlan, sink: RunSink, control: RunControl):
         self.sandbox = sandbox
         self.client = sandbox.client
@@ -167,40 +167,6 @@ class _Run:
         count = _cgroup_oom_kills(container_id)
         if count is not None:
             self.oom_counts[role] = max(self.oom_counts.get(role, 0), count)
-
-    def check_limits(self) -> RunOutcome | None:
-        """Cancel, deadline and disk use; returns the outcome when the run must stop."""
-        now = time.monotonic()
-        if now - self._last_beat > 5:
-            self._last_beat = now
-            self.control.beat()
-        if self.control.cancelled():
-            self.sink.line("platform", "stderr", "[flautim] cancelled by a user: stopping the run")
-            self.kill()
-            return RunOutcome("cancelled", reason="cancelled by a user")
-        if self.control.timed_out():
-            self.sink.line("platform", "stderr", "[flautim] time limit reached: stopping the run")
-            self.kill()
-            return RunOutcome(
-                "timed_out", "time_limit",
-                f"the run passed its time limit of {self.plan.time_limit_s} s",
-            )
-        if now - self._last_disk > 2:
-            self._last_disk = now
-            limit = self.config.SANDBOX_OUTPUT_LIMIT_MB * 1024 * 1024
-            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
-            if used > limit:
-                self.sink.line(
-                    "platform", "stderr",
-                    f"[flautim] the run wrote {used // 2**20} MB, more than its "
-                    f"{self.config.SANDBOX_OUTPUT_LIMIT_MB} MB: stopping it",
-                )
-                self.kill()
-                return RunOutcome(
-                    "failed", "user_code",
-                    f"the run wrote more than {self.config.SANDBOX_OUTPUT_LIMIT_MB} MB of files",
-                )
-        return None
 
     # --- phases ---
 

@@ -17,7 +17,7 @@ from flautim.config import Config
 
 from .capture import pump_lines
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
-from .supervision import classify_failure, tree_bytes
+from .supervision import LimitChecks, classify_failure
 
 POLL_S = 0.3
 CLIENT_GRACE_S = 15
@@ -74,7 +74,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class _LocalRun:
+class _LocalRun(LimitChecks):
     def __init__(self, config: Config, plan: RunPlan, sink: RunSink, control: RunControl):
         self.config = config
         self.plan = plan
@@ -149,27 +149,6 @@ class _LocalRun:
                 # the kernel's OOM killer.
                 oom = code == -signal.SIGKILL and role not in self.killed
                 self.exits[role] = ProcessExit(role, code, oom_killed=oom, killed_by_us=role in self.killed)
-
-    def check_limits(self) -> RunOutcome | None:
-        now = time.monotonic()
-        if now - self._last_beat > 5:
-            self._last_beat = now
-            self.control.beat()
-        if self.control.cancelled():
-            self.sink.line("platform", "stderr", "[flautim] cancelled by a user: stopping the run")
-            self.kill()
-            return RunOutcome("cancelled", reason="cancelled by a user")
-        if self.control.timed_out():
-            self.sink.line("platform", "stderr", "[flautim] time limit reached: stopping the run")
-            self.kill()
-            return RunOutcome("timed_out", "time_limit", f"the run passed its time limit of {self.plan.time_limit_s} s")
-        if now - self._last_disk > 2:
-            self._last_disk = now
-            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
-            if used > self.config.SANDBOX_OUTPUT_LIMIT_MB * 2**20:
-                self.kill()
-                return RunOutcome("failed", "user_code", f"the run wrote more than {self.config.SANDBOX_OUTPUT_LIMIT_MB} MB of files")
-        return None
 
     def single(self, role: str, args: list[str]) -> RunOutcome | None:
         self.start(role, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from .plan import ProcessExit, RunOutcome, RunPlan
@@ -63,3 +64,39 @@ def classify_failure(exits: list[ProcessExit], phase: str) -> RunOutcome:
     failed = [e for e in exits if e.exit_code not in (0, None) and not e.killed_by_us]
     names = ", ".join(f"{e.source} (exit code {e.exit_code})" for e in failed) or "a process"
     return RunOutcome("failed", "user_code", f"{names} failed during {phase}; see its logs", exits=exits)
+
+
+class LimitChecks:
+    """Cancel, deadline and disk use, checked from outside the user's processes; shared by
+    the Docker and local backends. The run provides config, plan, control, sink, kill()
+    and the timestamps `_last_beat` / `_last_disk`."""
+
+    def check_limits(self) -> RunOutcome | None:
+        """The outcome when the run must stop, else None."""
+        now = time.monotonic()
+        if now - self._last_beat > 5:
+            self._last_beat = now
+            self.control.beat()
+        if self.control.cancelled():
+            self.sink.line("platform", "stderr", "[flautim] cancelled by a user: stopping the run")
+            self.kill()
+            return RunOutcome("cancelled", reason="cancelled by a user")
+        if self.control.timed_out():
+            self.sink.line("platform", "stderr", "[flautim] time limit reached: stopping the run")
+            self.kill()
+            return RunOutcome(
+                "timed_out", "time_limit",
+                f"the run passed its time limit of {self.plan.time_limit_s} s",
+            )
+        if now - self._last_disk > 2:
+            self._last_disk = now
+            limit_mb = self.config.SANDBOX_OUTPUT_LIMIT_MB
+            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
+            if used > limit_mb * 2**20:
+                self.sink.line(
+                    "platform", "stderr",
+                    f"[flautim] the run wrote {used // 2**20} MB, more than its {limit_mb} MB: stopping it",
+                )
+                self.kill()
+                return RunOutcome("failed", "user_code", f"the run wrote more than {limit_mb} MB of files")
+        return None
