@@ -165,25 +165,9 @@ def upload_model_code(
     check_member_role(project, user, Role.EDITOR)
     source = _read_source(upload, "model_file")
     check_api_source(source.text, source.filename)
-    existing = db.session.scalar(
-        scoped(ModelCode, project).where(ModelCode.content_hash == source.sha256)
+    return _store_source_version(
+        project, user, ModelCode, source, name, description, storage.model_code_dir
     )
-    if existing is not None:
-        return existing
-    row = ModelCode(
-        project_id=project.id,
-        created_by_id=user.id,
-        name=_clean_name(name, source.filename.removesuffix(".py")),
-        description=(description or "").strip(),
-        filename=source.filename,
-        storage_path="",
-        content_hash=source.sha256,
-        size_bytes=len(source.data),
-    )
-    with Staging(_data_dir()) as staging:
-        (staging.path / "api.py").write_bytes(source.data)
-        _store(staging, row, lambda: storage.model_code_dir(_data_dir(), project.id, row.id))
-    return row
 
 
 def upload_hyperparameters(
@@ -193,12 +177,19 @@ def upload_hyperparameters(
     check_member_role(project, user, Role.EDITOR)
     source = _read_source(upload, "hyperparameters_file")
     values = check_hyperparameters(source.text, source.filename)
-    existing = db.session.scalar(
-        scoped(HyperparameterFile, project).where(HyperparameterFile.content_hash == source.sha256)
+    return _store_source_version(
+        project, user, HyperparameterFile, source, name, description, storage.hyperparameters_dir,
+        values=values,
     )
+
+
+def _store_source_version(project, user, model, source, name, description, dir_for, **fields):
+    """The stored row for a checked `.py` upload: the existing version when the content hash
+    is already in the project, else a new row with its file moved into place."""
+    existing = db.session.scalar(scoped(model, project).where(model.content_hash == source.sha256))
     if existing is not None:
         return existing
-    row = HyperparameterFile(
+    row = model(
         project_id=project.id,
         created_by_id=user.id,
         name=_clean_name(name, source.filename.removesuffix(".py")),
@@ -207,11 +198,11 @@ def upload_hyperparameters(
         storage_path="",
         content_hash=source.sha256,
         size_bytes=len(source.data),
-        values=values,
+        **fields,
     )
     with Staging(_data_dir()) as staging:
-        (staging.path / "hyperparameters.py").write_bytes(source.data)
-        _store(staging, row, lambda: storage.hyperparameters_dir(_data_dir(), project.id, row.id))
+        (staging.path / ASSET_FILES[model]).write_bytes(source.data)
+        _store(staging, row, lambda: dir_for(_data_dir(), project.id, row.id))
     return row
 
 
