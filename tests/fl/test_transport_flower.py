@@ -46,3 +46,39 @@ def test_flower_deployment_reports_a_client_error(tmp_path):
     assert code == 1
     error = only_error(events)
     assert "broken on purpose" in error["what"] and error["where"].startswith("api.py:")
+
+
+def _fake_real_clientapp(tmp_path):
+    real = tmp_path / "real-flwr-clientapp"
+    real.write_text("#!/bin/sh\necho REAL-CLIENTAPP \"$@\"\n")
+    real.chmod(0o755)
+    return real
+
+
+def test_warm_launcher_runs_flowers_entry_point_in_a_forked_child(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from flautim.fl.transport.warm_clientapp import write_launcher
+
+    sock = tmp_path / "w.sock"
+    launcher = write_launcher(tmp_path / "bin", sock, _fake_real_clientapp(tmp_path))
+    parent = subprocess.Popen([sys.executable, "-m", "flautim.fl.transport.warm_clientapp", str(sock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "ready" in parent.stdout.readline()
+        # Flower's own argument parser answers (not the fallback), with its exit codes.
+        ok = subprocess.run([str(launcher), "--help"], capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0 and "Run a Flower ClientApp" in ok.stdout and "REAL" not in ok.stdout
+        bad = subprocess.run([str(launcher), "--no-such-flag"], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "flwr-clientapp: error:" in bad.stderr
+        # Several launchers at once each get their own child and their own answer.
+        many = [subprocess.Popen([str(launcher), "--help"], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+        assert all(p.wait(timeout=60) == 0 and "Run a Flower ClientApp" in p.stdout.read() for p in many)
+    finally:
+        parent.kill()
+        parent.wait()
+    time.sleep(0.1)
+    # With the warm parent gone the launcher runs the real flwr-clientapp.
+    fallback = subprocess.run([str(launcher), "--token", "t"], capture_output=True, text=True, timeout=60)
+    assert fallback.stdout.strip() == "REAL-CLIENTAPP --token t"
