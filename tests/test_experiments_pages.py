@@ -161,6 +161,9 @@ def test_finished_experiment_page_models_logs_and_downloads(app, client, ctx, db
     feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
     page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
     assert "concluído" in page and "não isolado" in page
+    # The log tab's sources: each once, the server first, then the clients in order.
+    select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1"]
     models = client.get(f"/projects/{pid}/experiments/{exp_id}/models").get_data(as_text=True)
     assert "final" in models and "melhor" in models and "safetensors" in models
     links = re.findall(r'href="([^"]+/artifacts/\d+)" data-format="(\w+)" data-kind="(\w+)"', models)

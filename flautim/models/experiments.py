@@ -157,7 +157,12 @@ class MetricRow(db.Model):
     """A number per round: from a client, the aggregate, or the central evaluation."""
 
     __tablename__ = "metric_rows"
-    __table_args__ = (Index("ix_metric_rows_exp_round", "experiment_id", "round"),)
+    # By attempt and round for the API's filters; by attempt and id for the newest row,
+    # the version that keys the cached metric responses (one index probe).
+    __table_args__ = (
+        Index("ix_metric_rows_exp_round", "experiment_id", "attempt", "round"),
+        Index("ix_metric_rows_exp_id", "experiment_id", "attempt", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
@@ -175,7 +180,13 @@ class LogRecord(db.Model):
     """One line a container (or process) printed. The id orders lines and resumes streams."""
 
     __tablename__ = "log_records"
-    __table_args__ = (Index("ix_log_records_exp_id", "experiment_id", "id"),)
+    # (experiment, id): catch-up and resume. (experiment, attempt, source, id): the page's
+    # list of sources as a skip scan (one probe per source, not a GROUP BY over every line)
+    # and the catch-up of one source.
+    __table_args__ = (
+        Index("ix_log_records_exp_id", "experiment_id", "id"),
+        Index("ix_log_records_exp_source", "experiment_id", "attempt", "source", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))

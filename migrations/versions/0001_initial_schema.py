@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 21:44:20.670194
+Create Date: 2026-11-28 01:12:03.035374
 
 """
 
@@ -454,6 +454,9 @@ def upgrade():
     )
     with op.batch_alter_table("log_records", schema=None) as batch_op:
         batch_op.create_index("ix_log_records_exp_id", ["experiment_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_log_records_exp_source", ["experiment_id", "attempt", "source", "id"], unique=False
+        )
 
     op.create_table(
         "metric_rows",
@@ -474,7 +477,12 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_rows")),
     )
     with op.batch_alter_table("metric_rows", schema=None) as batch_op:
-        batch_op.create_index("ix_metric_rows_exp_round", ["experiment_id", "round"], unique=False)
+        batch_op.create_index(
+            "ix_metric_rows_exp_id", ["experiment_id", "attempt", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_metric_rows_exp_round", ["experiment_id", "attempt", "round"], unique=False
+        )
 
     op.create_table(
         "model_artifacts",
@@ -513,9 +521,11 @@ def downgrade():
     op.drop_table("model_artifacts")
     with op.batch_alter_table("metric_rows", schema=None) as batch_op:
         batch_op.drop_index("ix_metric_rows_exp_round")
+        batch_op.drop_index("ix_metric_rows_exp_id")
 
     op.drop_table("metric_rows")
     with op.batch_alter_table("log_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_log_records_exp_source")
         batch_op.drop_index("ix_log_records_exp_id")
 
     op.drop_table("log_records")

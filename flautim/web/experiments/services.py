@@ -540,11 +540,24 @@ def experiment_logs(
 
 
 def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]:
-    rows = db.session.scalars(
-        select(LogRecord.source)
-        .where(LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt))
-        .group_by(LogRecord.source)
+    """The distinct sources of an attempt's log lines, "server" first, clients in order.
+
+    A skip scan on ix_log_records_exp_source: one index probe per source (a dozen), where a
+    GROUP BY read every line (30 ms for 100,000 lines, on every page view)."""
+    lines = select(LogRecord.source).where(
+        LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
     )
+    found = select(func.min(LogRecord.source).label("source")).where(
+        LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
+    ).cte("found", recursive=True)
+    following = (
+        lines.where(LogRecord.source > found.c.source)
+        .order_by(LogRecord.source)
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = found.union_all(select(following).where(found.c.source.is_not(None)))
+    rows = db.session.scalars(select(found.c.source).where(found.c.source.is_not(None)))
     return sorted(rows, key=lambda s: (s.startswith("client-"), len(s), s))
 
 
