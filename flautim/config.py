@@ -38,6 +38,10 @@ class Config:
     DB_POOL_SIZE: int = 10
     DB_MAX_OVERFLOW: int = 20
 
+    # Encoded response bodies (e.g. a run's metrics) kept per web process, keyed by the
+    # version of their data (flautim/web/response_cache.py).
+    RESPONSE_CACHE_MB: int = 64
+
     # Mail. SMTP_HOST empty: messages are written to the log instead of being sent.
     SMTP_HOST: str = ""
     SMTP_PORT: int = 25

@@ -46,9 +46,23 @@ def create_app(config: Config | None = None) -> Flask:
     extensions.csrf.init_app(app)
 
     # Each subsystem binds itself; order matters only where one needs another.
-    from . import admin, api, auth, errors, experiments, i18n, main, projects, security, support
+    from . import (
+        admin,
+        api,
+        auth,
+        errors,
+        experiments,
+        i18n,
+        main,
+        projects,
+        response_cache,
+        security,
+        support,
+    )
 
-    for subsystem in (security, i18n, errors, auth, main, projects, experiments, support, admin, api):
+    for subsystem in (
+        security, i18n, errors, response_cache, auth, main, projects, experiments, support, admin, api
+    ):
         subsystem.init_app(app)
 
     return app

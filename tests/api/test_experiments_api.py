@@ -249,6 +249,63 @@ def test_results_metrics_logs_events_artifacts(client, team, seed_experiment):
     assert "attachment" in download.headers["Content-Disposition"]
 
 
+def test_metrics_paged_by_round(client, team, seed_experiment):
+    p, owner = team["project"], team["owner"]
+    base = f"/api/v1/projects/{p}/experiments/{seed_experiment(p, rounds=5)}/metrics"
+    first = client.get(base + "?limit=2", headers=owner).json
+    assert sorted({m["round"] for m in first["items"]}) == [1, 2] and len(first["items"]) == 8
+    assert first["has_more"] is True and first["next_after_round"] == 2
+    rounds, after = [], -1
+    while True:
+        page = client.get(base + f"?format=series&name=loss&source=client-0&after_round={after}&limit=2",
+                          headers=owner).json
+        rounds += page["series"][0]["rounds"] if page["series"] else []
+        after = page["next_after_round"]
+        if not page["has_more"]:
+            break
+    assert rounds == [1, 2, 3, 4, 5]
+    empty = client.get(base + "?after_round=5&limit=2", headers=owner).json
+    assert empty["items"] == [] and empty["has_more"] is False and empty["next_after_round"] == 5
+    unpaged = client.get(base, headers=owner).json
+    assert "has_more" not in unpaged and len(unpaged["items"]) == 5 * 4
+    for bad in ("limit=0", "after_round=-2", "limit=x"):
+        answer = client.get(base + "?" + bad, headers=owner)
+        assert answer.status_code == 400 and answer.json["error"]["field"] == bad.split("=")[0]
+
+
+def test_metrics_etag_304_and_new_rows(app, client, team, seed_experiment):
+    from flautim.models import MetricRow, db
+
+    p, owner, viewer = team["project"], team["owner"], team["viewer"]
+    exp = seed_experiment(p, rounds=3)
+    url = f"/api/v1/projects/{p}/experiments/{exp}/metrics?format=series"
+    first = client.get(url, headers=owner)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and "no-cache" in first.headers["Cache-Control"]
+    assert "private" in first.headers["Cache-Control"]
+    again = client.get(url, headers={**owner, "If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    # The same body for every member; the access check still runs before any cache.
+    assert client.get(url, headers=viewer).json == first.json
+    assert client.get(url, headers={**team["outsider"], "If-None-Match": etag}).status_code == 404
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 401
+    other = f"/api/v1/projects/{team['other_project']}/experiments/{exp}/metrics?format=series"
+    assert client.get(other, headers={**team["outsider"], "If-None-Match": etag}).status_code == 404
+
+    # The worker stores round 4: the next answer has it, under a new ETag.
+    with app.app_context():
+        db.session.add(MetricRow(experiment_id=exp, attempt=1, round=4, phase="central",
+                                 source="server", name="accuracy", value=0.99))
+        db.session.commit()
+    fresh = client.get(url, headers={**owner, "If-None-Match": etag})
+    assert fresh.status_code == 200 and fresh.headers["ETag"] != etag
+    central = next(s for s in fresh.json["series"] if s["phase"] == "central")
+    assert central["rounds"] == [1, 2, 3, 4] and central["values"][-1] == pytest.approx(0.99)
+    # Another format or filter is another body, never the cached one.
+    rows = client.get(url.replace("format=series", "format=rows"), headers=owner)
+    assert rows.headers["ETag"] != fresh.headers["ETag"] and len(rows.json["items"]) == 3 * 4 + 1
+
+
 def test_artifact_of_another_experiment_is_404(client, team, seed_experiment):
     p, owner = team["project"], team["owner"]
     a = seed_experiment(p, name="a", artifact_bytes=b"a")

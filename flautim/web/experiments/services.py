@@ -69,6 +69,7 @@ __all__ = [
     "experiment_events",
     "experiment_logs",
     "experiment_metrics",
+    "metrics_version",
     "list_assets",
     "list_experiments",
     "log_sources",
@@ -490,6 +491,19 @@ def experiment_metrics(experiment: Experiment, attempt: int | None = None) -> li
             .order_by(MetricRow.round, MetricRow.id)
         )
     )
+
+
+def metrics_version(experiment: Experiment, attempt: int | None = None) -> int:
+    """The newest metric row's id of an attempt (0 when none): changes whenever the worker
+    stores metrics, so it keys cached metric responses. One probe of ix_metric_rows_exp_id.
+    One ingestor writes an attempt's rows, committing batches in id order, so a row with a
+    lower id never appears after a higher one was seen."""
+    newest = db.session.scalar(
+        select(func.max(MetricRow.id)).where(
+            MetricRow.experiment_id == experiment.id, MetricRow.attempt == _attempt(experiment, attempt)
+        )
+    )
+    return int(newest or 0)
 
 
 def experiment_events(
