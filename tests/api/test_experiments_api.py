@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,8 @@ def test_results_metrics_logs_events_artifacts(client, team, seed_experiment):
     assert seen == [f"line {i}" for i in range(25)]
     server = client.get(base + "/logs?source=server&limit=100", headers=owner).json["items"]
     assert len(server) == 12 and {r["source"] for r in server} == {"server"}
+    assert set(server[0]) == {"id", "attempt", "source", "stream", "line", "created_at"}
+    assert datetime.fromisoformat(server[0]["created_at"]).utcoffset() is not None
 
     events = client.get(base + "/events?after=0", headers=owner).json
     assert [e["payload"]["round"] for e in events["items"]] == [1, 2, 3, 4]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, send_file
+from flask import Response, abort, jsonify, send_file
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
@@ -231,10 +231,9 @@ def experiment_logs(project_id: int, experiment_id: int):
         experiment, attempt=attempt, after_id=after, source=str_arg("source", 32),
         search=str_arg("search", 200), limit=limit + 1,
     )
-    items = [ser.log_record(r) for r in rows[:limit]]
-    return jsonify(
-        {"items": items, "next_after": items[-1]["id"] if items else after, "has_more": len(rows) > limit}
-    )
+    items = ser.log_rows(rows[:limit])
+    body = {"items": items, "next_after": items[-1]["id"] if items else after, "has_more": len(rows) > limit}
+    return Response(json_bytes(body), mimetype="application/json")
 
 
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/events")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Row
+
 from flautim.models import (
     Dataset,
     Experiment,
@@ -100,7 +102,8 @@ def experiment(e: Experiment) -> dict:
     }
 
 
-def log_record(r: LogRecord) -> dict:
+def log_record(r: LogRecord | Row) -> dict:
+    """A LogRecord, or a row of its columns (services.LOG_COLUMNS)."""
     return {
         "id": r.id,
         "attempt": r.attempt,
@@ -109,6 +112,17 @@ def log_record(r: LogRecord) -> dict:
         "line": r.line,
         "created_at": iso(r.created_at),
     }
+
+
+def log_rows(rows: list[Row]) -> list[dict]:
+    """`log_record` of many rows of services.LOG_COLUMNS (id, attempt, source, stream, line,
+    created_at), unpacked as tuples: a catch-up page is 1,000 lines. `created_at` stays a
+    datetime for `response_cache.json_bytes` (orjson), which writes what `iso` would."""
+    return [
+        {"id": id_, "attempt": attempt, "source": source, "stream": stream, "line": line,
+         "created_at": created_at}
+        for id_, attempt, source, stream, line, created_at in rows
+    ]
 
 
 def event(ev: ExperimentEvent) -> dict:
