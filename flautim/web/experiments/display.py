@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from flautim.models import Dataset, Experiment, Project, Role, db
@@ -125,6 +126,18 @@ def artifact_groups(artifacts: list) -> list[dict[str, Any]]:
 
 def js_labels() -> dict[str, str]:
     """The words experiment.js writes into the page, in the user's language."""
+    locale = str(get_locale())
+    labels = _JS_LABELS.get(locale)
+    if labels is None:
+        # The same words for every page view in a language: translate them once.
+        labels = _JS_LABELS[locale] = _translate_js_labels()
+    return labels
+
+
+_JS_LABELS: dict[str, dict[str, str]] = {}
+
+
+def _translate_js_labels() -> dict[str, str]:
     labels = {
         "train": _("treino nos clientes"),
         "evaluate": _("avaliação federada"),

@@ -21,6 +21,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user
+from sqlalchemy.orm import joinedload
 
 from flautim import redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
@@ -332,7 +333,12 @@ def delete(project_id: int, experiment_id: int):
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
 @require_role(Role.VIEWER)
 def show(project_id: int, experiment_id: int):
-    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    # What the header names, in the same query (three lazy loads otherwise).
+    experiment = project_object_or_404(
+        Experiment, experiment_id, g.project,
+        joinedload(Experiment.dataset), joinedload(Experiment.model_code),
+        joinedload(Experiment.hyperparameter_file),
+    )
     return render_template(
         "experiments/show.html",
         project=g.project,

@@ -15,6 +15,7 @@ from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 
 from flautim.models import Membership, Project, Role, db
 
@@ -34,8 +35,12 @@ def membership_for(project_id: int, user=None) -> Membership | None:
     user = user or current_user
     if not user or not user.is_authenticated or not _valid_id(project_id):
         return None
+    # The project in the same round trip: every scoped request needs both.
     return db.session.scalar(
-        select(Membership).where(Membership.project_id == project_id, Membership.user_id == user.id)
+        select(Membership)
+        .join(Membership.project)
+        .options(contains_eager(Membership.project))
+        .where(Membership.project_id == project_id, Membership.user_id == user.id)
     )
 
 
@@ -113,12 +118,13 @@ def require_role(
     return decorator
 
 
-def project_object_or_404(model: type[T], object_id: int, project: Project) -> T:
-    """An object of `model` by id, only if it belongs to `project`."""
+def project_object_or_404(model: type[T], object_id: int, project: Project, *options) -> T:
+    """An object of `model` by id, only if it belongs to `project`. `options`: loader
+    options (e.g. `joinedload(...)` of what the page shows) for the same query."""
     if not _valid_id(object_id):
         abort(404)
     obj = db.session.scalar(
-        select(model).where(model.id == object_id, model.project_id == project.id)
+        select(model).where(model.id == object_id, model.project_id == project.id).options(*options)
     )
     if obj is None:
         abort(404)
