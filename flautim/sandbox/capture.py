@@ -14,6 +14,7 @@ MAX_LINE_CHARS = 8000
 # this multiple of the cap has gone by; then reading stops altogether.
 HARD_LIMIT_FACTOR = 20
 _EVENT_PREFIX = EVENT_PREFIX.encode()
+_SUPERLINK_PREFIX = "[superlink] "
 
 
 def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str, limit_bytes: int,
@@ -53,13 +54,21 @@ def pump_lines(chunks: Iterable[bytes], sink: RunSink, source: str, stream: str,
                         "the rest of its output was not kept",
                     )
             if not over or line.startswith(_EVENT_PREFIX):
-                sink.line(source, stream, _decode(line))
+                sink.line(*_label(source, stream, _decode(line)))
         if total > hard_limit and not keep_events:
             sink.line("platform", "stderr", f"[flautim] stopped reading the {stream} of {source}")
             return total
     if buffer and (not over or buffer.startswith(_EVENT_PREFIX)):
-        sink.line(source, stream, _decode(buffer))
+        sink.line(*_label(source, stream, _decode(buffer)))
     return total
+
+
+def _label(source: str, stream: str, text: str) -> tuple[str, str, str]:
+    """With the Flower transport the server container also runs the SuperLink, whose lines
+    it prefixes: give them their own source in the Logs tab."""
+    if source == "server" and stream == "stderr" and text.startswith(_SUPERLINK_PREFIX):
+        return "superlink", stream, text[len(_SUPERLINK_PREFIX):]
+    return source, stream, text
 
 
 def _decode(raw: bytes) -> str:

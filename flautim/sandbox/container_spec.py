@@ -69,21 +69,31 @@ def role_mounts(plan: RunPlan, role: str) -> list[Mount]:
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
+FLOWER_NODE_MEMORY_MB = 1024
+# Written by the worker into the server's and each client's data folder once `prepare` has
+# succeeded (never by user code: `prepare` cannot create it after exiting).
+PREPARED_MARKER = ".prepared"
+
+
 def role_command(plan: RunPlan, role: str) -> list[str]:
     """The `python -m flautim.fl` arguments (the image's entry point) of a role."""
-    transport = [] if plan.transport == "fast" else ["--transport", plan.transport]
+    flower = plan.transport == "flower"
     if role == "prepare":
         return ["prepare", "/bundle", "/work"]
     if role == "inspect":
         return ["inspect", "/bundle"]
+    # The server and clients start while `prepare` runs and wait for the worker's marker.
+    after = ["--after", f"/data/{PREPARED_MARKER}"]
     if role == "server":
-        return ["server", "/bundle", "--data", "/data", "--out", "/out",
-                "--listen", f"0.0.0.0:{SERVER_PORT}", "--clients", str(plan.clients), *transport]
+        # With the Flower transport the server container runs the SuperLink and the ServerApp.
+        return ["flower-server" if flower else "server", "/bundle", "--data", "/data", "--out", "/out",
+                "--listen", f"0.0.0.0:{SERVER_PORT}", "--clients", str(plan.clients), *after]
     if role.startswith("client-"):
         index = role.removeprefix("client-")
-        return ["client", "/bundle", "--data", "/data",
+        # ... and each client container one SuperNode.
+        return ["flower-client" if flower else "client", "/bundle", "--data", "/data",
                 "--server", f"{container_name(plan, 'server')}:{SERVER_PORT}",
-                "--client-id", index, *transport]
+                "--client-id", index, *after]
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
@@ -108,6 +118,10 @@ def container_kwargs(
     memory_mb = config.SANDBOX_SERVER_MEMORY_MB if role in ("server", "prepare", "inspect") else (
         config.SANDBOX_CLIENT_MEMORY_MB
     )
+    if plan.transport == "flower" and role.startswith("client-"):
+        # A SuperNode, its SuperExec and the warm ClientApp parent live beside the training
+        # process; without room for them (and torch's pages) the client thrashes.
+        memory_mb += FLOWER_NODE_MEMORY_MB
     environment = {
         "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
         "FLAUTIM_ROLE": role,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -13,7 +14,14 @@ from docker.errors import APIError, DockerException, NotFound
 from flautim.config import Config
 
 from .capture import pump_lines
-from .container_spec import container_kwargs, gpu_assignment, host_gpus, network_name, run_labels
+from .container_spec import (
+    PREPARED_MARKER,
+    container_kwargs,
+    gpu_assignment,
+    host_gpus,
+    network_name,
+    run_labels,
+)
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
 from .supervision import LimitChecks, classify_failure, prepare_dirs
@@ -21,6 +29,9 @@ from .supervision import LimitChecks, classify_failure, prepare_dirs
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
+# `prepare` is short and everything waits on it: notice its exit sooner.
+PREPARE_POLL_S = 0.1
+START_PARALLELISM = 4
 # After the server ends, clients get this long to leave on their own before being killed.
 CLIENT_GRACE_S = 15
 # When every client has died, the server gets this long to notice before being stopped.
@@ -52,10 +63,10 @@ class DockerSandbox:
                 network_name(plan), driver="bridge", internal=True, labels=run_labels(plan),
                 options={"com.docker.network.bridge.name": bridge_name(plan.experiment_id, plan.attempt)},
             )
-            outcome = run.phase_prepare()
+            outcome = run.phase_prepare(gpus)
             if outcome is None:
                 sink.phase("running")
-                outcome = run.phase_federation(gpus)
+                outcome = run.phase_federation()
         except DockerException as exc:
             log.exception("docker failed for experiment %s", plan.experiment_id)
             outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
@@ -101,7 +112,8 @@ class _Run(LimitChecks):
         self.control = control
         self.network = None
         self.containers: dict[str, object] = {}
-        self.threads: list[threading.Thread] = []
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.clients_started_s = 0.0
         self.exits: dict[str, ProcessExit] = {}
         self.oom_counts: dict[str, int] = {}
         self.killed: set[str] = set()
@@ -125,7 +137,7 @@ class _Run(LimitChecks):
                 name=f"capture-{role}-{stream}", daemon=True,
             )
             thread.start()
-            self.threads.append(thread)
+            self.threads.append((role, thread))
 
     def kill(self, roles=None) -> None:
         for role, container in self.containers.items():
@@ -184,16 +196,39 @@ class _Run(LimitChecks):
                 return None
             time.sleep(POLL_S)
 
-    def phase_prepare(self) -> RunOutcome | None:
-        return self.phase_single("prepare")
+    def phase_prepare(self, gpus: list[list[str]]) -> RunOutcome | None:
+        """Partition the data while the server and client containers start and import.
 
-    def phase_federation(self, gpus: list[list[str]]) -> RunOutcome:
+        Those containers wait for PREPARED_MARKER in their data folder, written here only
+        once `prepare` succeeded; if it fails they are killed with the rest.
+        """
         began = time.monotonic()
-        self.start("server")
+        self.start("prepare")
+        roles = [("server", None)] + [
+            (f"client-{i}", gpus[i] if i < len(gpus) else None) for i in range(self.plan.clients)
+        ]
+        # Creating a container is a Docker API round trip of ~0.1-0.3 s: do them together.
+        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
+            list(pool.map(lambda rg: self.start(*rg), roles))
+        self.clients_started_s = time.monotonic() - began
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                return stop
+            if "prepare" in self.exits:
+                if self.exits["prepare"].exit_code != 0:
+                    self._drain(["prepare"])
+                    return classify_failure([self.exits["prepare"]], "prepare")
+                break
+            time.sleep(PREPARE_POLL_S)
+        for folder in (self.plan.server_data_dir, *(self.plan.client_dir(i) for i in range(self.plan.clients))):
+            (folder / PREPARED_MARKER).write_text("")
+        return None
+
+    def phase_federation(self) -> RunOutcome:
         clients = [f"client-{i}" for i in range(self.plan.clients)]
-        for i, role in enumerate(clients):
-            self.start(role, gpus[i] if i < len(gpus) else None)
-        clients_started = time.monotonic() - began
+        clients_started = self.clients_started_s
         server_done_at = None
         clients_dead_at = None
         while True:
@@ -207,7 +242,9 @@ class _Run(LimitChecks):
             if "server" in self.exits:
                 server_done_at = server_done_at or now
                 pending = [r for r in clients if r not in self.exits]
-                if pending and now - server_done_at > CLIENT_GRACE_S:
+                # SuperNodes never leave on their own: stop them as soon as the server is done.
+                grace = 0 if self.plan.transport == "flower" else CLIENT_GRACE_S
+                if pending and now - server_done_at > grace:
                     self.kill(pending)
                     self.poll()
                     pending = []
@@ -236,9 +273,10 @@ class _Run(LimitChecks):
         outcome.clients_started_s = clients_started
         return outcome
 
-    def _drain(self) -> None:
-        for thread in self.threads:
-            thread.join(timeout=5)
+    def _drain(self, roles: list[str] | None = None) -> None:
+        for role, thread in self.threads:
+            if roles is None or role in roles:
+                thread.join(timeout=5)
 
     def cleanup(self) -> None:
         """Remove every container and the network, whatever happened."""

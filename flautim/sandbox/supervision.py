@@ -12,9 +12,14 @@ SANDBOX_UID = 10001
 
 
 def prepare_dirs(plan: RunPlan) -> None:
-    """Create the scratch and output folders, writable by the sandbox's user only."""
+    """Create the scratch and output folders, writable by the sandbox's user only.
+
+    The partition folders exist before `prepare` fills them, so the server and client
+    containers can mount them and start while it runs.
+    """
     (plan.code_dir / "data").mkdir(parents=True, exist_ok=True)
-    for path in (plan.work_dir, plan.out_dir):
+    partitions = [plan.server_data_dir, *(plan.client_dir(i) for i in range(plan.clients))]
+    for path in (plan.work_dir, plan.out_dir, *partitions):
         path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(path, SANDBOX_UID, SANDBOX_UID)

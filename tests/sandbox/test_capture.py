@@ -31,6 +31,19 @@ def test_lines_are_split_across_chunks_and_labelled():
     ]
 
 
+def test_superlink_lines_of_the_server_container_get_their_own_source():
+    sink = Lines()
+    pump_lines([b"[superlink] INFO up\nuser print\n"], sink, "server", "stderr", 10_000)
+    pump_lines([b"[superlink] on stdout\n"], sink, "server", "stdout", 10_000)
+    pump_lines([b"[superlink] from a client\n"], sink, "client-0", "stderr", 10_000)
+    assert sink.rows == [
+        ("superlink", "stderr", "INFO up"),
+        ("server", "stderr", "user print"),
+        ("server", "stdout", "[superlink] on stdout"),
+        ("client-0", "stderr", "[superlink] from a client"),
+    ]
+
+
 def test_output_past_the_cap_is_dropped_with_a_notice_but_events_still_pass():
     sink = Lines()
     event = b'@flautim-event {"v":1}'

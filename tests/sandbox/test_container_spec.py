@@ -85,8 +85,11 @@ def test_a_client_sees_only_its_own_partition(config, plan):
     assert mounts["/data"] == (plan.work_dir / "client-2", "ro")
     assert set(mounts) == {"/bundle", "/data"}
     kw = container_kwargs(config, plan, "client-2")
-    assert kw["command"][-2:] == ["--client-id", "2"]
-    assert "flautim-e41-a2-server:9092" in kw["command"]
+    command = kw["command"]
+    assert command[command.index("--client-id") + 1] == "2"
+    assert "flautim-e41-a2-server:9092" in command
+    # It starts while `prepare` runs and waits for the worker's marker in its own folder.
+    assert command[command.index("--after") + 1] == "/data/.prepared"
 
 
 def test_prepare_reads_the_dataset_and_writes_only_scratch(config, plan):

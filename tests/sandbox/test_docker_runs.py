@@ -45,6 +45,32 @@ def test_docker_run_succeeds_and_leaves_nothing_behind(app, worker_config, owner
     assert leftovers(docker_client, experiment_id) == []
 
 
+def test_docker_run_with_the_flower_transport(app, worker_config, owner, tmp_path, docker_client):
+    """A SuperLink in the server container and one SuperNode per client container."""
+    user_id, project_id = owner
+    experiment_id = store_experiment(app, write_bundle(tmp_path / "b"), project_id, user_id)
+    with app.app_context():
+        db.session.get(Experiment, experiment_id).transport = "flower"
+        db.session.commit()
+    attempt = _enqueue(app, experiment_id)
+    result = job.run_experiment(experiment_id, attempt)
+    with app.app_context():
+        log = [f"{r.source}: {r.line}" for r in db.session.execute(db.select(LogRecord).where(
+            LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).scalars()]
+    state, _, reason, summary = _state(app, experiment_id)
+    assert result == "succeeded", reason + "\n" + "\n".join(log[-60:])
+    assert state == ExperimentState.SUCCEEDED, reason
+    assert summary["accuracy"] > 0.5
+    with app.app_context():
+        lines = db.session.execute(db.select(LogRecord.source, LogRecord.line).where(
+            LogRecord.experiment_id == experiment_id)).all()
+        assert any(source == "superlink" for source, _ in lines)
+        assert any(source == "client-1" and "[supernode]" in line for source, line in lines)
+        assert db.session.execute(db.select(ModelArtifact).where(
+            ModelArtifact.experiment_id == experiment_id)).scalars().first() is not None
+    assert leftovers(docker_client, experiment_id) == []
+
+
 def test_reaper_removes_containers_of_a_dead_worker_and_fails_its_experiment(
     app, worker_config, owner, tmp_path, docker_client
 ):

@@ -282,55 +282,66 @@ def flwr_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess
     return subprocess.run([flwr, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def run_flower(args: Any, group: Any, workdir: Path, out: Path, console: Any, deadline: float, started: float) -> int:
-    from flautim.fl.runner import fail, free_port, num_clients, read_limits
-
-    n = num_clients(args, workdir)
-    _, wait_s = read_limits(Path(args.bundle))
-    home = out / "flwr-home"
-    home.mkdir(parents=True, exist_ok=True)
-    link_port = free_port()
-    address = f"127.0.0.1:{link_port}"
-    (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "{address}"\ninsecure = true\n')
+def flower_env(home: Path) -> dict[str, str]:
+    """Environment of every Flower process: offline, our tuning, our own executables first."""
     tuning = {} if stock_mode() else {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": SUPEREXEC_POLL_S}
-    bin_dir = Path(sys.executable).parent
     # The SuperLink and SuperNodes start `flower-superexec` / `flwr-clientapp` by name.
-    tuning["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, **OFFLINE_ENV, **tuning, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {"FLWR_HOME": str(home), **OFFLINE_ENV, **tuning, "PATH": path}
+
+
+def start_superlink(group: Any, home: Path, host: str, port: int) -> None:
+    bin_dir = Path(sys.executable).parent
     group.start(
         "superlink",
-        [str(bin_dir / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(link_port)],
-        env={"FLWR_HOME": str(home), **OFFLINE_ENV, **tuning},
+        [str(bin_dir / "flower-superlink"), "--insecure", "--disable-runtime-dependency-installation", "--host", host, "--port", str(port)],
+        env=flower_env(home),
     )
-    node_env = {"FLWR_HOME": str(home), **OFFLINE_ENV, **tuning}
-    warm_dir = None
-    if not stock_mode():
-        # One warm parent forks every SuperNode's ClientApp processes (warm_clientapp.py).
-        from flautim.fl.transport.warm_clientapp import write_launcher
 
-        warm_dir = Path(tempfile.mkdtemp(prefix="flautim-warm-"))  # AF_UNIX paths are short
-        socket_path = warm_dir / "clientapps.sock"
-        group.start("clientapps", [sys.executable, "-m", "flautim.fl.transport.warm_clientapp", str(socket_path), "--share", str(n)])
-        write_launcher(warm_dir / "bin", socket_path, bin_dir / "flwr-clientapp")
-        node_env["PATH"] = f"{warm_dir / 'bin'}{os.pathsep}{tuning['PATH']}"
-    bundle = str(Path(args.bundle).resolve())
-    for i in range(n):
-        node_config = f'client-id={i} data-dir={toml_string(str((workdir / f"client-{i}").resolve()))} bundle={toml_string(bundle)}'
-        group.start(
-            f"supernode {i}",
-            [str(bin_dir / "flower-supernode"), "--insecure", "--superlink", address, "--node-config", node_config, "--port", str(free_port())],
-            env=node_env,
-        )
-    events_file = out / "events.jsonl"
+
+def start_warm_clientapps(group: Any, home: Path, share: int) -> tuple[Path | None, dict[str, str]]:
+    """(scratch folder to remove at the end, environment for SuperNodes)."""
+    env = flower_env(home)
+    if stock_mode():
+        return None, env
+    # One warm parent forks every SuperNode's ClientApp processes (warm_clientapp.py).
+    from flautim.fl.transport.warm_clientapp import write_launcher
+
+    warm_dir = Path(tempfile.mkdtemp(prefix="flautim-warm-"))  # AF_UNIX paths are short
+    socket_path = warm_dir / "clientapps.sock"
+    group.start("clientapps", [sys.executable, "-m", "flautim.fl.transport.warm_clientapp", str(socket_path), "--share", str(share)])
+    write_launcher(warm_dir / "bin", socket_path, Path(sys.executable).with_name("flwr-clientapp"))
+    return warm_dir, {**env, "PATH": f"{warm_dir / 'bin'}{os.pathsep}{env['PATH']}"}
+
+
+def supernode_command(address: str, client_id: int, data_dir: Path, bundle: Path, port: int) -> list[str]:
+    node_config = f"client-id={client_id} data-dir={toml_string(str(data_dir))} bundle={toml_string(str(bundle))}"
+    supernode = str(Path(sys.executable).with_name("flower-supernode"))
+    return [supernode, "--insecure", "--superlink", address, "--node-config", node_config, "--port", str(port)]
+
+
+def submit_and_follow(
+    *, bundle: Path, server_data: Path, out: Path, scratch: Path, clients: int, rounds: int,
+    home: Path, address: str, wait_s: float, console: Any, deadline: float, started: float,
+) -> int:
+    """Submit the generic apps to the SuperLink at `address` and relay the run's events.
+
+    `scratch` receives the FAB folder and the ServerApp's events file; `out` the checkpoints.
+    """
+    events_file = scratch / "events.jsonl"
+    from flautim.fl.runner import fail
+
+    (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "{address}"\ninsecure = true\n')
+    env = {**os.environ, **flower_env(home), "PYTHONUNBUFFERED": "1"}
     app_dir = write_fab_dir(
-        out / "flower-app",
+        scratch / "flower-app",
         {
-            "bundle": bundle,
-            "server-data": str((workdir / "server").resolve()),
-            "out": str(out.resolve()),
-            "events-file": str(events_file.resolve()),
-            "clients": int(args.clients or 0),
-            "rounds": int(args.rounds or 0),
+            "bundle": str(bundle),
+            "server-data": str(server_data),
+            "out": str(out),
+            "events-file": str(events_file),
+            "clients": clients,
+            "rounds": rounds,
         },
     )
     stop = threading.Event()
@@ -372,11 +383,35 @@ def run_flower(args: Any, group: Any, workdir: Path, out: Path, console: Any, de
     finally:
         stop.set()
         follower.join(timeout=5)
-        group.kill_all()
-        group.drain()
-        if warm_dir is not None:
-            shutil.rmtree(warm_dir, ignore_errors=True)
     finished = console.finished()
     if finished is None:
         return fail(console, "the Flower run ended without reporting a result", "ServerApp", "see the SuperLink's log above", "infrastructure", started)
     return 0 if finished.get("status") == "completed" else 1
+
+
+def run_flower(args: Any, group: Any, workdir: Path, out: Path, console: Any, deadline: float, started: float) -> int:
+    """`flautim run --transport flower`: a SuperLink and N SuperNodes on this machine."""
+    from flautim.fl.runner import free_port, num_clients, read_limits
+
+    n = num_clients(args, workdir)
+    _, wait_s = read_limits(Path(args.bundle))
+    home = out / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    link_port = free_port()
+    address = f"127.0.0.1:{link_port}"
+    start_superlink(group, home, "127.0.0.1", link_port)
+    warm_dir, node_env = start_warm_clientapps(group, home, n)
+    bundle = Path(args.bundle).resolve()
+    try:
+        for i in range(n):
+            group.start(f"supernode {i}", supernode_command(address, i, (workdir / f"client-{i}").resolve(), bundle, free_port()), env=node_env)
+        return submit_and_follow(
+            bundle=bundle, server_data=(workdir / "server").resolve(), out=out.resolve(),
+            scratch=out.resolve(), clients=int(args.clients or 0), rounds=int(args.rounds or 0),
+            home=home, address=address, wait_s=wait_s, console=console, deadline=deadline, started=started,
+        )
+    finally:
+        group.kill_all()
+        group.drain()
+        if warm_dir is not None:
+            shutil.rmtree(warm_dir, ignore_errors=True)

@@ -312,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     after(p)
     p.set_defaults(func=cmd_clients)
 
+    from flautim.fl.transport.flower_roles import add_parsers
+
+    add_parsers(sub, overrides, after)
+
     p = sub.add_parser("inspect", help="describe a bundle's dataset as JSON")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_inspect)
