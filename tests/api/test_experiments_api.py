@@ -105,6 +105,13 @@ def test_viewer_reads_but_cannot_write(client, team):
     assert client.get(f"/api/v1/projects/{p}/datasets", headers=team["viewer"]).json["total"] == 1
     refused = client.post(f"/api/v1/projects/{p}/experiments", headers=team["viewer"], json={"name": "x", **ids})
     assert refused.status_code == 403 and refused.json["error"]["code"] == "forbidden"
+    # An experiment's write: the role is refused before the experiment is looked up.
+    exp = client.post(f"/api/v1/projects/{p}/experiments", headers=team["owner"], json={"name": "x", **ids}).json["id"]
+    for experiment_id in (exp, exp + 1000, 2**40):
+        answer = client.post(f"/api/v1/projects/{p}/experiments/{experiment_id}/run", headers=team["viewer"])
+        assert answer.status_code == 403, experiment_id
+        missing = client.get(f"/api/v1/projects/{p}/experiments/{experiment_id}", headers=team["viewer"])
+        assert missing.status_code == (200 if experiment_id == exp else 404)
 
 
 def test_another_projects_objects_are_404(client, team, seed_experiment):

@@ -14,7 +14,7 @@ from typing import TypeVar
 from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import contains_eager
 
 from flautim.models import Membership, Project, Role, db
@@ -31,17 +31,21 @@ def _valid_id(value: int) -> bool:
     return isinstance(value, int) and 1 <= value <= MAX_ID
 
 
-def membership_for(project_id: int, user=None) -> Membership | None:
-    user = user or current_user
-    if not user or not user.is_authenticated or not _valid_id(project_id):
-        return None
+def _membership_query(project_id: int, user):
     # The project in the same round trip: every scoped request needs both.
-    return db.session.scalar(
+    return (
         select(Membership)
         .join(Membership.project)
         .options(contains_eager(Membership.project))
         .where(Membership.project_id == project_id, Membership.user_id == user.id)
     )
+
+
+def membership_for(project_id: int, user=None) -> Membership | None:
+    user = user or current_user
+    if not user or not user.is_authenticated or not _valid_id(project_id):
+        return None
+    return db.session.scalar(_membership_query(project_id, user))
 
 
 def project_is_writable(project: Project) -> bool:
@@ -71,7 +75,10 @@ def get_project_or_404(
     project gets 409 unless `allow_archived` (unarchive, delete, member management).
     Sets `g.project` and `g.membership` for templates and later lookups.
     """
-    membership = membership_for(project_id, user)
+    return _admit(membership_for(project_id, user), needed, allow_archived)
+
+
+def _admit(membership: Membership | None, needed: Role, allow_archived: bool) -> Project:
     if membership is None:
         abort(404)
     if not membership.role.allows(needed):
@@ -86,6 +93,29 @@ def get_project_or_404(
         refuse_if_archived(project)
     g.project, g.membership = project, membership
     return project
+
+
+def get_project_object_or_404(
+    project_id: int, model: type[T], object_id: int, needed: Role = Role.VIEWER, user=None
+) -> tuple[Project, T]:
+    """`get_project_or_404` then `project_object_or_404`, same answers (404, 403, 409, then
+    404 for an object outside the project), in one round trip: the API's hot path."""
+    user = user or current_user
+    if not _valid_id(object_id):
+        get_project_or_404(project_id, needed, user)
+        abort(404)
+    row = None
+    if user and user.is_authenticated and _valid_id(project_id):
+        row = db.session.execute(
+            _membership_query(project_id, user)
+            .add_columns(model)
+            .outerjoin(model, and_(model.id == object_id, model.project_id == Membership.project_id))
+        ).first()
+    membership, obj = row if row is not None else (None, None)
+    project = _admit(membership, needed, allow_archived=False)
+    if obj is None:
+        abort(404)
+    return project, obj
 
 
 def _is_write_request() -> bool:
