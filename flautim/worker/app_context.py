@@ -22,6 +22,11 @@ def use_config(config: Config) -> None:
         _config = config
 
 
+def current_config() -> Config:
+    """The configuration the worker's app is (or will be) built from."""
+    return _config or Config.from_env()
+
+
 def worker_app():
     """This process's app. A forked work horse builds its own, so no pooled connection
     is ever shared across a fork."""
@@ -31,7 +36,7 @@ def worker_app():
         if app is None:
             from flautim.web import create_app
 
-            app = create_app(_config or Config.from_env())
+            app = create_app(current_config())
             _apps.clear()
             _apps[pid] = app
         return app

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import multiprocessing
 import time
+from datetime import timedelta
 
 import redis
 from rq import Worker
@@ -14,11 +15,15 @@ from rq import Worker
 from flautim.config import Config
 from flautim.redis_connection import redis_url
 
-from .app_context import use_config, worker_app
+from .app_context import current_config, use_config, worker_app
 from .heartbeat import is_alive
-from .queue import DEFAULT_QUEUES, GPU_QUEUE, publish_state
+from .queue import DEFAULT_QUEUES, GPU_QUEUE, enqueue_experiment, publish_state
 
 log = logging.getLogger(__name__)
+# How often a worker looks for queued experiments whose jobs Redis lost, and how old such
+# an experiment must be.
+MAINTENANCE_INTERVAL_S = 60
+LOST_AFTER_S = 30.0
 
 
 def default_queues(config: Config) -> list[str]:
@@ -43,8 +48,51 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
     use_config(config)
     connection = redis.Redis.from_url(redis_url(config))
     reap_orphans(config, connection)
-    worker = Worker(queues or default_queues(config), connection=connection)
+    requeue_lost(config, connection)
+    worker = FlautimWorker(
+        queues or default_queues(config), connection=connection, maintenance_interval=MAINTENANCE_INTERVAL_S
+    )
     worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+
+
+class FlautimWorker(Worker):
+    """RQ's worker whose periodic maintenance also puts back runs that Redis lost."""
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        try:
+            requeue_lost(current_config(), self.connection)
+        except Exception:  # maintenance must never stop the worker
+            log.exception("could not check for lost queued experiments")
+
+
+def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOST_AFTER_S) -> list[int]:
+    """Queue again the experiments that are "queued" in the database but whose RQ job is
+    gone (a Redis restart without persistence empties the queues); returns their ids.
+
+    Only runs queued `min_age_s` ago or more: a run being enqueued right now has its state
+    committed a moment before its job exists. A job that exists in any status is left alone.
+    """
+    from rq.job import Job
+
+    from flautim.models import Experiment, ExperimentState, db, utcnow
+
+    cutoff = utcnow() - timedelta(seconds=min_age_s)
+    requeued = []
+    app = worker_app()
+    with app.app_context():
+        waiting = db.session.execute(
+            db.select(Experiment).where(Experiment.state == ExperimentState.QUEUED, Experiment.queued_at <= cutoff)
+        ).scalars().all()
+        for experiment in waiting:
+            if experiment.job_id and Job.exists(experiment.job_id, connection=connection):
+                continue
+            enqueue_experiment(experiment, config)
+            requeued.append(experiment.id)
+        db.session.remove()
+    if requeued:
+        log.warning("queued again experiments whose jobs Redis lost: %s", requeued)
+    return requeued
 
 
 def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float = 6.0) -> list[int]:
