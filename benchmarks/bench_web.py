@@ -2,8 +2,10 @@
 
 Measures p50/p95 latency of
   - the experiment page (HTML, session cookie),
-  - the metrics API (JSON, bearer token; every metric row of the attempt),
+  - the metrics API (JSON, bearer token; every metric row of the attempt), as rows and
+    as series (`format=series`),
   - the log catch-up API (1,000 lines after a random id),
+  - the experiment API (one experiment's JSON: the floor of an authenticated request),
 for an experiment of 200 rounds and 100,000 log lines seeded directly in PostgreSQL; then
 the event-to-browser latency: messages published on the experiment's Redis channel,
 timed at their arrival in SSE clients reading the experiment's live stream.
