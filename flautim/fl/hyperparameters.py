@@ -33,6 +33,7 @@ STRATEGIES = (
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 PARTITIONINGS = ("iid", "dirichlet", "pathological", "shards", "size_skew")
 DEVICES = ("cpu", "cuda", "auto")
+TRANSPORTS = ("fast", "flower")
 
 # Other spellings users bring from the published library and Flower's own names.
 ALIASES = {
@@ -81,6 +82,9 @@ class Hyperparameters:
     client_validation_fraction: float = 0.1
     seed: int = 42
     device: str = "cpu"
+    # How server and clients talk: "fast" (a direct channel between warm processes) or
+    # "flower" (a stock Flower deployment: a SuperLink and one SuperNode per client).
+    transport: str = "fast"
     checkpoint: dict[str, Any] = field(
         default_factory=lambda: {"keep_last": 2, "best_metric": "loss", "mode": "min"}
     )
@@ -366,6 +370,7 @@ _CHECKS = {
     "client_validation_fraction": _float(0.0, 0.9),
     "seed": _int(0, 2**32 - 1),
     "device": _choice(DEVICES),
+    "transport": _choice(TRANSPORTS),
     "checkpoint": _checkpoint,
     "time_limit_s": _optional_seconds,
     "min_clients_wait_s": _float(0.0, 24 * 3600, low_open=True),

@@ -192,6 +192,16 @@ def fail(console: Console, what: str, where: str, hint: str, kind: str, started:
     return 1
 
 
+def hyperparameter(bundle: Path, key: str, default: Any) -> Any:
+    """One value of the bundle's hyperparameters.py (`default` if unreadable: prepare reports it)."""
+    try:
+        from flautim.fl.hyperparameters import load_hyperparameters
+
+        return load_hyperparameters(bundle / "hyperparameters.py").get(key, default)
+    except Exception:  # noqa: BLE001
+        return default
+
+
 def read_limits(bundle: Path) -> tuple[float, float]:
     """(time limit of the whole run, bounded wait for clients), from hyperparameters.py."""
     try:
@@ -311,7 +321,7 @@ def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flautim run", description="Run an experiment bundle on this machine.")
     parser.add_argument("bundle", type=Path, help="folder with dataset.py, data/, api.py, hyperparameters.py")
-    parser.add_argument("--transport", choices=("fast", "flower"), default="fast")
+    parser.add_argument("--transport", choices=("fast", "flower"), help="default: the hyperparameters' transport (fast)")
     parser.add_argument("--clients", type=int, help="number of clients (default: num_clients)")
     parser.add_argument("--rounds", type=int, help="number of rounds (default: rounds)")
     parser.add_argument("--out", type=Path, help="where checkpoints and the work folder go (default: a new temporary folder)")
@@ -335,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
     limit_s, _ = read_limits(bundle)
+    args.transport = args.transport or hyperparameter(bundle, "transport", "fast")
     deadline = time.monotonic() + limit_s + KILL_MARGIN_S
     group = ProcessGroup(console)
 

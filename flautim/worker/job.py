@@ -140,7 +140,8 @@ def build_plan(experiment: Experiment, config) -> RunPlan:
         work_dir=attempt_dir / "work",
         out_dir=attempt_dir / "output",
         clients=clients,
-        transport=experiment.transport or "fast",
+        # The hyperparameters choose; the column keeps what an admin or an older row set.
+        transport=str(values.get("transport") or experiment.transport or "fast"),
         time_limit_s=experiment_time_limit(experiment, config),
         wants_gpu=bool(experiment.wants_gpu) or device.startswith("cuda"),
         requires_gpu=device.startswith("cuda"),

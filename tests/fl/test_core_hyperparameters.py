@@ -64,6 +64,7 @@ def test_the_file_is_never_executed(tmp_path):
         ("rounds = True\n", 1, "`rounds`", ""),
         ("strategy = 'FedAvgg'\n", 1, "`strategy` must be one of", "did you mean 'FedAvg'"),
         ("device = 'tpu'\n", 1, "`device`", ""),
+        ("rounds = 3\ntransport = 'grpc'\n", 2, "`transport`", ""),
         ("rounds = (\n", 1, "syntax error", "literal"),
         ("def f():\n    pass\n", 1, "not an assignment", "api.py"),
         ("a, b = 1, 2\n", 1, "only simple names", ""),

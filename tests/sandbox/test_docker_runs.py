@@ -8,7 +8,7 @@ from flautim.models import Experiment, ExperimentState, LogRecord, ModelArtifact
 from flautim.worker import job
 from flautim.worker.main import reap_orphans
 from flautim.worker.queue import enqueue_experiment, redis_for
-from tests.worker.bundles import store_experiment, write_bundle
+from tests.worker.bundles import TINY, store_experiment, write_bundle
 
 from .conftest import leftovers
 
@@ -48,10 +48,8 @@ def test_docker_run_succeeds_and_leaves_nothing_behind(app, worker_config, owner
 def test_docker_run_with_the_flower_transport(app, worker_config, owner, tmp_path, docker_client):
     """A SuperLink in the server container and one SuperNode per client container."""
     user_id, project_id = owner
-    experiment_id = store_experiment(app, write_bundle(tmp_path / "b"), project_id, user_id)
-    with app.app_context():
-        db.session.get(Experiment, experiment_id).transport = "flower"
-        db.session.commit()
+    hyperparameters = (TINY / "hyperparameters.py").read_text() + 'transport = "flower"\n'
+    experiment_id = store_experiment(app, write_bundle(tmp_path / "b", hyperparameters=hyperparameters), project_id, user_id)
     attempt = _enqueue(app, experiment_id)
     result = job.run_experiment(experiment_id, attempt)
     with app.app_context():
