@@ -78,6 +78,11 @@ def make_event(type: str, **fields: Any) -> dict[str, Any]:
     return {"v": SCHEMA_VERSION, "type": type, "ts": time.time(), **_finite(fields)}
 
 
+def event_line(event: dict[str, Any]) -> str:
+    """The wire form of an event (without the newline): what `parse_line` reads back."""
+    return EVENT_PREFIX + json.dumps(event, separators=(",", ":"), default=str)
+
+
 class EventWriter:
     """Writes events to a text stream, one line each, safe to call from several threads."""
 
@@ -87,7 +92,7 @@ class EventWriter:
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         event = make_event(type, **fields)
-        line = EVENT_PREFIX + json.dumps(event, separators=(",", ":"), default=str)
+        line = event_line(event)
         with self._lock:
             stream = self._stream or sys.stdout
             stream.write(line + "\n")

@@ -255,24 +255,19 @@ def planned_clients(args: argparse.Namespace) -> int | None:
     """How many clients the run will have, known before `prepare` (None: unreadable file)."""
     if args.clients is not None:
         return int(args.clients)
-    try:
-        from flautim.fl.hyperparameters import load_hyperparameters
-
-        return int(load_hyperparameters(Path(args.bundle) / "hyperparameters.py").num_clients)
-    except Exception:  # noqa: BLE001 - prepare reports a broken file with its line
-        return None
+    return hyperparameter(Path(args.bundle), "num_clients", None)
 
 
 def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
     # The server and the clients start while `prepare` partitions the data: their imports
     # (torch, flwr: ~2 s of CPU each) overlap it, and they wait for the `ready` file.
     n = planned_clients(args)
-    ready = workdir / ".prepared"
-    if n is None:
+    overlap = n is not None
+    if not overlap:  # unreadable hyperparameters: prepare first (it says what is wrong)
         if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
             return failed
         n = num_clients(args, workdir)
-        ready.touch()
+    ready = workdir / ".prepared"
     after = ["--after", str(ready)]
     address = f"127.0.0.1:{free_port()}"
     server = group.start(
@@ -295,10 +290,9 @@ def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: 
                 module_command("clients", str(args.bundle), "--data-root", str(workdir), "--server", address, "--ids", f"0-{n - 1}", *after, *overrides(args)),
             )
         ]
-    if not ready.exists():
-        if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
-            return failed
-        ready.touch()
+    if overlap and (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
+        return failed
+    ready.touch()
     try:
         code = server.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:

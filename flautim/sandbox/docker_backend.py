@@ -184,17 +184,21 @@ class _Run(LimitChecks):
 
     def phase_single(self, role: str) -> RunOutcome | None:
         self.start(role)
+        return self._wait_for(role, POLL_S)
+
+    def _wait_for(self, role: str, poll_s: float) -> RunOutcome | None:
+        """Until `role`'s container exits: None when it succeeded, else the run's outcome."""
         while True:
             stop = self.check_limits()
             self.poll()
             if stop is not None:
                 return stop
             if role in self.exits:
-                self._drain()
+                self._drain([role])
                 if self.exits[role].exit_code != 0:
-                    return classify_failure(list(self.exits.values()), role)
+                    return classify_failure([self.exits[role]], role)
                 return None
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
 
     def phase_prepare(self, gpus: list[list[str]]) -> RunOutcome | None:
         """Partition the data while the server and client containers start and import.
@@ -211,17 +215,8 @@ class _Run(LimitChecks):
         with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
             list(pool.map(lambda rg: self.start(*rg), roles))
         self.clients_started_s = time.monotonic() - began
-        while True:
-            stop = self.check_limits()
-            self.poll()
-            if stop is not None:
-                return stop
-            if "prepare" in self.exits:
-                if self.exits["prepare"].exit_code != 0:
-                    self._drain(["prepare"])
-                    return classify_failure([self.exits["prepare"]], "prepare")
-                break
-            time.sleep(PREPARE_POLL_S)
+        if (outcome := self._wait_for("prepare", PREPARE_POLL_S)) is not None:
+            return outcome
         for folder in (self.plan.server_data_dir, *(self.plan.client_dir(i) for i in range(self.plan.clients))):
             (folder / PREPARED_MARKER).write_text("")
         return None

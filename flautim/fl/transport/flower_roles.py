@@ -12,14 +12,13 @@ the sandbox captures both transports the same way. Each client container runs on
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from flautim.fl.events import EVENT_PREFIX
+from flautim.fl.events import event_line
 from flautim.fl.runner import Console, ProcessGroup, free_port, read_limits
 
 
@@ -32,7 +31,7 @@ class EventConsole(Console):
     def event(self, event: dict[str, Any]) -> None:
         with self.lock:
             self.events.append(event)
-            self.out.write(EVENT_PREFIX + json.dumps(event, separators=(",", ":"), default=str) + "\n")
+            self.out.write(event_line(event) + "\n")
             self.out.flush()
 
 
@@ -87,22 +86,3 @@ def cmd_flower_client(args: argparse.Namespace) -> int:
             shutil.rmtree(warm_dir, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
-
-def add_parsers(sub: Any, overrides: Any, after: Any) -> None:
-    p = sub.add_parser("flower-server", help="SuperLink + the generic ServerApp; prints the event stream")
-    p.add_argument("bundle")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--listen", default="0.0.0.0:9092", help="HOST:PORT of the SuperLink's API")
-    overrides(p)
-    after(p)
-    p.set_defaults(func=cmd_flower_server)
-
-    p = sub.add_parser("flower-client", help="one SuperNode (and its warm ClientApp parent)")
-    p.add_argument("bundle")
-    p.add_argument("--data", required=True)
-    p.add_argument("--server", required=True, help="HOST:PORT of the SuperLink")
-    p.add_argument("--client-id", type=int, required=True)
-    overrides(p)
-    after(p)
-    p.set_defaults(func=cmd_flower_client)

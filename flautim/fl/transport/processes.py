@@ -291,23 +291,32 @@ def build_parser() -> argparse.ArgumentParser:
     overrides(p)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("server", help="the ServerApp side; prints the event stream")
-    p.add_argument("bundle")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--listen", default="127.0.0.1:9400")
-    overrides(p)
-    after(p)
-    p.set_defaults(func=cmd_server)
+    def server_side(name: str, func: Any, help: str, listen: str) -> None:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("bundle")
+        p.add_argument("--data", required=True)
+        p.add_argument("--out", required=True)
+        p.add_argument("--listen", default=listen, help="HOST:PORT to serve the clients on")
+        overrides(p)
+        after(p)
+        p.set_defaults(func=func)
 
-    p = sub.add_parser("client", help="one warm client process")
-    p.add_argument("bundle")
-    p.add_argument("--data", required=True)
-    p.add_argument("--server", required=True)
-    p.add_argument("--client-id", type=int, required=True)
-    overrides(p)
-    after(p)
-    p.set_defaults(func=cmd_client)
+    def client_side(name: str, func: Any, help: str) -> None:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("bundle")
+        p.add_argument("--data", required=True)
+        p.add_argument("--server", required=True, help="HOST:PORT of the server side")
+        p.add_argument("--client-id", type=int, required=True)
+        overrides(p)
+        after(p)
+        p.set_defaults(func=func)
+
+    from flautim.fl.transport.flower_roles import cmd_flower_client, cmd_flower_server
+
+    server_side("server", cmd_server, "the ServerApp side; prints the event stream", "127.0.0.1:9400")
+    client_side("client", cmd_client, "one warm client process")
+    server_side("flower-server", cmd_flower_server, "SuperLink + the generic ServerApp; prints the event stream", "0.0.0.0:9092")
+    client_side("flower-client", cmd_flower_client, "one SuperNode (and its warm ClientApp parent)")
 
     p = sub.add_parser("clients", help="several clients forked from one warm parent (local runs)")
     p.add_argument("bundle")
@@ -317,10 +326,6 @@ def build_parser() -> argparse.ArgumentParser:
     overrides(p)
     after(p)
     p.set_defaults(func=cmd_clients)
-
-    from flautim.fl.transport.flower_roles import add_parsers
-
-    add_parsers(sub, overrides, after)
 
     p = sub.add_parser("inspect", help="describe a bundle's dataset as JSON")
     p.add_argument("bundle")
