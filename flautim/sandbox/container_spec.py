@@ -21,6 +21,9 @@ LABEL_EXPERIMENT = "org.flautim.experiment"
 LABEL_ATTEMPT = "org.flautim.attempt"
 LABEL_ROLE = "org.flautim.role"
 LABEL_HOST = "org.flautim.host"
+# Set on warm-pool containers (see warm_pool.py), which carry no experiment labels: the
+# container's slot folder on the host.
+LABEL_POOL = "org.flautim.pool"
 SERVER_PORT = 9092
 # Docker's own log file per container is capped too, so printing gigabytes fills no disk.
 DOCKER_LOG_MAX_SIZE = "20m"
@@ -106,32 +109,20 @@ def gpu_assignment(clients: int, gpu_ids: list[str], policy: str) -> list[list[s
     return [list(gpu_ids) for _ in range(clients)]
 
 
-def container_kwargs(
-    config: Config,
-    plan: RunPlan,
-    role: str,
-    *,
-    image: str | None = None,
-    gpus: list[str] | None = None,
-) -> dict:
-    """The keyword arguments of `docker.containers.create` for `role` of `plan`."""
-    memory_mb = config.SANDBOX_SERVER_MEMORY_MB if role in ("server", "prepare", "inspect") else (
-        config.SANDBOX_CLIENT_MEMORY_MB
-    )
-    if plan.transport == "flower" and role.startswith("client-"):
+def role_memory_mb(config: Config, plan: RunPlan, role: str) -> int:
+    """The memory (and memory+swap) limit of `role`'s container."""
+    if role in ("server", "prepare", "inspect"):
+        return config.SANDBOX_SERVER_MEMORY_MB
+    if plan.transport == "flower":
         # A SuperNode, its SuperExec and the warm ClientApp parent live beside the training
         # process; without room for them (and torch's pages) the client thrashes.
-        memory_mb += FLOWER_NODE_MEMORY_MB
-    environment = {
-        "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
-        "FLAUTIM_ROLE": role,
-        "OMP_NUM_THREADS": str(max(1, int(config.SANDBOX_CPUS_PER_CONTAINER))),
-    }
-    kwargs: dict = {
-        "image": image or (config.SANDBOX_GPU_IMAGE if gpus else config.SANDBOX_IMAGE),
-        "command": role_command(plan, role),
-        "name": container_name(plan, role),
-        "hostname": role,
+        return config.SANDBOX_CLIENT_MEMORY_MB + FLOWER_NODE_MEMORY_MB
+    return config.SANDBOX_CLIENT_MEMORY_MB
+
+
+def hardened(config: Config, memory_mb: int) -> dict:
+    """What every sandbox container gets, pooled or not (see the module's docstring)."""
+    return {
         "user": SANDBOX_USER,
         "working_dir": "/tmp",
         "read_only": True,
@@ -143,14 +134,41 @@ def container_kwargs(
         "nano_cpus": int(config.SANDBOX_CPUS_PER_CONTAINER * 1e9),
         "pids_limit": config.SANDBOX_PIDS_LIMIT,
         "ipc_mode": "private",
-        "labels": run_labels(plan, role),
         "log_config": {"type": "json-file", "config": {"max-size": DOCKER_LOG_MAX_SIZE, "max-file": "1"}},
+        "detach": True,
+    }
+
+
+def _threads(config: Config) -> str:
+    return str(max(1, int(config.SANDBOX_CPUS_PER_CONTAINER)))
+
+
+def container_kwargs(
+    config: Config,
+    plan: RunPlan,
+    role: str,
+    *,
+    image: str | None = None,
+    gpus: list[str] | None = None,
+) -> dict:
+    """The keyword arguments of `docker.containers.create` for `role` of `plan`."""
+    environment = {
+        "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
+        "FLAUTIM_ROLE": role,
+        "OMP_NUM_THREADS": _threads(config),
+    }
+    kwargs: dict = {
+        **hardened(config, role_memory_mb(config, plan, role)),
+        "image": image or (config.SANDBOX_GPU_IMAGE if gpus else config.SANDBOX_IMAGE),
+        "command": role_command(plan, role),
+        "name": container_name(plan, role),
+        "hostname": role,
+        "labels": run_labels(plan, role),
         "volumes": {
             m.host: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
             for m in role_mounts(plan, role)
         },
         "environment": environment,
-        "detach": True,
     }
     if role in ("prepare", "inspect"):
         # Reading and partitioning data needs no network at all.
@@ -166,6 +184,33 @@ def container_kwargs(
     else:
         environment["CUDA_VISIBLE_DEVICES"] = ""
     return kwargs
+
+
+# The folders of a pooled container's slot, and where each is mounted: the same paths a
+# run's server and clients use, so a role's command is the same pooled or not.
+POOL_MOUNTS = (("bundle", "/bundle", True), ("data", "/data", True), ("out", "/out", False),
+               ("ctl", "/ctl", True))
+
+
+def pool_container_kwargs(config: Config, name: str, slot: str) -> dict:
+    """A warm-pool container: hardened like any other, no network, its slot's folders
+    mounted, importing and then waiting for a role (`python -m flautim.fl pooled /ctl`).
+    It starts with a client's limits; a run raises them for the role it assigns."""
+    return {
+        **hardened(config, config.SANDBOX_CLIENT_MEMORY_MB),
+        "image": config.SANDBOX_IMAGE,
+        "command": ["pooled", "/ctl"],
+        "name": name,
+        "hostname": "sandbox",
+        "labels": {LABEL_POOL: slot, LABEL_HOST: socket.gethostname()},
+        "volumes": {
+            f"{slot}/{folder}": {"bind": target, "mode": "ro" if read_only else "rw"}
+            for folder, target, read_only in POOL_MOUNTS
+        },
+        "environment": {"FLAUTIM_ROLE": "pooled", "OMP_NUM_THREADS": _threads(config),
+                        "CUDA_VISIBLE_DEVICES": ""},
+        "network_mode": "none",
+    }
 
 
 def host_gpus(config: Config) -> list[str]:

@@ -17,14 +17,18 @@ from .capture import pump_lines
 from .container_spec import (
     PREPARED_MARKER,
     container_kwargs,
+    container_name,
     gpu_assignment,
     host_gpus,
     network_name,
+    role_command,
+    role_memory_mb,
     run_labels,
 )
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
 from .supervision import LimitChecks, classify_failure, prepare_dirs
+from .warm_pool import Pooled, WarmPool
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class DockerSandbox:
     def __init__(self, config: Config, client: docker.DockerClient | None = None) -> None:
         self.config = config
         self.client = client or docker.from_env(timeout=120)
+        self.pool = WarmPool(config, self.client)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -63,6 +68,8 @@ class DockerSandbox:
                 network_name(plan), driver="bridge", internal=True, labels=run_labels(plan),
                 options={"com.docker.network.bridge.name": bridge_name(plan.experiment_id, plan.attempt)},
             )
+            if not any(gpus):
+                run.take_from_pool(self.pool)
             outcome = run.phase_prepare(gpus)
             if outcome is None:
                 sink.phase("running")
@@ -75,6 +82,13 @@ class DockerSandbox:
         outcome.duration_s = time.monotonic() - started
         outcome.exits = outcome.exits or list(run.exits.values())
         return outcome
+
+    def replenish(self) -> None:
+        """Top the warm pool up (after a run, and from the worker's maintenance)."""
+        try:
+            self.pool.refill()
+        except (DockerException, OSError):
+            log.exception("could not refill the warm pool")
 
     def run_single(self, plan: RunPlan, role: str, sink: RunSink, control: RunControl) -> RunOutcome:
         """Run one role alone (e.g. "inspect"), on its own internal network."""
@@ -112,6 +126,8 @@ class _Run(LimitChecks):
         self.control = control
         self.network = None
         self.containers: dict[str, object] = {}
+        self.pool: WarmPool | None = None
+        self.pooled: dict[str, Pooled] = {}
         self.threads: list[tuple[str, threading.Thread]] = []
         self.clients_started_s = 0.0
         self.exits: dict[str, ProcessExit] = {}
@@ -122,15 +138,66 @@ class _Run(LimitChecks):
 
     # --- containers ---
 
+    def take_from_pool(self, pool: WarmPool) -> None:
+        """Claim warm containers for the server and clients; before `prepare` starts, since
+        their folders become the run's partition folders (see warm_pool)."""
+        self.pool = pool
+        roles = ["server"] + [f"client-{i}" for i in range(self.plan.clients)]
+        for role, pooled in zip(roles, pool.claim(len(roles)), strict=False):
+            self.pooled[role] = pooled
+            try:
+                pool.bind_folders(pooled, self.plan, role)
+            except OSError as exc:  # e.g. the pool on another file system: start it cold
+                log.warning("warm-pool container for %s not usable (%s): starting it cold", role, exc)
+                self._discard(role)
+        if pool.size:
+            self.sink.line("platform", "stdout", f"[flautim] {len(self.pooled)} of {len(roles)} "
+                           "server and client containers taken warm from the pool")
+
+    def _discard(self, role: str) -> None:
+        pooled = self.pooled.pop(role)
+        try:
+            pooled.container.remove(force=True, v=True)
+        except (NotFound, APIError):
+            pass
+        self.pool.release([pooled])
+
+    def _adopt(self, role: str) -> object:
+        """Make a claimed pool container `role`: its name, limits, network, then its role."""
+        pooled = self.pooled[role]
+        container = pooled.container
+        container.rename(container_name(self.plan, role))
+        memory = role_memory_mb(self.config, self.plan, role)
+        if memory != self.config.SANDBOX_CLIENT_MEMORY_MB:
+            container.update(mem_limit=f"{memory}m", memswap_limit=f"{memory}m")
+        self.client.api.disconnect_container_from_network(container.id, "none")
+        self.network.connect(container)
+        env = {"FLAUTIM_EXPERIMENT_ID": str(self.plan.experiment_id), "FLAUTIM_ROLE": role}
+        WarmPool.assign(pooled, role_command(self.plan, role), env)
+        return container
+
     def start(self, role: str, gpus: list[str] | None = None) -> None:
-        kwargs = container_kwargs(self.config, self.plan, role, gpus=gpus or None)
-        container = self.client.containers.create(**kwargs)
-        self.containers[role] = container
-        container.start()
+        since = None
+        container = None
+        if role in self.pooled:
+            since = time.time()  # what the pooled process printed before is not the run's
+            try:
+                container = self._adopt(role)
+            except DockerException as exc:
+                log.warning("could not adopt a warm-pool container for %s (%s): starting it cold", role, exc)
+                self._discard(role)
+                container = None
+        if container is None:
+            kwargs = container_kwargs(self.config, self.plan, role, gpus=gpus or None)
+            container = self.client.containers.create(**kwargs)
+            self.containers[role] = container
+            container.start()
+        else:
+            self.containers[role] = container
         limit = self.config.SANDBOX_LOG_LIMIT_BYTES
         for stream in ("stdout", "stderr"):
             chunks = container.logs(
-                stream=True, follow=True, stdout=stream == "stdout", stderr=stream == "stderr"
+                stream=True, follow=True, stdout=stream == "stdout", stderr=stream == "stderr", since=since
             )
             thread = threading.Thread(
                 target=_pump_safely, args=(chunks, self.sink, role, stream, limit),
@@ -284,6 +351,14 @@ class _Run(LimitChecks):
                 pass
             except APIError:
                 log.exception("could not remove container %s", getattr(container, "name", "?"))
+        for role, pooled in self.pooled.items():
+            if role not in self.containers:  # claimed, never adopted
+                try:
+                    pooled.container.remove(force=True, v=True)
+                except (NotFound, APIError):
+                    pass
+        if self.pool is not None:
+            self.pool.release(list(self.pooled.values()))
         if self.network is not None:
             try:
                 self.network.remove()

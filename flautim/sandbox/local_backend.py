@@ -41,6 +41,9 @@ class LocalSandbox:
             )
         self.config = config
 
+    def replenish(self) -> None:
+        """Nothing to keep warm: local runs fork from a warm parent already."""
+
     def run(self, plan: RunPlan, sink: RunSink, control: RunControl) -> RunOutcome:
         if plan.requires_gpu:
             raise SandboxRefused("the hyperparameters ask for device='cuda'; the local backend has no GPU scheduling")

@@ -9,10 +9,11 @@ so nothing stays "running" forever.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
-from .container_spec import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_ROLE
+from .container_spec import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_POOL, LABEL_ROLE
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +21,38 @@ log = logging.getLogger(__name__)
 INSPECT_MAX_AGE_S = 900
 
 
-def reap_containers(docker_client, alive: Callable[[int, int], bool]) -> list[str]:
-    """Remove labelled containers and networks of runs for which `alive` says False."""
-    removed: list[str] = []
-    for container in docker_client.containers.list(all=True, filters={"label": LABEL_EXPERIMENT}):
-        labels = container.labels or {}
+# A warm-pool container a run claimed carries no run labels (labels are fixed at creation);
+# the run renamed it to container_name(plan, role).
+RUN_NAME = re.compile(r"^flautim-e(\d+)-a(\d+)-")
+
+
+def run_of(container) -> tuple[int, int] | None:
+    """(experiment id, attempt) of a run's container, from its labels or, for a claimed
+    warm-pool container, its name; None for anything else (an idle pool container)."""
+    labels = container.labels or {}
+    if LABEL_EXPERIMENT in labels:
         try:
-            experiment_id = int(labels.get(LABEL_EXPERIMENT, ""))
-            attempt = int(labels.get(LABEL_ATTEMPT, ""))
+            return int(labels.get(LABEL_EXPERIMENT, "")), int(labels.get(LABEL_ATTEMPT, ""))
         except ValueError:
+            return None
+    if LABEL_POOL in labels and (match := RUN_NAME.match(container.name or "")):
+        return int(match[1]), int(match[2])
+    return None
+
+
+def reap_containers(docker_client, alive: Callable[[int, int], bool]) -> list[str]:
+    """Remove the containers and networks of runs for which `alive` says False."""
+    removed: list[str] = []
+    candidates = {
+        c.id: c for label in (LABEL_EXPERIMENT, LABEL_POOL)
+        for c in docker_client.containers.list(all=True, filters={"label": label})
+    }
+    for container in candidates.values():
+        labels = container.labels or {}
+        run = run_of(container)
+        if run is None:
             continue
+        experiment_id, attempt = run
         if labels.get(LABEL_ROLE) == "inspect":
             if _age_s(container) < INSPECT_MAX_AGE_S:
                 continue

@@ -21,13 +21,25 @@ def prepare_dirs(plan: RunPlan) -> None:
     partitions = [plan.server_data_dir, *(plan.client_dir(i) for i in range(plan.clients))]
     for path in (plan.work_dir, plan.out_dir, *partitions):
         path.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(path, 0o700)
-        else:
-            # A non-root worker cannot give the folder away; the sandbox's user must still
-            # write it. The folder sits inside the experiment's private attempt folder.
-            os.chmod(path, 0o777)
+        sandbox_writable(path)
+
+
+def sandbox_writable(path: Path) -> None:
+    """Let the sandbox's user (and the worker) write `path`, and nobody else where we can."""
+    if os.geteuid() == 0:
+        os.chown(path, SANDBOX_UID, SANDBOX_UID)
+        os.chmod(path, 0o700)
+    else:
+        # A non-root worker cannot give the folder away; the sandbox's user must still
+        # write it. The folder sits inside a private folder of the worker's.
+        os.chmod(path, 0o777)
+
+
+def sandbox_readonly(path: Path) -> None:
+    """Take back `path` from the sandbox's user: it may read it, never write it."""
+    if os.geteuid() == 0:
+        os.chown(path, 0, 0)
+    os.chmod(path, 0o555)
 
 
 def tree_bytes(root: Path, max_entries: int = 200_000) -> int:

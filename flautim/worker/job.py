@@ -82,6 +82,7 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     sink.platform(
         f"[flautim] attempt {attempt}: {plan.clients} clients, time limit {plan.time_limit_s} s"
     )
+    sandbox = None
     try:
         sandbox = sandbox_for(config)
         if not sandbox.isolated:
@@ -97,6 +98,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     state = _finish(app, experiment_id, attempt, outcome, sink)
     heartbeat.stop()
     shutil.rmtree(plan.work_dir, ignore_errors=True)
+    if sandbox is not None:
+        sandbox.replenish()  # after the state is final: the next run finds warm containers
     if rconn is not None:
         try:
             rconn.delete(cancel_key(experiment_id, attempt))

@@ -49,6 +49,7 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
     connection = redis.Redis.from_url(redis_url(config))
     reap_orphans(config, connection)
     requeue_lost(config, connection)
+    replenish_pool(config)
     worker = FlautimWorker(
         queues or default_queues(config), connection=connection, maintenance_interval=MAINTENANCE_INTERVAL_S
     )
@@ -64,6 +65,19 @@ class FlautimWorker(Worker):
             requeue_lost(current_config(), self.connection)
         except Exception:  # maintenance must never stop the worker
             log.exception("could not check for lost queued experiments")
+        replenish_pool(current_config())
+
+
+def replenish_pool(config: Config) -> None:
+    """Top up this host's warm pool of sandbox containers (Docker backend, pool on)."""
+    if config.SANDBOX_BACKEND != "docker" or config.SANDBOX_WARM_POOL <= 0:
+        return
+    try:
+        from flautim.sandbox.docker_backend import DockerSandbox
+
+        DockerSandbox(config).replenish()
+    except Exception:  # the pool only saves time: never stop the worker for it
+        log.exception("could not refill the warm pool")
 
 
 def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOST_AFTER_S) -> list[int]:

@@ -54,6 +54,8 @@ _probe("write-root", _write("/evil"))
 _probe("write-bundle", _write("/bundle/evil.py"))
 _probe("write-data", _write("/bundle/data/evil"))
 _probe("read-other-experiment", _read(OTHER_EXPERIMENT_FILE))
+if _ROLE.startswith("client-"):  # only the server side has an output folder to write
+    _probe("write-out", _write("/out/evil"))
 _probe("list-work", _listing("/work") if _ROLE != "prepare" else (lambda: (_ for _ in ()).throw(PermissionError("n/a"))))
 _probe("read-docker-socket", _read("/var/run/docker.sock"))
 _probe("read-shadow", _read("/etc/shadow"))

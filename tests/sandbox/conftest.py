@@ -47,7 +47,11 @@ def owner(make_user, make_project):
 
 
 def leftovers(docker_client, experiment_id: int) -> list[str]:
+    """The experiment's containers and networks still there (warm-pool containers a run
+    claimed carry no run labels, only the run's names)."""
     containers = docker_client.containers.list(
         all=True, filters={"label": f"{LABEL_EXPERIMENT}={experiment_id}"})
+    containers += [c for c in docker_client.containers.list(all=True)
+                   if c.name.startswith(f"flautim-e{experiment_id}-") and c not in containers]
     networks = docker_client.networks.list(filters={"label": f"{LABEL_EXPERIMENT}={experiment_id}"})
     return [c.name for c in containers] + [n.name for n in networks]

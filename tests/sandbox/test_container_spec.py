@@ -8,10 +8,13 @@ from flautim.config import Config
 from flautim.sandbox.container_spec import (
     LABEL_ATTEMPT,
     LABEL_EXPERIMENT,
+    LABEL_POOL,
     LABEL_ROLE,
     container_kwargs,
     gpu_assignment,
     network_name,
+    pool_container_kwargs,
+    role_command,
 )
 from flautim.sandbox.plan import RunPlan
 
@@ -120,3 +123,25 @@ def test_gpu_clients_get_device_requests_and_visible_devices(config, plan):
     shared = container_kwargs(config, plan, "client-1", gpus=["0", "1"])
     assert shared["environment"]["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert "device_requests" not in container_kwargs(config, plan, "client-1")
+
+
+def test_a_warm_pool_container_is_hardened_offline_and_mounts_its_slot_where_roles_expect(config, plan):
+    kw = pool_container_kwargs(config, "flautim-pool-ab12", "/srv/pool/h/ab12")
+    cold = container_kwargs(config, plan, "client-0")
+    for key in ("user", "read_only", "tmpfs", "cap_drop", "security_opt", "mem_limit", "memswap_limit",
+                "nano_cpus", "pids_limit", "ipc_mode", "log_config"):
+        assert kw[key] == cold[key], key
+    assert kw["network_mode"] == "none" and "network" not in kw
+    assert kw["labels"][LABEL_POOL] == "/srv/pool/h/ab12"
+    assert LABEL_EXPERIMENT not in kw["labels"]
+    assert kw["command"] == ["pooled", "/ctl"]
+    mounts = {v["bind"]: (host, v["mode"]) for host, v in kw["volumes"].items()}
+    assert mounts == {
+        "/bundle": ("/srv/pool/h/ab12/bundle", "ro"), "/data": ("/srv/pool/h/ab12/data", "ro"),
+        "/out": ("/srv/pool/h/ab12/out", "rw"), "/ctl": ("/srv/pool/h/ab12/ctl", "ro"),
+    }
+    # The roles' commands only name paths the pooled container has.
+    for role in ("server", "client-0"):
+        paths = [a for a in role_command(plan, role) if a.startswith("/")]
+        assert all(p.split("/")[1] in ("bundle", "data", "out") for p in paths), paths
+    assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == ""

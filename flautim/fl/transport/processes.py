@@ -261,6 +261,33 @@ def parse_ids(text: str) -> list[int]:
     return ids
 
 
+# -- pooled --------------------------------------------------------------------------------
+# Printed once a pooled process has imported everything (the pool counts it as ready).
+POOL_READY = "flautim: pooled process ready"
+POOLED_ROLES = ("server", "client", "flower-server", "flower-client")
+
+
+def cmd_pooled(args: argparse.Namespace) -> int:
+    """A warm-pool container's process: import what every role needs, then wait for the
+    worker to write CONTROL/role.json ({"argv": [...], "env": {...}}) and become that role.
+
+    Until then it has no network, no user code and no data (flautim/sandbox/warm_pool.py).
+    """
+    warm_imports()
+    warm_server_imports()
+    print(POOL_READY, flush=True)
+    spec_path = Path(args.control) / "role.json"
+    while not spec_path.exists():
+        time.sleep(0.02)
+    spec = json.loads(spec_path.read_text())
+    argv = [str(a) for a in spec.get("argv", [])]
+    if not argv or argv[0] not in POOLED_ROLES:
+        print(f"[flautim] a pooled container cannot become {argv[:1]}", file=sys.stderr, flush=True)
+        return 2
+    os.environ.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
+    return main(argv)
+
+
 # -- inspect -------------------------------------------------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     from flautim.fl.prepare import inspect_dataset
@@ -327,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     after(p)
     p.set_defaults(func=cmd_clients)
 
+    p = sub.add_parser("pooled", help="import, then wait for CONTROL/role.json and run that role (warm pool)")
+    p.add_argument("control")
+    p.set_defaults(func=cmd_pooled)
+
     p = sub.add_parser("inspect", help="describe a bundle's dataset as JSON")
     p.add_argument("bundle")
     p.set_defaults(func=cmd_inspect)
@@ -346,6 +377,6 @@ def quiet_flower() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("prepare", "inspect"):
+    if args.command not in ("prepare", "inspect", "pooled"):
         quiet_flower()  # the others import flwr; prepare and inspect never do (~0.6 s of CPU)
     return int(args.func(args))

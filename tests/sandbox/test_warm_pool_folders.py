@@ -1,0 +1,74 @@
+"""How a claimed warm-pool slot's folders become a run's (no Docker needed)."""
+
+import json
+import os
+
+import pytest
+
+from flautim.config import Config
+from flautim.sandbox.plan import RunPlan
+from flautim.sandbox.supervision import prepare_dirs
+from flautim.sandbox.warm_pool import Pooled, WarmPool
+
+
+def _slot(root, name):
+    slot = root / name
+    for folder in ("bundle", "data", "out", "ctl"):
+        (slot / folder).mkdir(parents=True)
+    (slot / "claimed").mkdir()
+    return slot
+
+
+@pytest.fixture
+def plan(tmp_path):
+    base = tmp_path / "attempt"
+    code = base / "code"
+    code.mkdir(parents=True)
+    (code / "api.py").write_text("x = 1\n")
+    (code / "dataset.py").write_text("y = 2\n")
+    (code / "link.py").symlink_to("/etc/passwd")
+    plan = RunPlan(experiment_id=3, attempt=1, code_dir=code, data_dir=tmp_path / "ds", work_dir=base / "work",
+                   out_dir=base / "output", clients=2)
+    prepare_dirs(plan)
+    return plan
+
+
+def test_the_slot_folders_become_the_run_partition_and_output(tmp_path, plan):
+    pool = WarmPool(Config.from_env(environ={}, ENV="test", DATA_DIR=str(tmp_path / "d")), client=None)
+    server = Pooled(None, _slot(tmp_path / "pool", "s"))
+    client = Pooled(None, _slot(tmp_path / "pool", "c"))
+    server_data = os.stat(server.slot / "data").st_ino
+    client_data = os.stat(client.slot / "data").st_ino
+    server_out = os.stat(server.slot / "out").st_ino
+    pool.bind_folders(server, plan, "server")
+    pool.bind_folders(client, plan, "client-1")
+    # The very folders the pooled containers mount are now where prepare writes and the
+    # ingest reads.
+    assert os.stat(plan.server_data_dir).st_ino == server_data
+    assert os.stat(plan.client_dir(1)).st_ino == client_data
+    assert os.stat(plan.out_dir).st_ino == server_out
+    # A client's /out is read-only for the sandbox user; the code is copied, links are not.
+    assert (os.stat(client.slot / "out").st_mode & 0o777) == 0o555
+    assert sorted(p.name for p in (client.slot / "bundle").iterdir()) == ["api.py", "data", "dataset.py"]
+
+
+def test_a_role_is_written_whole(tmp_path):
+    pooled = Pooled(None, _slot(tmp_path, "s"))
+    WarmPool.assign(pooled, ["client", "/bundle", "--client-id", "1"], {"FLAUTIM_ROLE": "client-1"})
+    assert json.loads((pooled.slot / "ctl" / "role.json").read_text()) == {
+        "argv": ["client", "/bundle", "--client-id", "1"], "env": {"FLAUTIM_ROLE": "client-1"}}
+    assert not (pooled.slot / "ctl" / "role.json.tmp").exists()
+
+
+def test_a_pooled_process_becomes_only_a_server_or_client_role(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "role.json").write_text(json.dumps({"argv": ["prepare", "/bundle", "/work"]}))
+    proc = subprocess.run([sys.executable, "-m", "flautim.fl", "pooled", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 2
+    assert "flautim: pooled process ready" in proc.stdout
+    assert "cannot become ['prepare']" in proc.stderr
