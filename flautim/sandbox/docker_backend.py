@@ -33,8 +33,9 @@ from .warm_pool import Pooled, WarmPool
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
-# `prepare` is short and everything waits on it: notice its exit sooner.
-PREPARE_POLL_S = 0.1
+# Where everything waits on an exit (`prepare`'s; the clients' once the server is done),
+# notice it sooner.
+FAST_POLL_S = 0.1
 START_PARALLELISM = 4
 # After the server ends, clients get this long to leave on their own before being killed.
 CLIENT_GRACE_S = 15
@@ -52,6 +53,11 @@ class DockerSandbox:
         self.config = config
         self.client = client or docker.from_env(timeout=120)
         self.pool = WarmPool(config, self.client)
+        self._removals: list[threading.Thread] = []
+
+    def wait_for_removals(self) -> None:
+        while self._removals:
+            self._removals.pop().join()
 
     # --- public ---------------------------------------------------------------------------
 
@@ -78,13 +84,20 @@ class DockerSandbox:
             log.exception("docker failed for experiment %s", plan.experiment_id)
             outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
         finally:
-            run.cleanup()
+            run.stop()
+            # Removing a dozen containers and a network takes a second or two; the outcome
+            # (and the logs, drained above) need none of it, so the user's "finished" comes
+            # first. replenish(), which the job calls next, waits for it.
+            self._removals.append(threading.Thread(target=run.remove, name="sandbox-cleanup"))
+            self._removals[-1].start()
         outcome.duration_s = time.monotonic() - started
         outcome.exits = outcome.exits or list(run.exits.values())
         return outcome
 
     def replenish(self) -> None:
-        """Top the warm pool up (after a run, and from the worker's maintenance)."""
+        """Finish removing the last runs' containers, then top the warm pool up (after a
+        run, and from the worker's maintenance)."""
+        self.wait_for_removals()
         try:
             self.pool.refill()
         except (DockerException, OSError):
@@ -156,10 +169,7 @@ class _Run(LimitChecks):
 
     def _discard(self, role: str) -> None:
         pooled = self.pooled.pop(role)
-        try:
-            pooled.container.remove(force=True, v=True)
-        except (NotFound, APIError):
-            pass
+        _remove(pooled.container)
         self.pool.release([pooled])
 
     def _adopt(self, role: str) -> object:
@@ -282,7 +292,7 @@ class _Run(LimitChecks):
         with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
             list(pool.map(lambda rg: self.start(*rg), roles))
         self.clients_started_s = time.monotonic() - began
-        if (outcome := self._wait_for("prepare", PREPARE_POLL_S)) is not None:
+        if (outcome := self._wait_for("prepare", FAST_POLL_S)) is not None:
             return outcome
         for folder in (self.plan.server_data_dir, *(self.plan.client_dir(i) for i in range(self.plan.clients))):
             (folder / PREPARED_MARKER).write_text("")
@@ -320,7 +330,7 @@ class _Run(LimitChecks):
                         "[flautim] every client has stopped; stopping the server",
                     )
                     self.kill(["server"])
-            time.sleep(POLL_S)
+            time.sleep(FAST_POLL_S if server_done_at else POLL_S)
         self._drain()
         exits = list(self.exits.values())
         server = self.exits["server"]
@@ -341,22 +351,21 @@ class _Run(LimitChecks):
                 thread.join(timeout=5)
 
     def cleanup(self) -> None:
-        """Remove every container and the network, whatever happened."""
+        """Stop and remove every container and the network, whatever happened."""
+        self.stop()
+        self.remove()
+
+    def stop(self) -> None:
+        """Kill what still runs and drain its output (the logs are complete after this)."""
         self.kill()
         self._drain()
-        for container in self.containers.values():
-            try:
-                container.remove(force=True, v=True)
-            except NotFound:
-                pass
-            except APIError:
-                log.exception("could not remove container %s", getattr(container, "name", "?"))
-        for role, pooled in self.pooled.items():
-            if role not in self.containers:  # claimed, never adopted
-                try:
-                    pooled.container.remove(force=True, v=True)
-                except (NotFound, APIError):
-                    pass
+
+    def remove(self) -> None:
+        never_adopted = [p.container for role, p in self.pooled.items() if role not in self.containers]
+        # One removal is a Docker round trip of ~0.1-0.3 s; the run is not over until they
+        # are all gone, so remove them together.
+        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
+            list(pool.map(_remove, [*self.containers.values(), *never_adopted]))
         if self.pool is not None:
             self.pool.release(list(self.pooled.values()))
         if self.network is not None:
@@ -366,6 +375,15 @@ class _Run(LimitChecks):
                 pass
             except APIError:
                 log.exception("could not remove network %s", self.network.name)
+
+
+def _remove(container) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError:
+        log.exception("could not remove container %s", getattr(container, "name", "?"))
 
 
 def _pump_safely(chunks, sink, source, stream, limit) -> None:
