@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -313,6 +314,49 @@ def hammer(name: str, clients: int, per_client: int, make_request) -> dict:
     }
 
 
+WRK_SCRIPT = """
+local headers = %(headers)s
+local paths = %(paths)s
+for k, v in pairs(headers) do wrk.headers[k] = v end
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"n": %%d, "errors": %%d, "p50": %%f, "p95": %%f, "max": %%f, "seconds": %%f}\\n',
+    summary.requests, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency.max / 1000,
+    summary.duration / 1e6))
+end
+"""
+
+
+def _lua(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "{" + ", ".join(_lua(v) for v in value) + "}"
+    return json.dumps(str(value))  # a JSON string is a valid Lua string literal here
+
+
+def wrk_hammer(name: str, base: str, paths: list[str], headers: dict[str, str], clients: int,
+               seconds: int, tmp: str) -> dict:
+    """The same load from wrk (C, epoll; 2 threads): `clients` keep-alive connections, each
+    sending its next request when the last answer arrived, for `seconds`. The Python
+    harness's 50 threads share one GIL with their own timing; wrk's do not, and use a
+    fraction of the CPU the server needs."""
+    script = Path(tmp) / f"wrk-{uuid.uuid4().hex[:6]}.lua"
+    script.write_text(WRK_SCRIPT % {"headers": _lua(headers), "paths": _lua(paths)})
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s",
+                          "-s", str(script), base], capture_output=True, text=True, timeout=seconds + 60)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRK ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout[-500:]} {out.stderr[-500:]}")
+    r = json.loads(line[4:])
+    return {"name": name, "n": r["n"], "errors": r["errors"], "p50": r["p50"], "p95": r["p95"],
+            "max": r["max"], "rps": r["n"] / r["seconds"]}
+
+
 def sse_latency(base: str, cookies: dict, info: dict, redis_url: str, clients: int, messages: int) -> dict:
     """Publish `messages` log rows on the channel; time their arrival at `clients` SSE readers."""
     import redis
@@ -373,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=12,
                         help="per worker; keep it within the SQLAlchemy pool (5 + 10 overflow)")
+    parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python",
+                        help="the load generator: wrk (Debian's package; default when installed) or Python threads")
+    parser.add_argument("--seconds", type=int, default=10, help="with wrk: seconds per target")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the in-process, one-at-a-time table (no gunicorn)")
     args = parser.parse_args(argv)
@@ -419,13 +466,30 @@ def main(argv: list[str] | None = None) -> int:
         def show(session, warmup):
             return session.get(api, headers=bearer)
 
-        results = [
-            hammer("experiment page (HTML)", args.clients, args.requests, page),
-            hammer(f"metrics API ({info['metrics']} rows)", args.clients, args.requests, metrics),
-            hammer("metrics API, format=series", args.clients, args.requests, series),
-            hammer("log catch-up API (1000 lines)", args.clients, args.requests, logs),
-            hammer("experiment API (show)", args.clients, args.requests, show),
-        ]
+        if args.load == "wrk":
+            cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            path = api.removeprefix(base)
+            rng = random.Random(7)
+            log_paths = [f"{path}/logs?after={rng.randint(info['first_log'], info['last_log'] - 1000)}&limit=1000"
+                         for _ in range(200)]
+            targets = [
+                ("experiment page (HTML)", [page_url.removeprefix(base)], {"Cookie": cookie}),
+                (f"metrics API ({info['metrics']} rows)", [path + "/metrics"], bearer),
+                ("metrics API, format=series", [path + "/metrics?format=series"], bearer),
+                ("log catch-up API (1000 lines)", log_paths, bearer),
+                ("experiment API (show)", [path], bearer),
+                ("/healthz (the server's floor)", ["/healthz"], {}),
+            ]
+            results = [wrk_hammer(name, base, paths, headers, args.clients, args.seconds, data_dir)
+                       for name, paths, headers in targets]
+        else:
+            results = [
+                hammer("experiment page (HTML)", args.clients, args.requests, page),
+                hammer(f"metrics API ({info['metrics']} rows)", args.clients, args.requests, metrics),
+                hammer("metrics API, format=series", args.clients, args.requests, series),
+                hammer("log catch-up API (1000 lines)", args.clients, args.requests, logs),
+                hammer("experiment API (show)", args.clients, args.requests, show),
+            ]
         # Each open SSE stream holds a gthread thread (it gives its DB connection back), so
         # the live phase gets a server with a thread per viewer.
         stop(proc)
@@ -438,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
 
     goals = {"SSE": 500.0}
     print()
-    print(f"gunicorn gthread, {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients, "
+    print(f"gunicorn gthread, {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients "
+          f"(load from {'wrk' if args.load == 'wrk' else 'Python threads'}), "
           f"{os.cpu_count()} CPUs shared with the load generator; load average before/after: "
           f"{load_before:.1f} / {os.getloadavg()[0]:.1f}")
     print(f"{'target':44} {'n':>6} {'err':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}  goal")
