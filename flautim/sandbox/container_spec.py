@@ -8,6 +8,8 @@ and labels that tie the container to its experiment and attempt (the reaper uses
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ LABEL_HOST = "org.flautim.host"
 # Set on warm-pool containers (see warm_pool.py), which carry no experiment labels: the
 # container's slot folder on the host.
 LABEL_POOL = "org.flautim.pool"
+LABEL_POOL_SPEC = "org.flautim.pool.spec"
 SERVER_PORT = 9092
 # Docker's own log file per container is capped too, so printing gigabytes fills no disk.
 DOCKER_LOG_MAX_SIZE = "20m"
@@ -196,21 +199,34 @@ def pool_container_kwargs(config: Config, name: str, slot: str) -> dict:
     """A warm-pool container: hardened like any other, no network, its slot's folders
     mounted, importing and then waiting for a role (`python -m flautim.fl pooled /ctl`).
     It starts with a client's limits; a run raises them for the role it assigns."""
+    settings = _pool_settings(config)
     return {
-        **hardened(config, config.SANDBOX_CLIENT_MEMORY_MB),
-        "image": config.SANDBOX_IMAGE,
-        "command": ["pooled", "/ctl"],
+        **settings,
         "name": name,
         "hostname": "sandbox",
-        "labels": {LABEL_POOL: slot, LABEL_HOST: socket.gethostname()},
+        "labels": {LABEL_POOL: slot, LABEL_HOST: socket.gethostname(), LABEL_POOL_SPEC: pool_spec(config)},
         "volumes": {
             f"{slot}/{folder}": {"bind": target, "mode": "ro" if read_only else "rw"}
             for folder, target, read_only in POOL_MOUNTS
         },
-        "environment": {"FLAUTIM_ROLE": "pooled", "OMP_NUM_THREADS": _threads(config),
-                        "CUDA_VISIBLE_DEVICES": ""},
         "network_mode": "none",
     }
+
+
+def _pool_settings(config: Config) -> dict:
+    return {
+        **hardened(config, config.SANDBOX_CLIENT_MEMORY_MB),
+        "image": config.SANDBOX_IMAGE,
+        "command": ["pooled", "/ctl"],
+        "environment": {"FLAUTIM_ROLE": "pooled", "OMP_NUM_THREADS": _threads(config),
+                        "CUDA_VISIBLE_DEVICES": ""},
+    }
+
+
+def pool_spec(config: Config) -> str:
+    """A digest of the settings a pool container was made with: one made under other
+    settings (the site changed its limits) is replaced, never handed to a run."""
+    return hashlib.sha256(json.dumps(_pool_settings(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def host_gpus(config: Config) -> list[str]:

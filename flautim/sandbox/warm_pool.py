@@ -38,7 +38,14 @@ from docker.errors import APIError, DockerException, NotFound
 from flautim.config import Config
 from flautim.fl.transport.processes import POOL_READY
 
-from .container_spec import LABEL_HOST, LABEL_POOL, POOL_MOUNTS, pool_container_kwargs
+from .container_spec import (
+    LABEL_HOST,
+    LABEL_POOL,
+    LABEL_POOL_SPEC,
+    POOL_MOUNTS,
+    pool_container_kwargs,
+    pool_spec,
+)
 from .plan import RunPlan
 from .supervision import sandbox_readonly, sandbox_writable
 
@@ -134,7 +141,7 @@ class WarmPool:
                     continue  # claimed and renamed: it belongs to a run now
                 slot = self._slot(container)
                 mark = slot / CLAIM_MARK
-                outdated = container.status != "running" or container.attrs.get("Image") != image
+                outdated = not self._current(container, image)
                 stale = mark.exists() and time.time() - mark.stat().st_mtime > STALE_CLAIM_S
                 if outdated or stale or not slot.is_dir():
                     self._remove(container, slot)
@@ -199,9 +206,14 @@ class WarmPool:
     def _idle(self, image: str | None) -> list:
         return [
             c for c in self._pool_containers()
-            if c.name.startswith(NAME_PREFIX) and c.status == "running" and c.attrs.get("Image") == image
+            if c.name.startswith(NAME_PREFIX) and self._current(c, image)
             and not (self._slot(c) / CLAIM_MARK).exists()
         ]
+
+    def _current(self, container, image: str | None) -> bool:
+        """Running, from the current image, made under the current settings."""
+        return (container.status == "running" and container.attrs.get("Image") == image
+                and container.labels.get(LABEL_POOL_SPEC) == pool_spec(self.config))
 
     def _slot(self, container) -> Path:
         # The label, set at creation, survives the rename a run gives the container.

@@ -145,3 +145,14 @@ def test_a_warm_pool_container_is_hardened_offline_and_mounts_its_slot_where_rol
         paths = [a for a in role_command(plan, role) if a.startswith("/")]
         assert all(p.split("/")[1] in ("bundle", "data", "out") for p in paths), paths
     assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_pool_containers_made_under_other_settings_are_told_apart(config):
+    import dataclasses
+
+    from flautim.sandbox.container_spec import LABEL_POOL_SPEC, pool_spec
+
+    assert pool_spec(config) == pool_spec(dataclasses.replace(config))
+    for change in ({"SANDBOX_PIDS_LIMIT": 100}, {"SANDBOX_CLIENT_MEMORY_MB": 1024}, {"SANDBOX_IMAGE": "other:1"}):
+        assert pool_spec(dataclasses.replace(config, **change)) != pool_spec(config), change
+    assert pool_container_kwargs(config, "n", "/s")["labels"][LABEL_POOL_SPEC] == pool_spec(config)

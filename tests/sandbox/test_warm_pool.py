@@ -159,3 +159,15 @@ def test_the_reaper_removes_claimed_pool_containers_of_dead_runs_and_keeps_idle_
     assert reap_orphans(worker_config, redis_for(worker_config), recheck_after_s=0) == [experiment_id]
     assert leftovers(docker_client, experiment_id) == []
     assert _idle_ids(pool) == idle
+
+
+def test_a_refill_replaces_containers_made_under_other_settings(worker_config, docker_client, pool):
+    import dataclasses
+
+    old = _idle_ids(pool)
+    stricter = WarmPool(dataclasses.replace(worker_config, SANDBOX_PIDS_LIMIT=200), docker_client)
+    assert stricter.claim(SIZE) == []  # never handed to a run
+    assert stricter.refill() == SIZE
+    assert not old & _idle_ids(stricter)
+    assert all(c.attrs["HostConfig"]["PidsLimit"] == 200 for c in stricter._idle(stricter._image_id()))
+    stricter.drain()
