@@ -415,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sse-clients", type=int, default=20)
     parser.add_argument("--sse-messages", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=12,
-                        help="per worker; keep it within the SQLAlchemy pool (5 + 10 overflow)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="per worker (the README's pages-and-API pool: 1; the stream pool is separate); "
+                             "keep it within the SQLAlchemy pool (5 + 10 overflow)")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python",
                         help="the load generator: wrk (Debian's package; default when installed) or Python threads")
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: seconds per target")
