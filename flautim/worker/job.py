@@ -95,11 +95,15 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         outcome = RunOutcome("failed", "infrastructure", f"the worker failed: {exc!r}")
     sink.platform(f"[flautim] finished: {outcome.status} in {outcome.duration_s:.1f} s")
     sink.close()
-    state = _finish(app, experiment_id, attempt, outcome, sink)
-    heartbeat.stop()
-    shutil.rmtree(plan.work_dir, ignore_errors=True)
-    if sandbox is not None:
-        sandbox.replenish()  # after the state is final: the next run finds warm containers
+    try:
+        state = _finish(app, experiment_id, attempt, outcome, sink)
+    finally:
+        heartbeat.stop()
+        shutil.rmtree(plan.work_dir, ignore_errors=True)
+        if sandbox is not None:
+            # After the state is final: finish removing the run's containers, and warm the
+            # pool for the next run.
+            sandbox.replenish()
     if rconn is not None:
         try:
             rconn.delete(cancel_key(experiment_id, attempt))
