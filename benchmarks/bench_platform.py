@@ -72,14 +72,12 @@ class MemorySampler:
         return None, None
 
     def _loop(self):
-        from flautim.sandbox.reaper import run_of
-
         prefix = f"flautim-e{self.experiment_id}-"
         while not self._stop.is_set():
             try:
-                # Claimed warm-pool containers carry no run labels: match runs by name.
-                containers = [c for c in self.client.containers.list() if c.name.startswith(prefix)
-                              and run_of(c) is not None and run_of(c)[0] == self.experiment_id]
+                # Claimed warm-pool containers carry no run labels: match runs by name
+                # (container_name gives every run's container this prefix).
+                containers = [c for c in self.client.containers.list() if c.name.startswith(prefix)]
             except Exception:  # noqa: BLE001
                 containers = []
             for c in containers:

@@ -28,7 +28,7 @@ from .container_spec import (
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
 from .supervision import LimitChecks, classify_failure, prepare_dirs
-from .warm_pool import Pooled, WarmPool
+from .warm_pool import Pooled, WarmPool, remove_container
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class _Run(LimitChecks):
 
     def _discard(self, role: str) -> None:
         pooled = self.pooled.pop(role)
-        _remove(pooled.container)
+        remove_container(pooled.container)
         self.pool.release([pooled])
 
     def _adopt(self, role: str) -> object:
@@ -289,8 +289,8 @@ class _Run(LimitChecks):
             (f"client-{i}", gpus[i] if i < len(gpus) else None) for i in range(self.plan.clients)
         ]
         # Creating a container is a Docker API round trip of ~0.1-0.3 s: do them together.
-        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
-            list(pool.map(lambda rg: self.start(*rg), roles))
+        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as executor:
+            list(executor.map(lambda rg: self.start(*rg), roles))
         self.clients_started_s = time.monotonic() - began
         if (outcome := self._wait_for("prepare", FAST_POLL_S)) is not None:
             return outcome
@@ -364,8 +364,8 @@ class _Run(LimitChecks):
         never_adopted = [p.container for role, p in self.pooled.items() if role not in self.containers]
         # One removal is a Docker round trip of ~0.1-0.3 s; the run is not over until they
         # are all gone, so remove them together.
-        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as pool:
-            list(pool.map(_remove, [*self.containers.values(), *never_adopted]))
+        with ThreadPoolExecutor(max_workers=START_PARALLELISM) as executor:
+            list(executor.map(remove_container, [*self.containers.values(), *never_adopted]))
         if self.pool is not None:
             self.pool.release(list(self.pooled.values()))
         if self.network is not None:
@@ -375,15 +375,6 @@ class _Run(LimitChecks):
                 pass
             except APIError:
                 log.exception("could not remove network %s", self.network.name)
-
-
-def _remove(container) -> None:
-    try:
-        container.remove(force=True, v=True)
-    except NotFound:
-        pass
-    except APIError:
-        log.exception("could not remove container %s", getattr(container, "name", "?"))
 
 
 def _pump_safely(chunks, sink, source, stream, limit) -> None:

@@ -58,6 +58,18 @@ CLAIM_MARK = "claimed"
 STALE_CLAIM_S = 300
 
 
+def remove_container(container) -> bool:
+    """Remove a container, running or not; False when the engine refused (logged)."""
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except APIError:
+        log.exception("could not remove container %s", getattr(container, "name", "?"))
+        return False
+    return True
+
+
 @dataclass
 class Pooled:
     """A claimed pool container and its slot folder."""
@@ -72,6 +84,7 @@ class WarmPool:
         self.client = client
         self.size = max(0, int(config.SANDBOX_WARM_POOL))
         self.root = config.data_path / "sandbox-pool" / socket.gethostname()
+        self.spec = pool_spec(config)
 
     # --- claiming ---
 
@@ -128,7 +141,6 @@ class WarmPool:
         pool holds `size` idle ones. Returns how many were started."""
         if self.size == 0:
             return 0
-        self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             image = self._image_id()
             if image is None:
@@ -213,21 +225,15 @@ class WarmPool:
     def _current(self, container, image: str | None) -> bool:
         """Running, from the current image, made under the current settings."""
         return (container.status == "running" and container.attrs.get("Image") == image
-                and container.labels.get(LABEL_POOL_SPEC) == pool_spec(self.config))
+                and container.labels.get(LABEL_POOL_SPEC) == self.spec)
 
     def _slot(self, container) -> Path:
         # The label, set at creation, survives the rename a run gives the container.
         return Path(container.labels.get(LABEL_POOL, "/nonexistent"))
 
     def _remove(self, container, slot: Path) -> None:
-        try:
-            container.remove(force=True, v=True)
-        except NotFound:
-            pass
-        except APIError:
-            log.warning("could not remove warm-pool container %s", container.name)
-            return
-        shutil.rmtree(slot, ignore_errors=True)
+        if remove_container(container):
+            shutil.rmtree(slot, ignore_errors=True)
 
     @contextmanager
     def _lock(self):
