@@ -135,6 +135,8 @@ def seed(database_url: str, data_dir: str) -> dict:
         exp = Experiment(
             project_id=project.id, name="mnist-200", state=ExperimentState.RUNNING, attempt=1,
             rounds_total=ROUNDS, rounds_done=ROUNDS, summary={"accuracy": 0.97, "loss": 0.1},
+            # What the worker's ingest keeps as it stores the lines seeded below.
+            log_sources=[f"client-{c}" for c in range(CLIENTS_PER_ROUND)],
         )
         db.session.add(exp)
         db.session.commit()

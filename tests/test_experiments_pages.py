@@ -280,3 +280,74 @@ def test_artifact_groups_keep_only_the_latest_best():
     assert [(g["kind"], g["round"]) for g in groups] == [("final", 2), ("best", 2), ("round", 1), ("round", 2)]
     assert set(groups[0]["formats"]) == {"pytorch", "safetensors"}
     assert groups[1]["metrics"] == {"accuracy": 0.2}
+
+
+def _panels_of(page: str) -> str:
+    """The shared part of the experiment page: from the attempt line to the live status."""
+    start = page.index('<p class="muted">')
+    return page[start:page.index('id="live-status"', start)]
+
+
+def test_experiment_page_tabs_are_shared_by_viewers_and_follow_the_experiment(app, client, ctx, db_session, tmp_path):
+    """The tabs are rendered once and shared by every viewer; the header around them stays
+    per user (name, CSRF, role buttons); a change of the experiment or the language shows."""
+    from flask import g
+
+    from flautim.models import Experiment
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path), finish=None)
+    url = f"/projects/{pid}/experiments/{exp_id}"
+    owner_page = client.get(url).get_data(as_text=True)
+    switch_user(client, "leitor@example.org")
+    viewer_page = client.get(url).get_data(as_text=True)
+    assert _panels_of(owner_page) == _panels_of(viewer_page)
+    for page in (owner_page, viewer_page):
+        assert "dona" not in _panels_of(page) and "leitor" not in _panels_of(page)
+        assert "csrf" not in _panels_of(page)
+    assert "Cancelar" in owner_page and "Cancelar" not in viewer_page
+    assert '<span class="who">leitor</span>' in viewer_page
+    assert 'id="round-current">3<' in viewer_page
+    # The models table is not in the page: the script fetches it after the catch-up.
+    assert "Carregando os modelos" in viewer_page and "safetensors" not in viewer_page
+    # New rounds and a failure reason show at once (they are part of the cache key).
+    experiment = db_session.get(Experiment, exp_id)
+    experiment.rounds_done, experiment.failure_reason = 7, "client 1 ran out of memory"
+    db_session.commit()
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="round-current">7<' in page and "client 1 ran out of memory" in page
+    # The same tabs in English for a user who picked it.
+    token = csrf_token_from(page)
+    client.post("/language", data={"csrf_token": token, "locale": "en", "next": url})
+    g.pop("_flask_babel", None)  # the tests' app context (and its `g`) outlives a request
+    english = client.get(url).get_data(as_text=True)
+    assert "Loading the models" in english and "Carregando os modelos" not in english
+
+
+def test_log_sources_are_kept_by_the_worker_and_reset_by_a_new_attempt(app, client, ctx, db_session, tmp_path):
+    from flautim.models import Experiment, ExperimentState
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    assert db_session.get(Experiment, exp_id).log_sources == []
+    lines = [("client-1", "hello from 1"), ("server", "starting"), ("client-0", "hi"), ("client-1", "again")]
+    feed_run(app, exp_id, tmp_path, lines, finish=None)
+    feed_run(app, exp_id, tmp_path, [("client-10", "late"), ("server", "more")], finish=None)
+    experiment = db_session.get(Experiment, exp_id)
+    db_session.refresh(experiment)
+    assert experiment.log_sources == ["client-1", "server", "client-0", "client-10"]
+    page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1", "client-10"]
+    # Lines written without the worker (log_sources unknown): the page counts them instead.
+    experiment.log_sources = None
+    db_session.commit()
+    page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1", "client-10"]
+    # A new attempt starts with none.
+    experiment.transition(ExperimentState.SUCCEEDED)
+    experiment.transition(ExperimentState.QUEUED)
+    db_session.commit()
+    assert experiment.log_sources == []

@@ -97,6 +97,10 @@ class Experiment(db.Model):
     rounds_done: Mapped[int] = mapped_column(default=0)
     # Latest headline figures, for lists and the page header.
     summary: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The current attempt's log sources ("server", "client-0", ...) in first-seen order,
+    # kept by the worker as it stores lines, so the page's source filter costs no query.
+    # None: never tracked (the lines were written some other way); count them then.
+    log_sources: Mapped[list | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = created_at_column()
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -121,6 +125,7 @@ class Experiment(db.Model):
             self.cancel_requested = False
             self.rounds_done = 0
             self.attempt += 1
+            self.log_sources = []
         elif new == ExperimentState.RUNNING:
             self.started_at = now
         elif new.is_terminal:

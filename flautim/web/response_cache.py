@@ -5,11 +5,12 @@ request, yet they change only when the worker stores a new batch. Views compute 
 version of what they show (e.g. the newest metric row's id), then ask `cached_response` for
 the body under a key that names *everything* the body depends on. Because the key carries
 the version, nothing is ever invalidated by hand: new rows give a new key, and the old
-bodies fall out of the LRU.
+bodies fall out of the LRU. `cached_fragment` does the same for a piece of a page (the
+experiment page's tabs), keyed by the plain values it shows.
 
 Security: the cache sits *after* the access check. A view looks its object up through
 `flautim.web.projects.access` (404/403 on every request, nothing cached there) and only
-then calls `cached_response`. Bodies that differ by user, role or language must put those
+then calls `cached_response` or `cached_fragment`. Bodies that differ by user, role or language must put those
 in the key; the metric bodies depend on none of them.
 
 One cache per app (so per gunicorn worker, and per test app): a few MB per worker, no
@@ -35,22 +36,22 @@ def json_bytes(body: object) -> bytes:
 
 
 class BodyCache:
-    """A thread-safe LRU of encoded bodies, bounded by their total size in bytes."""
+    """A thread-safe LRU of encoded bodies (or page fragments), bounded by their total size."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bodies: OrderedDict[Hashable, bytes | str] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> bytes | str | None:
         with self._lock:
             body = self._bodies.get(key)
             if body is not None:
                 self._bodies.move_to_end(key)
             return body
 
-    def put(self, key: Hashable, body: bytes) -> None:
+    def put(self, key: Hashable, body: bytes | str) -> None:
         if len(body) > self.max_bytes // 4:
             return  # one huge body would evict everything else
         with self._lock:
@@ -91,6 +92,17 @@ def cached_response(
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["Vary"] = "Authorization, Cookie"
     return response
+
+
+def cached_fragment(key: Hashable, build: Callable[[], str]) -> str:
+    """A piece of a page stored under `key` (rendered by `build()` on a miss). The key must
+    name everything the piece shows, language included; call only after the access check."""
+    cache: BodyCache = current_app.extensions[EXTENSION]
+    html = cache.get(key)
+    if html is None:
+        html = build()
+        cache.put(key, html)
+    return html
 
 
 def init_app(app: Flask) -> None:

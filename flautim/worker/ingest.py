@@ -75,6 +75,7 @@ class Ingestor:
         self.run_started: dict[str, Any] | None = None
         self.events_seen = 0
         self._summary: dict[str, Any] = {}
+        self._sources: set[str] = set()  # already in experiment.log_sources
         self._rounds_done = 0
         self._rounds_total: int | None = None
         self._round_started_at: dict[int, float] = {}
@@ -198,10 +199,15 @@ class Ingestor:
         db.session.add_all([row for row, _ in events])
         db.session.add_all(metrics)
         db.session.add_all(artifacts)
+        new_sources = [s for s in dict.fromkeys(row.source for row in logs) if s not in self._sources]
         experiment = db.session.get(Experiment, self.experiment_id)
         if experiment is not None and events:
             self._apply_summary(experiment)
+        if experiment is not None and new_sources:
+            known = list(experiment.log_sources or [])
+            experiment.log_sources = known + [s for s in new_sources if s not in known]
         db.session.commit()
+        self._sources.update(new_sources)
         self._publish(logs, events, artifacts, experiment if events else None)
 
     def _log_row(self, source: str, stream: str, text: str) -> LogRecord:

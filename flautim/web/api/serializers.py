@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row
-
 from flautim.models import (
     Dataset,
     Experiment,
     ExperimentEvent,
     HyperparameterFile,
-    LogRecord,
     Membership,
     ModelArtifact,
     ModelCode,
@@ -102,21 +99,9 @@ def experiment(e: Experiment) -> dict:
     }
 
 
-def log_record(r: LogRecord | Row) -> dict:
-    """A LogRecord, or a row of its columns (services.LOG_COLUMNS)."""
-    return {
-        "id": r.id,
-        "attempt": r.attempt,
-        "source": r.source,
-        "stream": r.stream,
-        "line": r.line,
-        "created_at": iso(r.created_at),
-    }
-
-
-def log_rows(rows: list[Row]) -> list[dict]:
-    """`log_record` of many rows of services.LOG_COLUMNS (id, attempt, source, stream, line,
-    created_at), unpacked as tuples: a catch-up page is 1,000 lines. `created_at` stays a
+def log_rows(rows: list[tuple]) -> list[dict]:
+    """Log lines as the API shows them, from tuples of services.LOG_COLUMNS (id, attempt,
+    source, stream, line, created_at): a catch-up page is 1,000 lines. `created_at` stays a
     datetime for `response_cache.json_bytes` (orjson), which writes what `iso` would."""
     return [
         {"id": id_, "attempt": attempt, "source": source, "stream": stream, "line": line,

@@ -19,13 +19,22 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy.orm import joinedload
 
 from flautim import redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
-from flautim.web.projects.access import project_object_or_404, require_role, scoped
+from flautim.web.extensions import login_manager
+from flautim.web.projects.access import (
+    get_project_object_or_404,
+    project_object_or_404,
+    require_role,
+    scoped,
+)
+from flautim.web.response_cache import cached_fragment
 from flautim.web.uploads import UserFacingError
 
 from . import bp, live, services
@@ -331,25 +340,55 @@ def delete(project_id: int, experiment_id: int):
 # --- the experiment page ------------------------------------------------------------------
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
-@require_role(Role.VIEWER)
 def show(project_id: int, experiment_id: int):
-    # What the header names, in the same query (three lazy loads otherwise).
-    experiment = project_object_or_404(
-        Experiment, experiment_id, g.project,
-        joinedload(Experiment.dataset), joinedload(Experiment.model_code),
-        joinedload(Experiment.hyperparameter_file),
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    # Membership, project, experiment and what the header names: one round trip.
+    project, experiment = get_project_object_or_404(
+        project_id, Experiment, experiment_id,
+        options=(joinedload(Experiment.dataset).load_only(Dataset.name),
+                 joinedload(Experiment.model_code).load_only(ModelCode.name, ModelCode.content_hash),
+                 joinedload(Experiment.hyperparameter_file).load_only(HyperparameterFile.name)),
     )
     return render_template(
         "experiments/show.html",
-        project=g.project,
+        project=project,
         membership=g.membership,
         experiment=experiment,
-        artifacts=services.experiment_artifacts(experiment),
-        sources=services.log_sources(experiment),
+        panels=_panels(experiment),
         not_isolated=_ran_without_isolation(experiment),
         action_form=ConfirmForm(),
         js_labels=js_labels(),
     )
+
+
+def _panels(experiment: Experiment) -> Markup:
+    """The tabs, rendered once per language and version of what they show and shared by
+    every viewer: nothing in them depends on who asks (the per-user header, CSRF tokens
+    and role buttons are rendered around them). The Modelos table is not here: the page
+    fetches it (models_fragment) once the stream's catch-up is done, and on each new
+    checkpoint."""
+    terminal = experiment.state.is_terminal
+    view = {
+        "project_id": experiment.project_id,
+        "experiment_id": experiment.id,
+        # A re-created database reuses ids; created_at tells its experiments apart.
+        "created_at": experiment.created_at.isoformat(),
+        "description": experiment.description,
+        "dataset": experiment.dataset.name if experiment.dataset else None,
+        "model_code": experiment.model_code.name if experiment.model_code else None,
+        "model_code_hash": experiment.model_code.content_hash[:8] if experiment.model_code else None,
+        "hyperparameters": experiment.hyperparameter_file.name if experiment.hyperparameter_file else None,
+        "attempt": experiment.attempt,
+        "failure_reason": experiment.failure_reason,
+        "rounds_done": experiment.rounds_done,
+        "rounds_total": experiment.rounds_total,
+        # While it runs, the page's script counts the elapsed time from data-started-at.
+        "duration_s": int(experiment.duration_s) if terminal and experiment.duration_s is not None else None,
+        "sources": tuple(services.log_sources(experiment)),
+    }
+    key = ("experiment-panels", str(get_locale()), tuple(view.items()))
+    return Markup(cached_fragment(key, lambda: render_template("experiments/_panels.html", v=view)))
 
 
 def _ran_without_isolation(experiment: Experiment) -> bool:
@@ -410,9 +449,9 @@ def download_logs(project_id: int, experiment_id: int):
             if not rows:
                 return
             buf = io.StringIO()
-            for row in rows:
-                buf.write(f"{row.created_at.isoformat()} [{row.source}] {row.line}\n")
-            after = rows[-1].id
+            for _id, _attempt, row_source, _stream, line, created_at in rows:
+                buf.write(f"{created_at.isoformat()} [{row_source}] {line}\n")
+            after = rows[-1][0]
             yield buf.getvalue()
 
     filename = f"experimento-{experiment.id}-tentativa-{attempt or experiment.attempt}.log"

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import abort, current_app
 from flask_babel import gettext as _
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 
 from flautim import storage
 from flautim.models import (
@@ -536,12 +536,12 @@ def experiment_logs(
     search: str | None = None,
     limit: int | None = None,
     tail: bool = False,
-) -> list[Row]:
+) -> list[tuple]:
     """Log lines in id order; `tail=True` with `limit` gives the last `limit` lines.
 
-    Rows of LOG_COLUMNS (read as `row.id`, `row.line`, ...), not ORM objects: building an
-    object per line was most of a 1,000-line catch-up's time. Keyset paging on the id
-    (`after_id`), never an offset or a count."""
+    Plain tuples of LOG_COLUMNS (id, attempt, source, stream, line, created_at), not ORM
+    objects or Rows: building an object per line was most of a 1,000-line catch-up's time.
+    Keyset paging on the id (`after_id`), never an offset or a count."""
     query = select(*LOG_COLUMNS).where(
         LogRecord.experiment_id == experiment.id,
         LogRecord.attempt == _attempt(experiment, attempt),
@@ -552,22 +552,35 @@ def experiment_logs(
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(LogRecord.line.ilike(f"%{escaped}%", escape="\\"))
-    # On the session's connection, past the ORM's result layer: columns need none of it.
-    connection = db.session.connection()
     if tail and limit:
-        rows = connection.execute(query.order_by(LogRecord.id.desc()).limit(limit)).all()
-        return rows[::-1]
+        return _plain_rows(query.order_by(LogRecord.id.desc()).limit(limit))[::-1]
     query = query.order_by(LogRecord.id)
     if limit:
         query = query.limit(limit)
-    return connection.execute(query).all()
+    return _plain_rows(query)
+
+
+def _plain_rows(query) -> list[tuple]:
+    """The query's rows as tuples, on the session's connection, past the ORM's result layer."""
+    connection = db.session.connection()
+    result = connection.execute(query)
+    if connection.dialect.name == "postgresql":
+        # psycopg already returns every column as Python wants it (timestamptz as an
+        # aware datetime): SQLAlchemy's per-value processing and Row objects would only
+        # double the time of a 1,000-line page.
+        with result:
+            return result.cursor.fetchall()
+    return [tuple(row) for row in result]  # SQLite: UTCDateTime adds the zone it drops
 
 
 def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]:
     """The distinct sources of an attempt's log lines, "server" first, clients in order.
 
-    A skip scan on ix_log_records_exp_source: one index probe per source (a dozen), where a
+    The current attempt's come from `experiment.log_sources`, which the worker keeps as it
+    stores lines. Otherwise (an older attempt, or lines the worker did not write): a skip scan on ix_log_records_exp_source: one index probe per source (a dozen), where a
     GROUP BY read every line (30 ms for 100,000 lines, on every page view)."""
+    if _attempt(experiment, attempt) == experiment.attempt and experiment.log_sources is not None:
+        return _source_order(experiment.log_sources)
     lines = select(LogRecord.source).where(
         LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
     )
@@ -582,7 +595,11 @@ def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]
     )
     found = found.union_all(select(following).where(found.c.source.is_not(None)))
     rows = db.session.scalars(select(found.c.source).where(found.c.source.is_not(None)))
-    return sorted(rows, key=lambda s: (s.startswith("client-"), len(s), s))
+    return _source_order(rows)
+
+
+def _source_order(sources) -> list[str]:
+    return sorted(set(sources), key=lambda s: (s.startswith("client-"), len(s), s))
 
 
 def last_ids(experiment: Experiment) -> tuple[int, int]:

@@ -96,10 +96,12 @@ def _admit(membership: Membership | None, needed: Role, allow_archived: bool) ->
 
 
 def get_project_object_or_404(
-    project_id: int, model: type[T], object_id: int, needed: Role = Role.VIEWER, user=None
+    project_id: int, model: type[T], object_id: int, needed: Role = Role.VIEWER, user=None,
+    options: tuple = (),
 ) -> tuple[Project, T]:
     """`get_project_or_404` then `project_object_or_404`, same answers (404, 403, 409, then
-    404 for an object outside the project), in one round trip: the API's hot path."""
+    404 for an object outside the project), in one round trip: the hot path of the API and
+    the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`)."""
     user = user or current_user
     if not _valid_id(object_id):
         get_project_or_404(project_id, needed, user)
@@ -110,6 +112,7 @@ def get_project_object_or_404(
             _membership_query(project_id, user)
             .add_columns(model)
             .outerjoin(model, and_(model.id == object_id, model.project_id == Membership.project_id))
+            .options(*options)
         ).first()
     membership, obj = row if row is not None else (None, None)
     project = _admit(membership, needed, allow_archived=False)

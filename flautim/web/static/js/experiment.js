@@ -296,14 +296,20 @@
 
   // --- the stream -------------------------------------------------------------------------
   var status = $("live-status");
+  // The Modelos table is fetched, not rendered with the page: once the catch-up is done
+  // (its checkpoint events would ask for it anyway), then on each new checkpoint.
+  var caughtUp = false;
   function connect() {
-    if (!window.EventSource) return;
+    if (!window.EventSource) { refreshModels(); return; }
     var es = new EventSource(root.getAttribute("data-stream-url"));
     root.setAttribute("data-live", "connecting");
     es.addEventListener("open", function () { root.setAttribute("data-live", "open"); status.textContent = ""; });
     es.addEventListener("event", function (m) { onEvent(JSON.parse(m.data)); });
     es.addEventListener("log", function (m) { onLog(JSON.parse(m.data)); });
-    es.addEventListener("state", function (m) { onState(JSON.parse(m.data)); });
+    es.addEventListener("state", function (m) {
+      if (!caughtUp) { caughtUp = true; refreshModels(); }
+      onState(JSON.parse(m.data));
+    });
     es.addEventListener("end", function (m) {
       es.close();
       root.setAttribute("data-live", "ended");
@@ -315,6 +321,7 @@
       }
     });
     es.addEventListener("error", function () {
+      if (!caughtUp) { caughtUp = true; refreshModels(); }  // no stream: still show the models
       if (es.readyState === EventSource.CLOSED) return;
       root.setAttribute("data-live", "reconnecting");
       status.textContent = L("reconnecting", "reconectando…");
