@@ -179,7 +179,7 @@ def seed(database_url: str, data_dir: str) -> dict:
 
 # --- one request at a time, in process: cost and SQL statements per request -------------
 
-def profile(database_url: str, data_dir: str, info: dict, repeat: int = 10) -> list[dict]:
+def profile(database_url: str, data_dir: str, info: dict, repeat: int = 60) -> list[dict]:
     """Each target alone (no concurrency, no network): median time and SQL statements,
     so a slow row in the concurrent table can be told apart from queueing (and N+1 spotted)."""
     from sqlalchemy import event
@@ -200,6 +200,7 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 10) -> l
         ("metrics API", api + "/metrics", bearer),
         ("log catch-up API (1000 lines)", api + f"/logs?after={info['first_log'] + 50_000}&limit=1000", bearer),
         ("experiment API (show)", api, bearer),
+        ("/healthz (the framework's floor)", "/healthz", {}),
     ]
     rows = []
     with app.app_context():
@@ -213,6 +214,8 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 10) -> l
     try:
         for name, url, headers in targets:
             times, sizes, status = [], [], None
+            for _ in range(5):  # warm up: caches, prepared statements
+                client.get(url, headers=headers)
             for _ in range(repeat):
                 statements[0] = 0
                 start = time.perf_counter()

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from flautim.models import ApiToken, User, db, utcnow
 
@@ -61,16 +61,17 @@ def tokens_of(user: User) -> list[ApiToken]:
     )
 
 
+# One round trip for the token and its user, built once: this runs before every API call.
+TOKEN_AND_USER = (
+    select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def user_for_secret(secret: str) -> User | None:
     """The active user a live token belongs to, recording its use; None otherwise."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    # One round trip for the token and its user: this runs before every API call.
-    found = db.session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(secret))
-    ).first()
+    found = db.session.execute(TOKEN_AND_USER, {"token_hash": hash_token(secret)}).first()
     if found is None:
         return None
     token, user = found

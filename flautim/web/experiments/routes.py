@@ -339,6 +339,15 @@ def delete(project_id: int, experiment_id: int):
 
 # --- the experiment page ------------------------------------------------------------------
 
+# What the experiment page names, loaded with the experiment (the lookup's statement is
+# cached per this tuple, so it is made once).
+HEADER_LOADS = (
+    joinedload(Experiment.dataset).load_only(Dataset.name),
+    joinedload(Experiment.model_code).load_only(ModelCode.name, ModelCode.content_hash),
+    joinedload(Experiment.hyperparameter_file).load_only(HyperparameterFile.name),
+)
+
+
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
 def show(project_id: int, experiment_id: int):
     if not current_user.is_authenticated:
@@ -346,9 +355,7 @@ def show(project_id: int, experiment_id: int):
     # Membership, project, experiment and what the header names: one round trip.
     project, experiment = get_project_object_or_404(
         project_id, Experiment, experiment_id,
-        options=(joinedload(Experiment.dataset).load_only(Dataset.name),
-                 joinedload(Experiment.model_code).load_only(ModelCode.name, ModelCode.content_hash),
-                 joinedload(Experiment.hyperparameter_file).load_only(HyperparameterFile.name)),
+        options=HEADER_LOADS,
     )
     return render_template(
         "experiments/show.html",

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import abort, current_app
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from flautim import storage
 from flautim.models import (
@@ -498,12 +498,14 @@ def metrics_version(experiment: Experiment, attempt: int | None = None) -> int:
     stores metrics, so it keys cached metric responses. One probe of ix_metric_rows_exp_id.
     One ingestor writes an attempt's rows, committing batches in id order, so a row with a
     lower id never appears after a higher one was seen."""
-    newest = db.session.scalar(
-        select(func.max(MetricRow.id)).where(
-            MetricRow.experiment_id == experiment.id, MetricRow.attempt == _attempt(experiment, attempt)
-        )
-    )
+    newest = db.session.scalar(NEWEST_METRIC, {"experiment_id": experiment.id, "attempt": _attempt(experiment, attempt)})
     return int(newest or 0)
+
+
+# Built once: it runs on every metrics request (see flautim.web.projects.access).
+NEWEST_METRIC = select(func.max(MetricRow.id)).where(
+    MetricRow.experiment_id == bindparam("experiment_id"), MetricRow.attempt == bindparam("attempt")
+)
 
 
 def experiment_events(

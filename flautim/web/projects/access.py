@@ -8,13 +8,13 @@ read-only: a write (POST, PUT, PATCH, DELETE) that needs an editor gets 409 with
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import TypeVar
 
 from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from flautim.models import Membership, Project, Role, db
@@ -31,13 +31,24 @@ def _valid_id(value: int) -> bool:
     return isinstance(value, int) and 1 <= value <= MAX_ID
 
 
-def _membership_query(project_id: int, user):
-    # The project in the same round trip: every scoped request needs both.
+# The statements of the scoped lookups, built once with bound parameters: building one
+# and computing its cache key cost as much as running it (every request does a lookup).
+MEMBERSHIP_QUERY = (
+    select(Membership)
+    .join(Membership.project)  # the project in the same round trip: every request needs both
+    .options(contains_eager(Membership.project))
+    .where(Membership.project_id == bindparam("project_id"), Membership.user_id == bindparam("user_id"))
+)
+
+
+@lru_cache(maxsize=64)
+def _membership_and_object_query(model: type, options: tuple):
+    """MEMBERSHIP_QUERY plus `model`'s row by id in that project (None outside it). Cached
+    per (model, options): pass `options` as a module-level tuple, not built per call."""
     return (
-        select(Membership)
-        .join(Membership.project)
-        .options(contains_eager(Membership.project))
-        .where(Membership.project_id == project_id, Membership.user_id == user.id)
+        MEMBERSHIP_QUERY.add_columns(model)
+        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
+        .options(*options)
     )
 
 
@@ -45,7 +56,7 @@ def membership_for(project_id: int, user=None) -> Membership | None:
     user = user or current_user
     if not user or not user.is_authenticated or not _valid_id(project_id):
         return None
-    return db.session.scalar(_membership_query(project_id, user))
+    return db.session.scalar(MEMBERSHIP_QUERY, {"project_id": project_id, "user_id": user.id})
 
 
 def project_is_writable(project: Project) -> bool:
@@ -101,7 +112,8 @@ def get_project_object_or_404(
 ) -> tuple[Project, T]:
     """`get_project_or_404` then `project_object_or_404`, same answers (404, 403, 409, then
     404 for an object outside the project), in one round trip: the hot path of the API and
-    the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`)."""
+    the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
+    tuple made once at import (the statement is cached per options)."""
     user = user or current_user
     if not _valid_id(object_id):
         get_project_or_404(project_id, needed, user)
@@ -109,10 +121,8 @@ def get_project_object_or_404(
     row = None
     if user and user.is_authenticated and _valid_id(project_id):
         row = db.session.execute(
-            _membership_query(project_id, user)
-            .add_columns(model)
-            .outerjoin(model, and_(model.id == object_id, model.project_id == Membership.project_id))
-            .options(*options)
+            _membership_and_object_query(model, options),
+            {"project_id": project_id, "user_id": user.id, "object_id": object_id},
         ).first()
     membership, obj = row if row is not None else (None, None)
     project = _admit(membership, needed, allow_archived=False)
