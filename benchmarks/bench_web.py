@@ -486,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("experiment API (show)", [path], bearer),
                 ("/healthz (the server's floor)", ["/healthz"], {}),
             ]
-            results = [wrk_hammer(name, base, paths, headers, args.clients, args.seconds, data_dir)
+            # As a browser (and `requests`, so the CLI) asks: wrk alone would not.
+            accept = {"Accept-Encoding": "gzip, deflate"}
+            results = [wrk_hammer(name, base, paths, {**headers, **accept}, args.clients, args.seconds, data_dir)
                        for name, paths, headers in targets]
         else:
             results = [

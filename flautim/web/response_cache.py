@@ -19,6 +19,7 @@ network hop, and nothing shared between databases that reuse the same ids.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 from collections import OrderedDict
@@ -72,25 +73,51 @@ def etag_for(key: Hashable) -> str:
     return hashlib.sha256(repr(key).encode()).hexdigest()[:32]
 
 
+# Below about one packet, compression saves nothing worth a header.
+GZIP_MIN_BYTES = 1400
+# Each encoding of a body is its own representation with its own ETag (RFC 9110 8.8.3).
+GZIP_ETAG_SUFFIX = "-gzip"
+
+
 def cached_response(
     key: Hashable, build: Callable[[], bytes], mimetype: str = "application/json"
 ) -> Response:
     """The body stored under `key` (built by `build()` on a miss) with an ETag; 304 when the
-    request's If-None-Match already names it. Call only after the access check."""
+    request's If-None-Match already names it. Call only after the access check.
+
+    A client that accepts gzip (every browser; `requests`, so the CLI) gets the body
+    compressed: a 200-round run's metrics go from 1 MB to a fraction of it. The compressed
+    body is cached beside the plain one, so it is compressed once per version, not per
+    request."""
     etag = etag_for(key)
-    if etag in request.if_none_match:
-        response = Response(status=304)
+    for tag in (etag, etag + GZIP_ETAG_SUFFIX):
+        if tag in request.if_none_match:
+            response = Response(status=304)
+            response.set_etag(tag)
+            return _revalidated(response)
+    cache: BodyCache = current_app.extensions[EXTENSION]
+    body = cache.get(key)
+    if body is None:
+        body = build()
+        cache.put(key, body)
+    if len(body) >= GZIP_MIN_BYTES and request.accept_encodings.quality("gzip"):
+        packed = cache.get(("gzip", key))
+        if packed is None:
+            packed = gzip.compress(body, compresslevel=6, mtime=0)
+            cache.put(("gzip", key), packed)
+        response = Response(packed, mimetype=mimetype)
+        response.headers["Content-Encoding"] = "gzip"
+        response.set_etag(etag + GZIP_ETAG_SUFFIX)
     else:
-        cache: BodyCache = current_app.extensions[EXTENSION]
-        body = cache.get(key)
-        if body is None:
-            body = build()
-            cache.put(key, body)
         response = Response(body, mimetype=mimetype)
-    response.set_etag(etag)
+        response.set_etag(etag)
+    return _revalidated(response)
+
+
+def _revalidated(response: Response) -> Response:
     # Revalidate every time (the data may have changed), and never from a shared cache.
     response.headers["Cache-Control"] = "private, no-cache"
-    response.headers["Vary"] = "Authorization, Cookie"
+    response.headers["Vary"] = "Accept-Encoding, Authorization, Cookie"
     return response
 
 

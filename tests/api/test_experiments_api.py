@@ -316,6 +316,29 @@ def test_metrics_etag_304_and_new_rows(app, client, team, seed_experiment):
     assert rows.headers["ETag"] != fresh.headers["ETag"] and len(rows.json["items"]) == 3 * 4 + 1
 
 
+def test_metrics_go_gzip_compressed_to_clients_that_accept_it(client, team, seed_experiment):
+    import gzip
+
+    p, owner = team["project"], team["owner"]
+    exp = seed_experiment(p, rounds=20)
+    url = f"/api/v1/projects/{p}/experiments/{exp}/metrics"
+    plain = client.get(url, headers=owner)
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+    packed = client.get(url, headers={**owner, "Accept-Encoding": "gzip, deflate, br"})
+    assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
+    assert gzip.decompress(packed.data) == plain.data and len(packed.data) < len(plain.data)
+    # Each encoding is its own representation: its own ETag, and a 304 for either.
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    for tag in (packed.headers["ETag"], plain.headers["ETag"]):
+        again = client.get(url, headers={**owner, "Accept-Encoding": "gzip", "If-None-Match": tag})
+        assert again.status_code == 304 and again.headers["ETag"] == tag
+    # A client that refuses gzip, or a body too small to gain, gets it plain.
+    refused = client.get(url, headers={**owner, "Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in refused.headers and refused.data == plain.data
+    tiny = client.get(url + "?round_min=99", headers={**owner, "Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in tiny.headers and tiny.json["items"] == []
+
+
 def test_artifact_of_another_experiment_is_404(client, team, seed_experiment):
     p, owner = team["project"], team["owner"]
     a = seed_experiment(p, name="a", artifact_bytes=b"a")
