@@ -203,7 +203,7 @@ class Ingestor:
         experiment = db.session.get(Experiment, self.experiment_id)
         if experiment is not None and events:
             self._apply_summary(experiment)
-        if experiment is not None and new_sources:
+        if experiment is not None and new_sources and experiment.attempt == self.attempt:
             known = list(experiment.log_sources or [])
             experiment.log_sources = known + [s for s in new_sources if s not in known]
         db.session.commit()

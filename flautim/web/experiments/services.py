@@ -579,8 +579,9 @@ def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]
     """The distinct sources of an attempt's log lines, "server" first, clients in order.
 
     The current attempt's come from `experiment.log_sources`, which the worker keeps as it
-    stores lines. Otherwise (an older attempt, or lines the worker did not write): a skip scan on ix_log_records_exp_source: one index probe per source (a dozen), where a
-    GROUP BY read every line (30 ms for 100,000 lines, on every page view)."""
+    stores lines. Otherwise (an older attempt, or lines the worker did not write): a skip
+    scan on ix_log_records_exp_source, one index probe per source (a dozen), where a
+    GROUP BY read every line (30 ms for 100,000 lines)."""
     if _attempt(experiment, attempt) == experiment.attempt and experiment.log_sources is not None:
         return _source_order(experiment.log_sources)
     lines = select(LogRecord.source).where(
