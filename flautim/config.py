@@ -81,7 +81,7 @@ class Config:
     SANDBOX_TMPFS_MB: int = 256
     SANDBOX_LOG_LIMIT_BYTES: int = 5_000_000
     # Containers per Docker host started ahead of runs, idle with torch and flwr imported
-    # (~270 MiB each); a run's server and clients take them instead of starting cold, which
+    # (~240 MiB each); a run's server and clients take them instead of starting cold, which
     # cuts its start by the import time of every role. 0 turns the pool off.
     SANDBOX_WARM_POOL: int = 0
     # "share": every client sees every GPU; "split": clients are spread over the GPUs.

@@ -52,6 +52,14 @@ class BodyCache:
                 self._bodies.move_to_end(key)
             return body
 
+    def get_or_build(self, key: Hashable, build: Callable[[], bytes | str]) -> bytes | str:
+        """The body under `key`, built by `build()` and stored on a miss."""
+        body = self.get(key)
+        if body is None:
+            body = build()
+            self.put(key, body)
+        return body
+
     def put(self, key: Hashable, body: bytes | str) -> None:
         if len(body) > self.max_bytes // 4:
             return  # one huge body would evict everything else
@@ -96,15 +104,9 @@ def cached_response(
             response.set_etag(tag)
             return _revalidated(response)
     cache: BodyCache = current_app.extensions[EXTENSION]
-    body = cache.get(key)
-    if body is None:
-        body = build()
-        cache.put(key, body)
+    body = cache.get_or_build(key, build)
     if len(body) >= GZIP_MIN_BYTES and request.accept_encodings.quality("gzip"):
-        packed = cache.get(("gzip", key))
-        if packed is None:
-            packed = gzip.compress(body, compresslevel=6, mtime=0)
-            cache.put(("gzip", key), packed)
+        packed = cache.get_or_build(("gzip", key), lambda: gzip.compress(body, compresslevel=6, mtime=0))
         response = Response(packed, mimetype=mimetype)
         response.headers["Content-Encoding"] = "gzip"
         response.set_etag(etag + GZIP_ETAG_SUFFIX)
@@ -124,12 +126,7 @@ def _revalidated(response: Response) -> Response:
 def cached_fragment(key: Hashable, build: Callable[[], str]) -> str:
     """A piece of a page stored under `key` (rendered by `build()` on a miss). The key must
     name everything the piece shows, language included; call only after the access check."""
-    cache: BodyCache = current_app.extensions[EXTENSION]
-    html = cache.get(key)
-    if html is None:
-        html = build()
-        cache.put(key, html)
-    return html
+    return current_app.extensions[EXTENSION].get_or_build(key, build)
 
 
 def init_app(app: Flask) -> None:
