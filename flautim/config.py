@@ -141,7 +141,8 @@ class Config:
         return self.DATABASE_URL or f"sqlite:///{self.data_path / 'flautim.sqlite3'}"
 
     def _engine_options(self) -> dict:
-        options: dict = {"pool_pre_ping": True}
+        # No pool_pre_ping: flautim.models.session pings only connections left idle.
+        options: dict = {}
         if not self.database_url.startswith("sqlite"):
             options.update(pool_size=self.DB_POOL_SIZE, max_overflow=self.DB_MAX_OVERFLOW)
         return options

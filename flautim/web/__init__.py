@@ -42,6 +42,9 @@ def create_app(config: Config | None = None) -> Flask:
     from . import extensions
 
     extensions.db.init_app(app)
+    from . import database
+
+    database.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=MIGRATIONS_DIR)
     extensions.csrf.init_app(app)
 
