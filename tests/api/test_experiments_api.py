@@ -359,3 +359,32 @@ def test_archived_project_refuses_writes_with_409(app, client, team):
     refused = client.post(f"/api/v1/projects/{p}/experiments", headers=owner, json={"name": "x", **ids})
     assert refused.status_code == 409 and "arquivado" in refused.json["error"]["message"]
     assert client.get(f"/api/v1/projects/{p}/datasets", headers=owner).status_code == 200
+
+
+def test_an_experiments_url_checks_the_token_as_every_call_does(app, client, team, seed_experiment):
+    """The token, the membership and the experiment come from one query on an experiment's
+    URL: a revoked token or a deactivated user is still 401 there, before any 404 or 403,
+    and the token's use is still recorded."""
+    from flautim.models import ApiToken, User, db
+
+    p = team["project"]
+    exp = seed_experiment(p)
+    base = f"/api/v1/projects/{p}/experiments/{exp}"
+    with app.app_context():
+        db.session.execute(db.update(ApiToken).values(last_used_at=None))
+        db.session.commit()
+    assert client.get(base, headers=team["viewer"]).json["id"] == exp
+    with app.app_context():
+        viewer_token = db.session.scalars(db.select(ApiToken).join(User).where(User.email == "leitor@example.org")).one()
+        assert viewer_token.last_used_at is not None
+        viewer_token.revoked_at = viewer_token.last_used_at
+        db.session.scalars(db.select(User).where(User.email == "fora@example.org")).one().active = False
+        db.session.commit()
+    for headers in (team["viewer"], team["outsider"]):
+        for url in (base, base + "/metrics", f"/api/v1/projects/{p}/experiments/{exp + 1}"):
+            refused = client.get(url, headers=headers)
+            assert refused.status_code == 401 and refused.json["error"]["code"] == "invalid_token", url
+        assert client.post(base + "/run", headers=headers).status_code == 401
+    # The owner's token on the same URLs: the experiment, a missing one, and its role.
+    assert client.get(base + "/metrics", headers=team["owner"]).status_code == 200
+    assert client.get(f"/api/v1/projects/{p}/experiments/{exp + 1}", headers=team["owner"]).status_code == 404

@@ -10,10 +10,11 @@ from __future__ import annotations
 from flask import g, request
 from flask_babel import gettext as _
 
-from flautim.models import User
+from flautim.models import Experiment, User
+from flautim.web.projects.access import valid_id
 
 from .errors import ApiError
-from .tokens import user_for_secret
+from .tokens import user_and_object_for_secret, user_for_secret
 
 # Endpoints anyone may read (the API's own description).
 PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
@@ -35,7 +36,19 @@ def authenticate_request() -> None:
         raise ApiError(401, _("Envie o token no cabeçalho Authorization: Bearer <token>."), code="missing_token")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(401, _("Cabeçalho Authorization inválido: use 'Bearer <token>'."), code="invalid_token")
-    user = user_for_secret(secret.strip())
+    user = _authenticate(secret.strip())
     if user is None:
         raise ApiError(401, _("Token de acesso inválido ou revogado."), code="invalid_token")
     g.api_user = user
+
+
+def _authenticate(secret: str) -> User | None:
+    """The token's user. On an experiment's URL, the same query also fetches the user's
+    membership and the experiment for `scoping.scoped_experiment` (g.api_prefetched)."""
+    args = request.view_args or {}
+    project_id, experiment_id = args.get("project_id"), args.get("experiment_id")
+    if not (valid_id(project_id) and valid_id(experiment_id)):
+        return user_for_secret(secret)
+    user, membership, experiment = user_and_object_for_secret(secret, project_id, Experiment, experiment_id)
+    g.api_prefetched = (project_id, experiment_id, membership, experiment)
+    return user

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import contains_eager
 
-from flautim.models import ApiToken, User, db, utcnow
+from flautim.models import ApiToken, Membership, Project, User, db, utcnow
 
 TOKEN_PREFIX = "flt_"
 # Writing last_used_at on every call would turn each read into a write; a minute is precise
@@ -67,14 +69,51 @@ TOKEN_AND_USER = (
 )
 
 
+@lru_cache(maxsize=16)
+def _token_user_and_object_query(model: type):
+    """TOKEN_AND_USER plus the user's membership of :project_id (with its project) and
+    `model`'s row :object_id in that project, each None when absent: a project object's
+    API call in one round trip instead of two. Built once per model."""
+    return (
+        TOKEN_AND_USER.add_columns(Membership, model)
+        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
+        .outerjoin(Project, Project.id == Membership.project_id)
+        .options(contains_eager(Membership.project))
+        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
+    )
+
+
 def user_for_secret(secret: str) -> User | None:
     """The active user a live token belongs to, recording its use; None otherwise."""
-    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+    if not _well_formed(secret):
         return None
     found = db.session.execute(TOKEN_AND_USER, {"token_hash": hash_token(secret)}).first()
+    return _live_user(*found) if found is not None else None
+
+
+def user_and_object_for_secret(
+    secret: str, project_id: int, model: type, object_id: int
+) -> tuple[User | None, Membership | None, object | None]:
+    """user_for_secret's user, with the user's membership of `project_id` and `model`'s row
+    `object_id` in that project (None where absent) from the same query."""
+    if not _well_formed(secret):
+        return None, None, None
+    found = db.session.execute(
+        _token_user_and_object_query(model),
+        {"token_hash": hash_token(secret), "project_id": project_id, "object_id": object_id},
+    ).first()
     if found is None:
-        return None
-    token, user = found
+        return None, None, None
+    token, user, membership, obj = found
+    user = _live_user(token, user)
+    return (user, membership, obj) if user is not None else (None, None, None)
+
+
+def _well_formed(secret: str) -> bool:
+    return secret.startswith(TOKEN_PREFIX) and len(secret) <= 200
+
+
+def _live_user(token: ApiToken, user: User) -> User | None:
     if token.revoked_at is not None or not user.active:
         return None
     now = utcnow()

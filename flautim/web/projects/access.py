@@ -27,7 +27,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_ID = 2**31 - 1
 
 
-def _valid_id(value: int) -> bool:
+def valid_id(value) -> bool:
     return isinstance(value, int) and 1 <= value <= MAX_ID
 
 
@@ -54,7 +54,7 @@ def _membership_and_object_query(model: type, options: tuple):
 
 def membership_for(project_id: int, user=None) -> Membership | None:
     user = user or current_user
-    if not user or not user.is_authenticated or not _valid_id(project_id):
+    if not user or not user.is_authenticated or not valid_id(project_id):
         return None
     return db.session.scalar(MEMBERSHIP_QUERY, {"project_id": project_id, "user_id": user.id})
 
@@ -115,16 +115,22 @@ def get_project_object_or_404(
     the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
     tuple made once at import (the statement is cached per options)."""
     user = user or current_user
-    if not _valid_id(object_id):
+    if not valid_id(object_id):
         get_project_or_404(project_id, needed, user)
         abort(404)
     row = None
-    if user and user.is_authenticated and _valid_id(project_id):
+    if user and user.is_authenticated and valid_id(project_id):
         row = db.session.execute(
             _membership_and_object_query(model, options),
             {"project_id": project_id, "user_id": user.id, "object_id": object_id},
         ).first()
     membership, obj = row if row is not None else (None, None)
+    return admit_object(membership, obj, needed)
+
+
+def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
+    """get_project_object_or_404's answers for a membership and object already fetched
+    (None where the user is no member, or the object is not in the project)."""
     project = _admit(membership, needed, allow_archived=False)
     if obj is None:
         abort(404)
@@ -164,7 +170,7 @@ def require_role(
 def project_object_or_404(model: type[T], object_id: int, project: Project, *options) -> T:
     """An object of `model` by id, only if it belongs to `project`. `options`: loader
     options (e.g. `joinedload(...)` of what the page shows) for the same query."""
-    if not _valid_id(object_id):
+    if not valid_id(object_id):
         abort(404)
     obj = db.session.scalar(
         select(model).where(model.id == object_id, model.project_id == project.id).options(*options)
