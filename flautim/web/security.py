@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from flautim.models import User, db
+from flautim.models import User
 
 from .extensions import limiter, login_manager
+from .projects.access import user_by_id
 
 
 def init_app(app: Flask) -> None:
@@ -44,7 +45,7 @@ def load_user(session_id: str) -> User | None:
     user_id, _, epoch = session_id.partition(".")
     if not user_id.isdigit() or not epoch.isdigit():
         return None
-    user = db.session.get(User, int(user_id))
+    user = user_by_id(int(user_id))
     if user is None or user.session_epoch != int(epoch) or not user.active:
         return None
     return user

@@ -13,10 +13,10 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import bindparam, select
 
-from flautim.models import ApiToken, Membership, Project, User, db, utcnow
+from flautim.models import ApiToken, Membership, User, db, utcnow
+from flautim.web.projects.access import with_membership_and_object
 
 TOKEN_PREFIX = "flt_"
 # Writing last_used_at on every call would turn each read into a write; a minute is precise
@@ -71,16 +71,8 @@ TOKEN_AND_USER = (
 
 @lru_cache(maxsize=16)
 def _token_user_and_object_query(model: type):
-    """TOKEN_AND_USER plus the user's membership of :project_id (with its project) and
-    `model`'s row :object_id in that project, each None when absent: a project object's
-    API call in one round trip instead of two. Built once per model."""
-    return (
-        TOKEN_AND_USER.add_columns(Membership, model)
-        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
-        .outerjoin(Project, Project.id == Membership.project_id)
-        .options(contains_eager(Membership.project))
-        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
-    )
+    # A project object's API call in one round trip instead of two; built once per model.
+    return with_membership_and_object(TOKEN_AND_USER, model)
 
 
 def user_for_secret(secret: str) -> User | None:

@@ -30,6 +30,7 @@ from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, R
 from flautim.web.extensions import login_manager
 from flautim.web.projects.access import (
     get_project_object_or_404,
+    load_current_user_with,
     project_object_or_404,
     require_role,
     scoped,
@@ -350,9 +351,10 @@ HEADER_LOADS = (
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
 def show(project_id: int, experiment_id: int):
-    if not current_user.is_authenticated:
+    # The session's user, membership, project, experiment and what the header names: one
+    # round trip.
+    if not load_current_user_with(project_id, Experiment, experiment_id, HEADER_LOADS).is_authenticated:
         return login_manager.unauthorized()
-    # Membership, project, experiment and what the header names: one round trip.
     project, experiment = get_project_object_or_404(
         project_id, Experiment, experiment_id,
         options=HEADER_LOADS,
@@ -364,7 +366,6 @@ def show(project_id: int, experiment_id: int):
         experiment=experiment,
         panels=_panels(experiment),
         not_isolated=_ran_without_isolation(experiment),
-        action_form=ConfirmForm(),
         js_labels=js_labels(),
     )
 

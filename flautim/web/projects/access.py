@@ -11,13 +11,13 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import TypeVar
 
-from flask import abort, g, request
+from flask import abort, g, has_request_context, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import contains_eager
 
-from flautim.models import Membership, Project, Role, db
+from flautim.models import Membership, Project, Role, User, db
 
 T = TypeVar("T")
 
@@ -50,6 +50,54 @@ def _membership_and_object_query(model: type, options: tuple):
         .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
         .options(*options)
     )
+
+
+def with_membership_and_object(statement, model: type, options: tuple = ()):
+    """`statement`, which selects a User, plus that user's membership of :project_id (with
+    its project) and `model`'s row :object_id in that project, each None where absent: the
+    user and the scoped lookup in one round trip (the API's token, a page's session user)."""
+    return (
+        statement.add_columns(Membership, model)
+        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
+        .outerjoin(Project, Project.id == Membership.project_id)
+        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
+        .options(contains_eager(Membership.project), *options)
+    )
+
+
+@lru_cache(maxsize=64)
+def _user_membership_and_object_query(model: type, options: tuple):
+    return with_membership_and_object(select(User).where(User.id == bindparam("user_id")), model, options)
+
+
+def load_current_user_with(project_id: int, model: type, object_id: int, options: tuple = ()):
+    """The session's user (Flask-Login's current_user), loaded in the same query as the
+    membership and object that get_project_object_or_404(project_id, model, object_id,
+    options=options) then uses: a page's two lookups in one round trip. Flask-Login stays
+    in charge of the session (its protection, the remember cookie, the epoch check in
+    security.load_user); where it already loaded the user, nothing is prefetched."""
+    g.scope_wanted = (project_id, model, object_id, options)
+    try:
+        return current_user._get_current_object()
+    finally:
+        g.pop("scope_wanted", None)
+
+
+def user_by_id(user_id: int) -> User | None:
+    """The user Flask-Login's loader asks for, with the scope load_current_user_with wants."""
+    wanted = g.pop("scope_wanted", None) if has_request_context() else None
+    if wanted is None or not (valid_id(wanted[0]) and valid_id(wanted[2]) and valid_id(user_id)):
+        return db.session.get(User, user_id)
+    project_id, model, object_id, options = wanted
+    row = db.session.execute(
+        _user_membership_and_object_query(model, options),
+        {"user_id": user_id, "project_id": project_id, "object_id": object_id},
+    ).first()
+    if row is None:
+        return None
+    user, membership, obj = row
+    g.scope_prefetched = (user.id, wanted, membership, obj)
+    return user
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
@@ -114,7 +162,12 @@ def get_project_object_or_404(
     404 for an object outside the project), in one round trip: the hot path of the API and
     the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
     tuple made once at import (the statement is cached per options)."""
+    prefetched = g.get("scope_prefetched") if user is None else None
     user = user or current_user
+    if prefetched is not None and prefetched[1] == (project_id, model, object_id, options) and (
+        user.is_authenticated and user.id == prefetched[0]
+    ):
+        return admit_object(prefetched[2], prefetched[3], needed)
     if not valid_id(object_id):
         get_project_or_404(project_id, needed, user)
         abort(404)
