@@ -157,6 +157,8 @@ def seed(database_url: str, data_dir: str) -> dict:
                                payload={"round": r, "loss": 0.1, "metrics": {"accuracy": 0.9}}))
         db.session.execute(sa.insert(MetricRow), metrics)
         db.session.execute(sa.insert(ExperimentEvent), events)
+        # What the worker's ingest keeps as it stores those rows.
+        exp.metrics_version = db.session.scalar(sa.select(sa.func.max(MetricRow.id)).where(MetricRow.experiment_id == exp.id))
         batch = []
         for i in range(LOG_LINES):
             batch.append(dict(experiment_id=exp.id, attempt=1, source=f"client-{i % CLIENTS_PER_ROUND}",

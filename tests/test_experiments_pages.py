@@ -325,6 +325,39 @@ def test_experiment_page_tabs_are_shared_by_viewers_and_follow_the_experiment(ap
     assert "Loading the models" in english and "Carregando os modelos" not in english
 
 
+def test_metrics_version_is_kept_by_the_worker_and_reset_by_a_new_attempt(app, ctx, db_session, tmp_path):
+    """The version that keys cached metric answers: the worker stores the attempt's newest
+    metric row id with the rows, so the metrics API needs no probe of the index for it."""
+    from sqlalchemy import func, select
+
+    from flautim.models import Experiment, ExperimentState, MetricRow
+    from flautim.web.experiments import services
+
+    def newest(attempt: int) -> int:
+        return db_session.scalar(select(func.max(MetricRow.id)).where(
+            MetricRow.experiment_id == exp_id, MetricRow.attempt == attempt)) or 0
+
+    exp_id = make_experiment(ctx["project_id"], ctx["ids"], state="running")
+    assert db_session.get(Experiment, exp_id).metrics_version == 0
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path, rounds=2), finish=None)
+    experiment = db_session.get(Experiment, exp_id)
+    db_session.refresh(experiment)
+    first = experiment.metrics_version
+    assert first == newest(1) > 0
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path, rounds=3), finish=None)
+    db_session.refresh(experiment)
+    assert experiment.metrics_version == newest(1) > first
+    # Rows the worker did not write (no version kept): the index is probed instead.
+    experiment.metrics_version = None
+    db_session.commit()
+    assert services.metrics_version(experiment) == newest(1)
+    # A new attempt starts at 0; the old one's version is still probed on request.
+    experiment.transition(ExperimentState.SUCCEEDED)
+    experiment.transition(ExperimentState.QUEUED)
+    db_session.commit()
+    assert experiment.metrics_version == 0 and services.metrics_version(experiment, 1) == newest(1)
+
+
 def test_log_sources_are_kept_by_the_worker_and_reset_by_a_new_attempt(app, client, ctx, db_session, tmp_path):
     from flautim.models import Experiment, ExperimentState
 

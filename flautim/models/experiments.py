@@ -101,6 +101,10 @@ class Experiment(db.Model):
     # kept by the worker as it stores lines, so the page's source filter costs no query.
     # None: never tracked (the lines were written some other way); count them then.
     log_sources: Mapped[list | None] = mapped_column(JSON)
+    # The current attempt's newest metric row id (0: none yet), kept by the worker as it
+    # stores metrics: the version that keys cached metric responses, without a probe.
+    # None: never tracked (rows written some other way); probe the index then.
+    metrics_version: Mapped[int | None] = mapped_column(BigInteger())
 
     created_at: Mapped[datetime] = created_at_column()
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -126,6 +130,7 @@ class Experiment(db.Model):
             self.rounds_done = 0
             self.attempt += 1
             self.log_sources = []
+            self.metrics_version = 0
         elif new == ExperimentState.RUNNING:
             self.started_at = now
         elif new.is_terminal:

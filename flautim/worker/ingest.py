@@ -203,9 +203,13 @@ class Ingestor:
         experiment = db.session.get(Experiment, self.experiment_id)
         if experiment is not None and events:
             self._apply_summary(experiment)
-        if experiment is not None and new_sources and experiment.attempt == self.attempt:
+        current = experiment is not None and experiment.attempt == self.attempt
+        if current and new_sources:
             known = list(experiment.log_sources or [])
             experiment.log_sources = known + [s for s in new_sources if s not in known]
+        if current and metrics:
+            db.session.flush()  # the rows' ids
+            experiment.metrics_version = max(experiment.metrics_version or 0, *(row.id for row in metrics))
         db.session.commit()
         self._sources.update(new_sources)
         self._publish(logs, events, artifacts, experiment if events else None)

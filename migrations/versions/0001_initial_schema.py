@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 05:50:54.887646
+Create Date: 2026-11-28 09:22:59.122539
 
 """
 
@@ -345,6 +345,7 @@ def upgrade():
         sa.Column("rounds_done", sa.Integer(), nullable=False),
         sa.Column("summary", sa.JSON(), nullable=False),
         sa.Column("log_sources", sa.JSON(), nullable=True),
+        sa.Column("metrics_version", sa.BigInteger(), nullable=True),
         sa.Column("created_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("queued_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("started_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),

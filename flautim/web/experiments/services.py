@@ -497,7 +497,10 @@ def metrics_version(experiment: Experiment, attempt: int | None = None) -> int:
     """The newest metric row's id of an attempt (0 when none): changes whenever the worker
     stores metrics, so it keys cached metric responses. One probe of ix_metric_rows_exp_id.
     One ingestor writes an attempt's rows, committing batches in id order, so a row with a
-    lower id never appears after a higher one was seen."""
+    lower id never appears after a higher one was seen. The current attempt's is kept on
+    the experiment by the worker (`Experiment.metrics_version`), which saves the probe."""
+    if _attempt(experiment, attempt) == experiment.attempt and experiment.metrics_version is not None:
+        return experiment.metrics_version
     newest = db.session.scalar(NEWEST_METRIC, {"experiment_id": experiment.id, "attempt": _attempt(experiment, attempt)})
     return int(newest or 0)
 
