@@ -325,6 +325,48 @@ def test_experiment_page_tabs_are_shared_by_viewers_and_follow_the_experiment(ap
     assert "Loading the models" in english and "Carregando os modelos" not in english
 
 
+def test_the_page_is_kept_per_user_with_each_requests_csrf_token(app, client, ctx, db_session):
+    """The experiment page is rendered once per user and version of what it shows; each
+    view gets the session's own CSRF token, and flashed messages, a rename or a role
+    change show at once."""
+    from flautim.models import Experiment, Membership, Role
+    from flautim.web.response_cache import CSRF_HOLE
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    url = f"/projects/{pid}/experiments/{exp_id}"
+
+    def tokens(page: str) -> set[str]:
+        assert CSRF_HOLE not in page
+        return set(re.findall(r'name="csrf_token" value="([^"]+)"', page)) | set(
+            re.findall(r'<meta name="csrf-token" content="([^"]+)"', page))
+
+    client.get(url)
+    page = client.get(url).get_data(as_text=True)  # the kept copy
+    assert len(tokens(page)) == 1 and "Cancelar" in page
+    cancelled = client.post(f"{url}/cancel", data={"csrf_token": tokens(page).pop()}, follow_redirects=True)
+    assert cancelled.status_code == 200 and "Cancelamento pedido." in cancelled.get_data(as_text=True)
+    assert "Cancelamento pedido." not in client.get(url).get_data(as_text=True)  # shown once
+
+    experiment = db_session.get(Experiment, exp_id)
+    experiment.name = "Renomeado"
+    db_session.commit()
+    assert "<h1>Renomeado" in client.get(url).get_data(as_text=True)
+
+    switch_user(client, "leitor@example.org")
+    viewer_page = client.get(url).get_data(as_text=True)
+    assert '<span class="who">leitor</span>' in viewer_page and "Clonar com alterações" not in viewer_page
+    # The viewer's own token: it is accepted for the viewer's session.
+    switched = client.post("/language", data={"csrf_token": tokens(viewer_page).pop(), "locale": "pt_BR", "next": url})
+    assert switched.status_code == 302
+    # Made an editor, as the owner: the buttons follow the role, the top bar the user.
+    membership = db_session.query(Membership).filter_by(project_id=pid, user_id=ctx["viewer"]).one()
+    membership.role = Role.EDITOR
+    db_session.commit()
+    editor_page = client.get(url).get_data(as_text=True)
+    assert "Clonar com alterações" in editor_page and '<span class="who">leitor</span>' in editor_page
+
+
 def test_metrics_version_is_kept_by_the_worker_and_reset_by_a_new_attempt(app, ctx, db_session, tmp_path):
     """The version that keys cached metric answers: the worker stores the attempt's newest
     metric row id with the rows, so the metrics API needs no probe of the index for it."""

@@ -28,6 +28,7 @@ def api_user() -> User:
 def authenticate_request() -> None:
     """`before_request` of the API blueprint: sets `g.api_user` or raises a 401."""
     g.api_user = None
+    g.pop("api_prefetched", None)
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     header = request.headers.get("Authorization", "")

@@ -28,7 +28,7 @@ def scoped_project(project_id: int, needed: Role = Role.VIEWER) -> Project:
 def scoped_experiment(project_id: int, experiment_id: int, needed: Role = Role.VIEWER) -> tuple[Project, Experiment]:
     """The project and the experiment, with scoped_project's answers first: from the query
     that authenticated the request where it fetched them, else one query."""
-    prefetched = g.get("api_prefetched")
+    prefetched = g.pop("api_prefetched", None)
     if prefetched is not None and prefetched[:2] == (project_id, experiment_id):
         return admit_object(prefetched[2], prefetched[3], needed)
     return get_project_object_or_404(existing_id(project_id), Experiment, experiment_id, needed, user=api_user())

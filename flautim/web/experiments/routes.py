@@ -35,7 +35,7 @@ from flautim.web.projects.access import (
     require_role,
     scoped,
 )
-from flautim.web.response_cache import cached_fragment
+from flautim.web.response_cache import cached_fragment, cached_page
 from flautim.web.uploads import UserFacingError
 
 from . import bp, live, services
@@ -359,15 +359,31 @@ def show(project_id: int, experiment_id: int):
         project_id, Experiment, experiment_id,
         options=HEADER_LOADS,
     )
-    return render_template(
-        "experiments/show.html",
-        project=project,
-        membership=g.membership,
-        experiment=experiment,
-        panels=_panels(experiment),
-        not_isolated=_ran_without_isolation(experiment),
-        js_labels=js_labels(),
-    )
+    # Everything show.html shows, as plain values: the page is cached per user under them
+    # with base.html's per-user values (cached_page), and re-rendered when any changes.
+    e = {
+        "project": {"id": project.id, "name": project.name},
+        "id": experiment.id,
+        "name": experiment.name,
+        "state": experiment.state,
+        "attempt": experiment.attempt,
+        "rounds_total": experiment.rounds_total,
+        "started_at": experiment.started_at,
+        "finished_at": experiment.finished_at,
+        "can_edit": g.membership.role.allows(Role.EDITOR),
+        "not_isolated": _ran_without_isolation(experiment),
+        "panels": _panels(experiment),
+    }
+
+    def render() -> str:
+        return render_template("experiments/show.html", e=e, js_labels=js_labels())
+
+    if request.query_string:  # the language switch sends back to the full path
+        return render()
+    user = current_user
+    key = ("experiment-page", str(get_locale()), user.id, user.name, user.is_admin, request.path,
+           tuple((k, tuple(v.items()) if isinstance(v, dict) else v) for k, v in e.items()))
+    return cached_page(key, render)
 
 
 def _panels(experiment: Experiment) -> Markup:

@@ -76,6 +76,7 @@ def load_current_user_with(project_id: int, model: type, object_id: int, options
     options=options) then uses: a page's two lookups in one round trip. Flask-Login stays
     in charge of the session (its protection, the remember cookie, the epoch check in
     security.load_user); where it already loaded the user, nothing is prefetched."""
+    g.pop("scope_prefetched", None)
     g.scope_wanted = (project_id, model, object_id, options)
     try:
         return current_user._get_current_object()
@@ -162,7 +163,7 @@ def get_project_object_or_404(
     404 for an object outside the project), in one round trip: the hot path of the API and
     the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
     tuple made once at import (the statement is cached per options)."""
-    prefetched = g.get("scope_prefetched") if user is None else None
+    prefetched = g.pop("scope_prefetched", None) if user is None else None
     user = user or current_user
     if prefetched is not None and prefetched[1] == (project_id, model, object_id, options) and (
         user.is_authenticated and user.id == prefetched[0]
