@@ -4,8 +4,8 @@ A read request on PostgreSQL used to make five round trips for two queries: a pi
 the two SELECTs, ROLLBACK. Each costs the server as much CPU as a small query. Two changes
 bring it down to the queries themselves:
 
-- **Reads in autocommit.** A session whose `info[READS_AUTOCOMMIT]` is set (the web app
-  sets it for GET and HEAD) takes its connection in autocommit, so psycopg sends no BEGIN
+- **Reads in autocommit.** A session whose `info[READS_AUTOCOMMIT]` is set (one made
+  while serving a GET or HEAD request is) takes its connection in autocommit, so psycopg sends no BEGIN
   and the end of the request no ROLLBACK. Under READ COMMITTED, which is what we run, each
   statement sees a fresh snapshot either way; all that autocommit could lose is the
   atomicity of a write. So a write in such a session (a flush, or an ORM
@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
+from flask import has_request_context, request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
@@ -30,8 +31,17 @@ READS_AUTOCOMMIT = "flautim.reads_autocommit"
 IDLE_BEFORE_PING = 10.0  # seconds in the pool after which a connection is pinged on checkout
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 class Session(FlaskSession):
-    """Flask-SQLAlchemy's session, in autocommit when told it serves a read (see above)."""
+    """Flask-SQLAlchemy's session, in autocommit when it serves a read (see above)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Made on first use, so a request that never touches the database makes none.
+        if has_request_context() and request.method in READ_METHODS:
+            self.info[READS_AUTOCOMMIT] = True
 
     def get_bind(self, *args, **kwargs):
         engine = super().get_bind(*args, **kwargs)
