@@ -5,8 +5,8 @@ the two SELECTs, ROLLBACK. Each costs the server as much CPU as a small query. T
 bring it down to the queries themselves:
 
 - **Reads in autocommit.** A session whose `info[READS_AUTOCOMMIT]` is set (one made
-  while serving a GET or HEAD request is) takes its connection in autocommit, so psycopg sends no BEGIN
-  and the end of the request no ROLLBACK. Under READ COMMITTED, which is what we run, each
+  while serving a GET or HEAD request is) takes its connection in autocommit, so psycopg
+  sends no BEGIN and the end of the request no ROLLBACK. Under READ COMMITTED, which is what we run, each
   statement sees a fresh snapshot either way; all that autocommit could lose is the
   atomicity of a write. So a write in such a session (a flush, or an ORM
   INSERT/UPDATE/DELETE) opens a real transaction first, and `commit()` or `rollback()`
@@ -28,10 +28,8 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 READS_AUTOCOMMIT = "flautim.reads_autocommit"
-IDLE_BEFORE_PING = 10.0  # seconds in the pool after which a connection is pinged on checkout
-
-
 READ_METHODS = frozenset({"GET", "HEAD"})
+IDLE_BEFORE_PING = 10.0  # seconds in the pool after which a connection is pinged on checkout
 
 
 class Session(FlaskSession):

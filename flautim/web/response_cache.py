@@ -146,10 +146,7 @@ def cached_page(key: Hashable, render: Callable[[], str]) -> str:
     if session.get("_flashes"):
         return render()
     cache: BodyCache = current_app.extensions[EXTENSION]
-    page = cache.get(key)
-    if page is None:
-        page = _render_with_csrf_hole(render)
-        cache.put(key, page)
+    page = cache.get_or_build(key, lambda: _render_with_csrf_hole(render))
     return page.replace(CSRF_HOLE, generate_csrf())
 
 

@@ -11,7 +11,7 @@ from flask import g, request
 from flask_babel import gettext as _
 
 from flautim.models import Experiment, User
-from flautim.web.projects.access import valid_id
+from flautim.web.projects.access import prefetch_scope, valid_id
 
 from .errors import ApiError
 from .tokens import user_and_object_for_secret, user_for_secret
@@ -28,7 +28,7 @@ def api_user() -> User:
 def authenticate_request() -> None:
     """`before_request` of the API blueprint: sets `g.api_user` or raises a 401."""
     g.api_user = None
-    g.pop("api_prefetched", None)
+    g.pop("scope_prefetched", None)
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     header = request.headers.get("Authorization", "")
@@ -45,11 +45,12 @@ def authenticate_request() -> None:
 
 def _authenticate(secret: str) -> User | None:
     """The token's user. On an experiment's URL, the same query also fetches the user's
-    membership and the experiment for `scoping.scoped_experiment` (g.api_prefetched)."""
+    membership and the experiment, which `scoping.scoped_experiment` then uses."""
     args = request.view_args or {}
     project_id, experiment_id = args.get("project_id"), args.get("experiment_id")
     if not (valid_id(project_id) and valid_id(experiment_id)):
         return user_for_secret(secret)
     user, membership, experiment = user_and_object_for_secret(secret, project_id, Experiment, experiment_id)
-    g.api_prefetched = (project_id, experiment_id, membership, experiment)
+    if user is not None:
+        prefetch_scope(user, (project_id, Experiment, experiment_id, ()), membership, experiment)
     return user

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import abort, g
+from flask import abort
 
 from flautim.models import Experiment, Project, Role
-from flautim.web.projects.access import admit_object, get_project_object_or_404, get_project_or_404
+from flautim.web.projects.access import get_project_object_or_404, get_project_or_404
 
 from .auth import api_user
 
@@ -26,11 +26,8 @@ def scoped_project(project_id: int, needed: Role = Role.VIEWER) -> Project:
 
 
 def scoped_experiment(project_id: int, experiment_id: int, needed: Role = Role.VIEWER) -> tuple[Project, Experiment]:
-    """The project and the experiment, with scoped_project's answers first: from the query
-    that authenticated the request where it fetched them, else one query."""
-    prefetched = g.pop("api_prefetched", None)
-    if prefetched is not None and prefetched[:2] == (project_id, experiment_id):
-        return admit_object(prefetched[2], prefetched[3], needed)
+    """The project and the experiment, with scoped_project's answers first: fetched with the
+    token where the request authenticated (auth.py), else in one query."""
     return get_project_object_or_404(existing_id(project_id), Experiment, experiment_id, needed, user=api_user())
 
 

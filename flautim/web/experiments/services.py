@@ -499,9 +499,10 @@ def metrics_version(experiment: Experiment, attempt: int | None = None) -> int:
     One ingestor writes an attempt's rows, committing batches in id order, so a row with a
     lower id never appears after a higher one was seen. The current attempt's is kept on
     the experiment by the worker (`Experiment.metrics_version`), which saves the probe."""
-    if _attempt(experiment, attempt) == experiment.attempt and experiment.metrics_version is not None:
+    attempt = _attempt(experiment, attempt)
+    if attempt == experiment.attempt and experiment.metrics_version is not None:
         return experiment.metrics_version
-    newest = db.session.scalar(NEWEST_METRIC, {"experiment_id": experiment.id, "attempt": _attempt(experiment, attempt)})
+    newest = db.session.scalar(NEWEST_METRIC, {"experiment_id": experiment.id, "attempt": attempt})
     return int(newest or 0)
 
 

@@ -97,8 +97,14 @@ def user_by_id(user_id: int) -> User | None:
     if row is None:
         return None
     user, membership, obj = row
-    g.scope_prefetched = (user.id, wanted, membership, obj)
+    prefetch_scope(user, wanted, membership, obj)
     return user
+
+
+def prefetch_scope(user: User, wanted: tuple, membership: Membership | None, obj) -> None:
+    """Hand get_project_object_or_404(*wanted) a membership and object that were fetched
+    with `user` (None where absent); it takes them once, for that user and lookup only."""
+    g.scope_prefetched = (user.id, wanted, membership, obj)
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
@@ -163,12 +169,13 @@ def get_project_object_or_404(
     404 for an object outside the project), in one round trip: the hot path of the API and
     the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
     tuple made once at import (the statement is cached per options)."""
-    prefetched = g.pop("scope_prefetched", None) if user is None else None
     user = user or current_user
+    # Fetched with the user (load_current_user_with, or the API's token): used once.
+    prefetched = g.pop("scope_prefetched", None)
     if prefetched is not None and prefetched[1] == (project_id, model, object_id, options) and (
         user.is_authenticated and user.id == prefetched[0]
     ):
-        return admit_object(prefetched[2], prefetched[3], needed)
+        return _admit_object(prefetched[2], prefetched[3], needed)
     if not valid_id(object_id):
         get_project_or_404(project_id, needed, user)
         abort(404)
@@ -179,10 +186,10 @@ def get_project_object_or_404(
             {"project_id": project_id, "user_id": user.id, "object_id": object_id},
         ).first()
     membership, obj = row if row is not None else (None, None)
-    return admit_object(membership, obj, needed)
+    return _admit_object(membership, obj, needed)
 
 
-def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
+def _admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
     """get_project_object_or_404's answers for a membership and object already fetched
     (None where the user is no member, or the object is not in the project)."""
     project = _admit(membership, needed, allow_archived=False)
