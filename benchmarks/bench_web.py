@@ -1,4 +1,4 @@
-"""Web benchmark: gunicorn (gthread) on loopback, 50 concurrent clients.
+"""Web benchmark: gunicorn on loopback, 50 concurrent clients.
 
 Measures p50/p95 latency of
   - the experiment page (HTML, session cookie),
@@ -237,13 +237,15 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 60) -> l
 
 # --- server -----------------------------------------------------------------------------
 
-def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int) -> subprocess.Popen:
-    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-k", "gthread", "-w", str(workers),
-           "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--timeout", "120",
-           # Clients wait at a barrier after opening their connection; the default 2 s
-           # keep-alive would close it under them (a reset, not a server failure).
-           "--keep-alive", "75",
-           "--log-level", "warning", "wsgi:app"]
+def start_gunicorn(env: dict[str, str], port: int, workers: int, threads: int,
+                   worker_class: str = "gthread") -> subprocess.Popen:
+    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-k", worker_class, "-w", str(workers),
+           "-b", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning"]
+    if worker_class == "gthread":
+        # Clients wait at a barrier after opening their connection; the default 2 s
+        # keep-alive would close it under them (a reset, not a server failure).
+        cmd += ["--threads", str(threads), "--keep-alive", "75"]
+    cmd.append("wsgi:app")
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -348,8 +350,10 @@ def _lua(value) -> str:
 
 def wrk_hammer(name: str, base: str, paths: list[str], headers: dict[str, str], clients: int,
                seconds: int, tmp: str) -> dict:
-    """The same load from wrk (C, epoll; 2 threads): `clients` keep-alive connections, each
-    sending its next request when the last answer arrived, for `seconds`. The Python
+    """The same load from wrk (C, epoll; 2 threads): `clients` connections, each sending its
+    next request when the last answer arrived, for `seconds` (kept alive by gthread; sync
+    workers close each after its answer, and wrk reconnects: a TCP handshake per request,
+    counted in the latency). The Python
     harness's 50 threads share one GIL with their own timing; wrk's do not, and use a
     fraction of the CPU the server needs."""
     script = Path(tmp) / f"wrk-{uuid.uuid4().hex[:6]}.lua"
@@ -431,9 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sse-clients", type=int, default=20)
     parser.add_argument("--sse-messages", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync",
+                        help="the pages-and-API pool's gunicorn workers: sync (the README's; one request "
+                             "per process, each answer closes its connection) or gthread (keep-alive)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="per worker (the README's pages-and-API pool: 1; the stream pool is separate); "
-                             "keep it within the SQLAlchemy pool (5 + 10 overflow)")
+                        help="with gthread: threads per worker; keep it within the SQLAlchemy pool "
+                             "(5 + 10 overflow). The stream pool is separate")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python",
                         help="the load generator: wrk (Debian's package; default when installed) or Python threads")
     parser.add_argument("--seconds", type=int, default=10, help="with wrk: seconds per target")
@@ -465,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_gunicorn(app_env(database_url, data_dir), port, args.workers, args.threads)
+        proc = start_gunicorn(app_env(database_url, data_dir), port, args.workers, args.threads,
+                              args.worker_class)
         cookies = session_cookie(base)
         api = f"{base}/api/v1/projects/{info['project']}/experiments/{info['experiment']}"
         bearer = {"Authorization": f"Bearer {info['token']}"}
@@ -529,7 +537,9 @@ def main(argv: list[str] | None = None) -> int:
 
     goals = {"SSE": 500.0}
     print()
-    print(f"gunicorn gthread, {args.workers} workers x {args.threads} threads, {args.clients} concurrent clients "
+    pool = (f"gthread, {args.workers} workers x {args.threads} threads" if args.worker_class == "gthread"
+            else f"sync, {args.workers} workers")
+    print(f"gunicorn {pool}, {args.clients} concurrent clients "
           f"(load from {'wrk' if args.load == 'wrk' else 'Python threads'}), "
           f"{os.cpu_count()} CPUs shared with the load generator; load average before/after: "
           f"{load_before:.1f} / {os.getloadavg()[0]:.1f}")
