@@ -189,6 +189,7 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 60) -> l
     from flautim.config import Config
     from flautim.models import db
     from flautim.web import create_app
+    from flautim.web.response_cache import EXTENSION
 
     app = create_app(Config.from_env(environ=app_env(database_url, data_dir)))
     client = app.test_client()
@@ -197,12 +198,15 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 60) -> l
     client.post("/auth/login", data={"csrf_token": token, "email": "bench@example.org", "password": PASSWORD})
     bearer = {"Authorization": f"Bearer {info['token']}"}
     api = f"/api/v1/projects/{info['project']}/experiments/{info['experiment']}"
+    logs = api + f"/logs?after={info['first_log'] + 50_000}&limit=1000"
+    # (name, url, headers, whether the response cache is emptied before each request)
     targets = [
-        ("experiment page (HTML)", f"/projects/{info['project']}/experiments/{info['experiment']}", {}),
-        ("metrics API", api + "/metrics", bearer),
-        ("log catch-up API (1000 lines)", api + f"/logs?after={info['first_log'] + 50_000}&limit=1000", bearer),
-        ("experiment API (show)", api, bearer),
-        ("/healthz (the framework's floor)", "/healthz", {}),
+        ("experiment page (HTML)", f"/projects/{info['project']}/experiments/{info['experiment']}", {}, False),
+        ("metrics API", api + "/metrics", bearer, False),
+        ("log catch-up API (1000 lines)", logs, bearer, False),
+        ("log catch-up API, nothing kept yet", logs, bearer, True),
+        ("experiment API (show)", api, bearer, False),
+        ("/healthz (the framework's floor)", "/healthz", {}, False),
     ]
     rows = []
     with app.app_context():
@@ -214,11 +218,14 @@ def profile(database_url: str, data_dir: str, info: dict, repeat: int = 60) -> l
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        for name, url, headers in targets:
+        cache = app.extensions[EXTENSION]
+        for name, url, headers, cold in targets:
             times, sizes, status = [], [], None
             for _ in range(5):  # warm up: caches, prepared statements
                 client.get(url, headers=headers)
             for _ in range(repeat):
+                if cold:
+                    cache.clear()
                 statements[0] = 0
                 start = time.perf_counter()
                 response = client.get(url, headers=headers)
@@ -326,9 +333,22 @@ def hammer(name: str, clients: int, per_client: int, make_request) -> dict:
 WRK_SCRIPT = """
 local headers = %(headers)s
 local paths = %(paths)s
+local cursors = %(cursors)s
 for k, v in pairs(headers) do wrk.headers[k] = v end
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("seed", threads)
+end
+init = function(args)
+  math.randomseed(os.time() * 100 + seed)  -- each thread its own cursors
+end
 request = function()
-  return wrk.format("GET", paths[math.random(#paths)])
+  local path = paths[math.random(#paths)]
+  if cursors[1] then
+    path = (string.gsub(path, "{after}", tostring(math.random(cursors[1], cursors[2]))))
+  end
+  return wrk.format("GET", path)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -349,7 +369,7 @@ def _lua(value) -> str:
 
 
 def wrk_hammer(name: str, base: str, paths: list[str], headers: dict[str, str], clients: int,
-               seconds: int, tmp: str) -> dict:
+               seconds: int, tmp: str, cursors: tuple[int, int] | None = None) -> dict:
     """The same load from wrk (C, epoll; 2 threads): `clients` connections, each sending its
     next request when the last answer arrived, for `seconds` (kept alive by gthread; sync
     workers close each after its answer, and wrk reconnects: a TCP handshake per request,
@@ -357,7 +377,9 @@ def wrk_hammer(name: str, base: str, paths: list[str], headers: dict[str, str], 
     harness's 50 threads share one GIL with their own timing; wrk's do not, and use a
     fraction of the CPU the server needs."""
     script = Path(tmp) / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    script.write_text(WRK_SCRIPT % {"headers": _lua(headers), "paths": _lua(paths)})
+    # With `cursors` (lo, hi), each request's path has "{after}" replaced by a random id.
+    script.write_text(WRK_SCRIPT % {"headers": _lua(headers), "paths": _lua(paths),
+                                    "cursors": "{" + ", ".join(map(str, cursors or ())) + "}"})
     out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s",
                           "-s", str(script), base], capture_output=True, text=True, timeout=seconds + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRK ")), None)
@@ -498,24 +520,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.load == "wrk":
             cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
             path = api.removeprefix(base)
-            rng = random.Random(7)
-            log_paths = [f"{path}/logs?after={rng.randint(info['first_log'], info['last_log'] - 1000)}&limit=1000"
-                         for _ in range(200)]
+            # Each request a random cursor: 99,000 different pages, none favoured.
+            cursors = (info["first_log"], info["last_log"] - 1000)
             targets = [
-                ("experiment page (HTML)", [page_url.removeprefix(base)], {"Cookie": cookie}),
-                (f"metrics API ({info['metrics']} rows)", [path + "/metrics"], bearer),
-                ("metrics API, format=series", [path + "/metrics?format=series"], bearer),
-                ("log catch-up API (1000 lines)", log_paths, bearer),
-                ("experiment API (show)", [path], bearer),
-                ("/healthz (the server's floor)", ["/healthz"], {}),
+                ("experiment page (HTML)", [page_url.removeprefix(base)], {"Cookie": cookie}, None),
+                (f"metrics API ({info['metrics']} rows)", [path + "/metrics"], bearer, None),
+                ("metrics API, format=series", [path + "/metrics?format=series"], bearer, None),
+                ("log catch-up API (1000 lines)", [path + "/logs?after={after}&limit=1000"], bearer, cursors),
+                ("experiment API (show)", [path], bearer, None),
+                ("/healthz (the server's floor)", ["/healthz"], {}, None),
             ]
             # As a browser (and `requests`, so the CLI) asks: wrk alone would not.
             accept = {"Accept-Encoding": "gzip, deflate"}
-            runs: dict[str, list[dict]] = {name: [] for name, _paths, _headers in targets}
+            runs: dict[str, list[dict]] = {name: [] for name, *_rest in targets}
             for _round in range(args.repeat):  # in turn, so a slow spell hits every target alike
-                for name, paths, headers in targets:
+                for name, paths, headers, cursor_range in targets:
                     runs[name].append(wrk_hammer(name, base, paths, {**headers, **accept}, args.clients,
-                                                 args.seconds, data_dir))
+                                                 args.seconds, data_dir, cursor_range))
             results = [median_run(r) for r in runs.values()]
         else:
             results = [

@@ -25,7 +25,7 @@ import hashlib
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sized
 
 import orjson
 from flask import Flask, Response, current_app, g, request, session
@@ -40,15 +40,16 @@ def json_bytes(body: object) -> bytes:
 
 
 class BodyCache:
-    """A thread-safe LRU of encoded bodies (or page fragments), bounded by their total size."""
+    """A thread-safe LRU of encoded bodies (or page fragments, or log_pages' blocks: anything
+    whose len() is its size in bytes), bounded by their total size."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._bodies: OrderedDict[Hashable, bytes | str] = OrderedDict()
+        self._bodies: OrderedDict[Hashable, Sized] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> bytes | str | None:
+    def get(self, key: Hashable) -> Sized | None:
         with self._lock:
             body = self._bodies.get(key)
             if body is not None:
@@ -63,7 +64,7 @@ class BodyCache:
             self.put(key, body)
         return body
 
-    def put(self, key: Hashable, body: bytes | str) -> None:
+    def put(self, key: Hashable, body: Sized) -> None:
         if len(body) > self.max_bytes // 4:
             return  # one huge body would evict everything else
         with self._lock:
@@ -75,6 +76,11 @@ class BodyCache:
             while self._size > self.max_bytes:
                 _key, evicted = self._bodies.popitem(last=False)
                 self._size -= len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bodies.clear()
+            self._size = 0
 
     def __len__(self) -> int:
         return len(self._bodies)

@@ -13,7 +13,7 @@ from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
 from flautim.web.uploads import UserFacingError
 
-from . import bp
+from . import bp, log_pages
 from . import serializers as ser
 from .asset_routes import user_error
 from .auth import api_user
@@ -222,14 +222,17 @@ def experiment_metrics(project_id: int, experiment_id: int):
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/logs")
 def experiment_logs(project_id: int, experiment_id: int):
     """Catch-up: lines with id > `after`, oldest first, at most `limit`. Pass `next_after`
-    back as `after` to continue (the same ids as the live stream's `id:`)."""
+    back as `after` to continue (the same ids as the live stream's `id:`). Without a search,
+    the page is put together from lines encoded once and kept (`log_pages`)."""
     _project, experiment = scoped_experiment(project_id, experiment_id)
     attempt = _attempt_arg(experiment)
     after = int_arg("after", 0, minimum=0, maximum=MAX_BIGINT)
     limit = int_arg("limit", 1000, minimum=1, maximum=5000)
+    source, search = str_arg("source", 32), str_arg("search", 200)
+    if search is None:
+        return Response(log_pages.page_body(experiment, attempt, after, limit, source), mimetype="application/json")
     rows = services.experiment_logs(
-        experiment, attempt=attempt, after_id=after, source=str_arg("source", 32),
-        search=str_arg("search", 200), limit=limit + 1,
+        experiment, attempt=attempt, after_id=after, source=source, search=search, limit=limit + 1,
     )
     items = ser.log_rows(rows[:limit])
     body = {"items": items, "next_after": items[-1]["id"] if items else after, "has_more": len(rows) > limit}
