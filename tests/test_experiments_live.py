@@ -170,3 +170,29 @@ def test_cursor_parsing():
     assert (Cursor.parse("12-7").log_id, Cursor.parse("12-7").event_id, Cursor.parse("12-7").resumed) == (12, 7, True)
     for bad in (None, "", "abc", "1-", "-2", "1-2-3", "x-1"):
         assert Cursor.parse(bad).resumed is False
+
+
+def test_first_open_gets_the_tail_of_the_log(app, ctx, client, tmp_path, monkeypatch):
+    """Without Last-Event-ID the stream sends the last CATCH_UP_LOG_LINES lines (all of
+    them when there are fewer), in order, each once."""
+    from flautim.models import LogRecord, db
+    from flautim.web.experiments import live
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], state="running")
+    feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path, rounds=2))
+    with app.app_context():
+        stored = list(db.session.scalars(
+            db.select(LogRecord.id).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id)))
+    assert len(stored) > 5
+
+    def logs_sent() -> list[int]:
+        body = client.get(f"/projects/{pid}/experiments/{exp_id}/stream").get_data(as_text=True)
+        return [json.loads(data)["id"] for data in re.findall(r"^event: log\ndata: (.*)$", body, re.M)]
+
+    monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", 5)
+    assert logs_sent() == stored[-5:]
+    monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", len(stored))
+    assert logs_sent() == stored
+    monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", len(stored) + 10)
+    assert logs_sent() == stored
