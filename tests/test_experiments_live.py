@@ -174,7 +174,7 @@ def test_cursor_parsing():
 
 def test_first_open_gets_the_tail_of_the_log(app, ctx, client, tmp_path, monkeypatch):
     """Without Last-Event-ID the stream sends the last CATCH_UP_LOG_LINES lines (all of
-    them when there are fewer), in order, each once."""
+    them when there are fewer), in order, each once; a reconnect mid-catch-up too."""
     from flautim.models import LogRecord, db
     from flautim.web.experiments import live
 
@@ -186,12 +186,20 @@ def test_first_open_gets_the_tail_of_the_log(app, ctx, client, tmp_path, monkeyp
             db.select(LogRecord.id).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id)))
     assert len(stored) > 5
 
-    def logs_sent() -> list[int]:
-        body = client.get(f"/projects/{pid}/experiments/{exp_id}/stream").get_data(as_text=True)
+    def open_stream(headers=None) -> str:
+        return client.get(f"/projects/{pid}/experiments/{exp_id}/stream", headers=headers).get_data(as_text=True)
+
+    def logs_sent(body=None) -> list[int]:
+        body = body or open_stream()
         return [json.loads(data)["id"] for data in re.findall(r"^event: log\ndata: (.*)$", body, re.M)]
 
     monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", 5)
     assert logs_sent() == stored[-5:]
+    # The events come first, and their ids already name the tail: a reconnect from one of
+    # them (the connection dropped mid-catch-up) resumes at the tail, not at line one.
+    first_event_id = re.search(r"^id: (\S+)\nevent: event$", open_stream(), re.M).group(1)
+    assert int(first_event_id.split("-")[0]) == stored[-5] - 1
+    assert logs_sent(open_stream({"Last-Event-ID": first_event_id})) == stored[-5:]
     monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", len(stored))
     assert logs_sent() == stored
     monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", len(stored) + 10)

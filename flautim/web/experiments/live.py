@@ -111,6 +111,19 @@ def _catch_up(app: Flask, experiment_id: int, cursor: Cursor) -> tuple[str, dict
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
         attempt = experiment.attempt
+        if not cursor.resumed:
+            # First open: only the tail, then everything newer. Found before the events
+            # are sent, so their ids carry it: a reconnect in the middle of the catch-up
+            # resumes at the tail, not at the log's first line.
+            first_of_tail = db.session.scalar(
+                db.select(LogRecord.id)
+                .where(LogRecord.experiment_id == experiment_id, LogRecord.attempt == attempt)
+                .order_by(LogRecord.id.desc())
+                .offset(CATCH_UP_LOG_LINES - 1)
+                .limit(1)
+            )
+            if first_of_tail is not None:
+                cursor.log_id = first_of_tail - 1
         while True:
             events = db.session.execute(
                 db.select(*EVENT_COLUMNS)
@@ -128,17 +141,6 @@ def _catch_up(app: Flask, experiment_id: int, cursor: Cursor) -> tuple[str, dict
                                          "payload": payload}, cursor))
             if len(events) < BATCH:
                 break
-        if not cursor.resumed:
-            # First open: only the tail, then everything newer.
-            first_of_tail = db.session.scalar(
-                db.select(LogRecord.id)
-                .where(LogRecord.experiment_id == experiment_id, LogRecord.attempt == attempt)
-                .order_by(LogRecord.id.desc())
-                .offset(CATCH_UP_LOG_LINES - 1)
-                .limit(1)
-            )
-            if first_of_tail is not None:
-                cursor.log_id = first_of_tail - 1
         while True:
             rows = services.experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id, limit=BATCH)
             for id_, row_attempt, source, stream, line, created_at in rows:
