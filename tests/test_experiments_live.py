@@ -204,3 +204,17 @@ def test_first_open_gets_the_tail_of_the_log(app, ctx, client, tmp_path, monkeyp
     assert logs_sent() == stored
     monkeypatch.setattr(live, "CATCH_UP_LOG_LINES", len(stored) + 10)
     assert logs_sent() == stored
+
+
+def test_sse_messages_take_what_a_run_may_print():
+    """An event's payload is the run's (hostile) output: an integer past 64 bits, text
+    that is not ASCII and a newline still make one well-formed message."""
+    from datetime import UTC, datetime
+
+    from flautim.web.experiments.live import Cursor, sse
+
+    payload = {"round": 10**30, "note": "época\nnova", "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}
+    text = sse("event", {"kind": "event", "id": 7, "payload": payload}, Cursor(3, 7))
+    head, data = text.split("data: ")
+    assert head == "id: 3-7\nevent: event\n" and text.endswith("\n\n") and data.count("\n") == 2
+    assert json.loads(data)["payload"] == {"round": 10**30, "note": "época\nnova", "at": "2026-01-02T03:04:05+00:00"}

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -96,10 +97,22 @@ def sse(kind: str, data: dict[str, Any], cursor: Cursor | None = None) -> str:
     if cursor is not None:
         lines.append(f"id: {cursor}")
     lines.append(f"event: {kind}")
-    # orjson: datetimes as isoformat() gives them, non-finite floats as null (which
-    # JSON.parse reads; json.dumps would write NaN, which it cannot).
-    lines.append("data: " + orjson.dumps(data, default=str).decode())
+    lines.append("data: " + _json(data))
     return "\n".join(lines) + "\n\n"
+
+
+def _json(data: dict[str, Any]) -> str:
+    """orjson (datetimes as isoformat() gives them, non-finite floats as null, which
+    JSON.parse reads); the standard library for what orjson refuses: a run's events are
+    hostile and may hold an integer past 64 bits."""
+    try:
+        return orjson.dumps(data, default=str).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _catch_up(app: Flask, experiment_id: int, cursor: Cursor) -> tuple[str, dict[str, Any]]:
