@@ -97,8 +97,13 @@ def init_app(app: Flask) -> None:
             "inspection_view": inspection_view,
             "recent_experiments": recent_experiments,
             "artifact_groups": artifact_groups,
-            "can_edit_project": lambda m: m is not None and m.role.allows(Role.EDITOR),
+            "can_edit_project": can_edit_project,
         }
+
+
+def can_edit_project(membership) -> bool:
+    """Whether a membership may upload, run and edit (the pages' action buttons)."""
+    return membership is not None and membership.role.allows(Role.EDITOR)
 
 
 KIND_ORDER = {"final": 0, "best": 1, "round": 2}

@@ -39,7 +39,7 @@ from flautim.web.response_cache import cached_fragment, cached_page
 from flautim.web.uploads import UserFacingError
 
 from . import bp, live, services
-from .display import js_labels
+from .display import can_edit_project, js_labels
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import compare_rows, curves_of
 
@@ -57,10 +57,6 @@ def _asset_titles() -> dict[str, str]:
         "model-code": _("Códigos da API do modelo"),
         "hyperparameters": _("Arquivos de hiperparâmetros"),
     }
-
-
-def _can_edit() -> bool:
-    return g.membership.role.allows(Role.EDITOR)
 
 
 def _flash_error(error: UserFacingError) -> None:
@@ -370,7 +366,7 @@ def show(project_id: int, experiment_id: int):
         "rounds_total": experiment.rounds_total,
         "started_at": experiment.started_at,
         "finished_at": experiment.finished_at,
-        "can_edit": g.membership.role.allows(Role.EDITOR),
+        "can_edit": can_edit_project(g.membership),
         "not_isolated": _ran_without_isolation(experiment),
         "panels": _panels(experiment),
     }
