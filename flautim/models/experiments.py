@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text, update
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .base import UTCDateTime, created_at_column, db, utcnow
 from .projects import enum_column
@@ -135,6 +135,29 @@ class Experiment(db.Model):
             self.started_at = now
         elif new.is_terminal:
             self.finished_at = now
+
+    def transition_if(self, expected: ExperimentState, new: ExperimentState) -> bool:
+        """Move from `expected` to `new` only if the database row of this attempt still says
+        `expected`, by a conditional UPDATE; False (and the row re-read) when it does not.
+
+        Two writers that both read "queued" — a worker starting the run and a user
+        cancelling it — each pass a plain read-then-write and the later commit silently
+        undoes the other. With this, exactly one UPDATE matches (PostgreSQL makes the second
+        wait for the first's commit and then re-checks the condition). The caller commits.
+        """
+        session = object_session(self)
+        result = session.execute(
+            update(Experiment)
+            .where(Experiment.id == self.id, Experiment.attempt == self.attempt, Experiment.state == expected)
+            .values(state=new)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            session.refresh(self)
+            return False
+        self.state = expected
+        self.transition(new)
+        return True
 
     def fail(self, kind: FailureKind, reason: str, state=ExperimentState.FAILED) -> None:
         self.transition(state)

@@ -53,8 +53,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         try:
             plan = build_plan(experiment, config)
         except (FileNotFoundError, ValueError) as exc:
-            experiment.transition(ExperimentState.PREPARING)
-            experiment.fail(FailureKind.INFRASTRUCTURE, f"the experiment's files are incomplete: {exc}")
+            if experiment.transition_if(ExperimentState.QUEUED, ExperimentState.PREPARING):
+                experiment.fail(FailureKind.INFRASTRUCTURE, f"the experiment's files are incomplete: {exc}")
             db.session.commit()
             publish_state(experiment, config)
             return str(experiment.state)
@@ -64,11 +64,23 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
             rconn = redis_for(config)
         except Exception:  # the run can go on without live updates
             rconn = None
-        heartbeat = Heartbeat(rconn, config, experiment_id, attempt)
-        heartbeat.beat()
-        experiment.transition(ExperimentState.PREPARING)
-        experiment.summary = {}
-        db.session.commit()
+        heartbeat = Heartbeat(rconn, config, experiment_id, attempt).start()
+        try:
+            # Conditional: a cancel committed since the row was read above wins and the run
+            # never starts (a plain write here would overwrite "cancelled" with "preparing").
+            started = experiment.transition_if(ExperimentState.QUEUED, ExperimentState.PREPARING)
+            if started:
+                experiment.summary = {}
+            db.session.commit()
+        except BaseException:
+            heartbeat.stop()
+            raise
+        if not started:
+            heartbeat.stop()
+            state = str(experiment.state)
+            db.session.remove()
+            shutil.rmtree(plan.code_dir, ignore_errors=True)
+            return state
         publish_state(experiment, config)
         db.session.remove()
 

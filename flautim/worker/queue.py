@@ -106,16 +106,20 @@ def request_cancel(experiment: Experiment, config: Config | None = None) -> None
     config = _config(config)
     state = experiment.state
     if state == ExperimentState.QUEUED:
-        experiment.transition(ExperimentState.CANCELLED)
-        experiment.failure_reason = None
-        db.session.commit()
-        if experiment.job_id:
-            try:
-                Job.fetch(experiment.job_id, connection=redis_for(config)).cancel()
-            except Exception:  # the job may be gone already; the state is what matters
-                log.info("job %s of experiment %s not cancelled in RQ", experiment.job_id, experiment.id)
-        publish_state(experiment, config)
-        return
+        # Conditional, like the worker's start: of a cancel and a worker starting the run at
+        # the same moment exactly one wins.
+        if experiment.transition_if(ExperimentState.QUEUED, ExperimentState.CANCELLED):
+            experiment.failure_reason = None
+            db.session.commit()
+            if experiment.job_id:
+                try:
+                    Job.fetch(experiment.job_id, connection=redis_for(config)).cancel()
+                except Exception:  # the job may be gone already; the state is what matters
+                    log.info("job %s of experiment %s not cancelled in RQ", experiment.job_id, experiment.id)
+            publish_state(experiment, config)
+            return
+        # A worker started it a moment ago: stop it as a running one.
+        state = experiment.state
     if state in (ExperimentState.PREPARING, ExperimentState.RUNNING):
         experiment.cancel_requested = True
         db.session.commit()
