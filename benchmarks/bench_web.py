@@ -97,6 +97,8 @@ def app_env(database_url: str, data_dir: str) -> dict[str, str]:
         "FLAUTIM_REDIS_URL": REDIS_URL,
         "FLAUTIM_DATA_DIR": data_dir,
         "FLAUTIM_EMBEDDED_WORKER": "0",
+        # Pages and the API only: no run starts, so no sandbox (and no Docker probe) needed.
+        "FLAUTIM_SANDBOX_BACKEND": "local",
         # One login for the whole run; the limits are not what is measured.
         "FLAUTIM_LOGIN_LIMIT_PER_IP": "10000 per minute",
         "FLAUTIM_LOGIN_LIMIT_PER_ACCOUNT": "10000 per minute",

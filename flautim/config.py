@@ -25,7 +25,9 @@ class Config:
     # "development", "test" or "production". Production refuses unsafe choices
     # (the embedded Redis, the non-isolated local sandbox, a default secret key).
     ENV: str = "development"
-    SECRET_KEY: str = "dev-only-secret-change-me"
+    # Empty: a random key generated on first start and kept in DATA_DIR/secret-key (0600);
+    # production requires it to be set.
+    SECRET_KEY: str = ""
     # Where uploads, logs, checkpoints and the embedded database live.
     DATA_DIR: str = field(default_factory=_default_data_dir)
     # Empty: an SQLite file under DATA_DIR.
@@ -70,8 +72,10 @@ class Config:
     MAX_ARCHIVE_FILES: int = 20000
 
     # Execution.
-    # "docker" (isolated) or "local" (processes on this host, NOT isolated).
-    SANDBOX_BACKEND: str = "local"
+    # "docker" (isolated), "local" (processes on this host, NOT isolated) or "auto": Docker
+    # when an engine answers and SANDBOX_IMAGE exists, else a refusal to start; running
+    # user code unisolated always takes an explicit "local".
+    SANDBOX_BACKEND: str = "auto"
     SANDBOX_IMAGE: str = "flautim-sandbox:cpu"
     SANDBOX_GPU_IMAGE: str = "flautim-sandbox:cuda"
     SANDBOX_CLIENT_MEMORY_MB: int = 1024
@@ -100,6 +104,21 @@ class Config:
     # Start a worker thread inside `flautim serve` (embedded default).
     EMBEDDED_WORKER: bool = True
 
+    # --- Safe defaults for a public site: proxies, sign-up, API tokens ------------------
+    # Reverse-proxy hops in front of the app whose X-Forwarded-For/-Proto are trusted
+    # (Werkzeug's ProxyFix), so rate limits see the client, not the proxy. 0: the
+    # connecting address is the client and those headers are ignored (a client could
+    # forge them).
+    TRUSTED_PROXIES: int = 0
+    # "open": anyone may create an account; "invitation": only someone opening a valid
+    # project invitation link.
+    SIGNUP_MODE: str = "open"
+    # Accounts created per client address (failed attempts count in LOGIN_LIMIT_PER_IP).
+    SIGNUP_LIMIT_PER_IP: str = "3 per hour;10 per day"
+    # Personal API tokens expire: the lifetime offered first, and the longest allowed.
+    API_TOKEN_DEFAULT_DAYS: int = 90
+    API_TOKEN_MAX_DAYS: int = 365
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Config:
         """Defaults, then `FLAUTIM_*` variables, then explicit keyword overrides."""
@@ -112,17 +131,18 @@ class Config:
         values.update(overrides)
         config = cls(**values)
         config.validate()
+        config._apply_safe_defaults(environ)
         return config
 
     def validate(self) -> None:
         if self.ENV not in ("development", "test", "production"):
             raise ValueError(f"FLAUTIM_ENV must be development, test or production, not {self.ENV!r}")
-        if self.SANDBOX_BACKEND not in ("docker", "local"):
-            raise ValueError("FLAUTIM_SANDBOX_BACKEND must be 'docker' or 'local'")
+        if self.SANDBOX_BACKEND not in ("auto", "docker", "local"):
+            raise ValueError("FLAUTIM_SANDBOX_BACKEND must be 'auto', 'docker' or 'local'")
         if self.GPU_POLICY not in ("share", "split"):
             raise ValueError("FLAUTIM_GPU_POLICY must be 'share' or 'split'")
         if self.ENV == "production":
-            if self.SECRET_KEY == Config.SECRET_KEY:
+            if not self.SECRET_KEY:
                 raise ValueError("set FLAUTIM_SECRET_KEY in production")
             if self.SANDBOX_BACKEND == "local":
                 raise ValueError(
@@ -131,6 +151,30 @@ class Config:
                 )
             if not self.REDIS_URL:
                 raise ValueError("set FLAUTIM_REDIS_URL in production (no embedded Redis)")
+
+    def _apply_safe_defaults(self, environ) -> None:
+        """Check the settings of the block above and settle SANDBOX_BACKEND=auto, once."""
+        if self.SIGNUP_MODE not in ("open", "invitation"):
+            raise ValueError("FLAUTIM_SIGNUP_MODE must be 'open' or 'invitation'")
+        if self.TRUSTED_PROXIES < 0:
+            raise ValueError("FLAUTIM_TRUSTED_PROXIES must be 0 or more")
+        if not 1 <= self.API_TOKEN_DEFAULT_DAYS <= self.API_TOKEN_MAX_DAYS:
+            raise ValueError("FLAUTIM_API_TOKEN_DEFAULT_DAYS must be between 1 and FLAUTIM_API_TOKEN_MAX_DAYS")
+        if self.SANDBOX_BACKEND != "auto":
+            return
+        problem = docker_sandbox_problem(self.SANDBOX_IMAGE, environ)
+        if problem is None:
+            self.SANDBOX_BACKEND = "docker"
+            return
+        # Falling back to local processes would run strangers' code with this host's rights
+        # because Docker happened to be down: that takes the operator's explicit choice.
+        fix = "start Docker and build the image (sandbox_images/build cpu)"
+        if self.ENV != "production":
+            fix += (
+                ", or set FLAUTIM_SANDBOX_BACKEND=local to run user code WITHOUT isolation "
+                "on this host (only code you trust)"
+            )
+        raise ValueError(f"FLAUTIM_SANDBOX_BACKEND=auto found no Docker sandbox: {problem}; {fix}")
 
     @property
     def data_path(self) -> Path:
@@ -166,6 +210,29 @@ class Config:
             TESTING=self.ENV == "test",
         )
         return mapping
+
+
+def docker_sandbox_problem(image: str, environ) -> str | None:
+    """Why the Docker sandbox cannot run here (no engine answers, the image is missing), or
+    None when it can. `environ` supplies DOCKER_HOST and friends."""
+    try:
+        import docker
+        from docker.errors import ImageNotFound
+    except ImportError:
+        return "the docker Python package is not installed"
+    client = None
+    try:
+        client = docker.from_env(environment=dict(environ), timeout=5)
+        client.ping()
+        client.images.get(image)
+    except ImageNotFound:
+        return f"the Docker engine answers but has no image {image}"
+    except Exception as exc:  # any failure to talk to the engine means "no engine"
+        return f"no Docker engine answers ({exc.__class__.__name__}: {str(exc)[:200]})"
+    finally:
+        if client is not None:
+            client.close()
+    return None
 
 
 def _convert(name: str, raw: str, annotation) -> object:

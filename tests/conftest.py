@@ -83,6 +83,9 @@ def _config(database_url: str, data_dir: Path, **overrides) -> Config:
         REDIS_URL=REDIS_URL,
         EMBEDDED_WORKER=False,
         PASSWORD_MIN_LENGTH=10,
+        # Explicit, never "auto": the suite must not switch to Docker because an engine
+        # happens to answer (tests/sandbox asks for "docker" itself).
+        SANDBOX_BACKEND="local",
     )
     values.update(overrides)
     return Config.from_env(environ={}, **values)

@@ -7,7 +7,8 @@ from flautim.config import Config
 
 def test_environment_overrides_are_typed():
     config = Config.from_env(
-        environ={"FLAUTIM_SMTP_PORT": "2525", "FLAUTIM_SMTP_STARTTLS": "true", "FLAUTIM_GPU_POLICY": "split"}
+        environ={"FLAUTIM_SMTP_PORT": "2525", "FLAUTIM_SMTP_STARTTLS": "true", "FLAUTIM_GPU_POLICY": "split",
+                 "FLAUTIM_SANDBOX_BACKEND": "local"}
     )
     assert config.SMTP_PORT == 2525 and config.SMTP_STARTTLS is True and config.GPU_POLICY == "split"
 
@@ -23,7 +24,7 @@ def test_bad_values_name_the_variable():
     "environ, message",
     [
         ({}, "SECRET_KEY"),
-        ({"FLAUTIM_SECRET_KEY": "s3cret"}, "not isolated|isolation"),
+        ({"FLAUTIM_SECRET_KEY": "s3cret", "FLAUTIM_SANDBOX_BACKEND": "local"}, "not isolated|isolation"),
         ({"FLAUTIM_SECRET_KEY": "s3cret", "FLAUTIM_SANDBOX_BACKEND": "docker"}, "REDIS_URL"),
     ],
 )

@@ -21,7 +21,7 @@ def test_web_app_does_not_import_torch():
         "from flautim.web import create_app\n"
         "from flautim.config import Config\n"
         "import tempfile\n"
-        "create_app(Config.from_env(environ={}, DATA_DIR=tempfile.mkdtemp(), "
+        "create_app(Config.from_env(environ={}, DATA_DIR=tempfile.mkdtemp(), SANDBOX_BACKEND='local', "
         "REDIS_URL='redis://127.0.0.1:6379/15'))\n"
         "assert 'torch' not in sys.modules, 'torch imported by the web app'\n"
     )

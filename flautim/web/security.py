@@ -1,13 +1,70 @@
-"""Sessions, login loading, rate-limit storage and response hardening headers."""
+"""Sessions, login loading, rate-limit storage, the site's secret key and response
+hardening headers."""
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flautim.models import User
 
 from .extensions import limiter, login_manager
 from .projects.access import user_by_id
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY_FILE = "secret-key"
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def load_or_create_secret_key(data_dir: Path) -> str:
+    """The key kept in DATA_DIR/secret-key, made on first start: 256 random bits, a file
+    only this user can read. A site without FLAUTIM_SECRET_KEY thus never signs sessions
+    with a key anyone can read in our source, and keeps its sessions across restarts.
+
+    Safe when several processes start at once (gunicorn workers): the key is written whole
+    to a private temporary file (O_EXCL) and published with link(), which fails if another
+    process got there first; then everyone reads the one file.
+    """
+    path = Path(data_dir) / SECRET_KEY_FILE
+    if not path.exists():
+        temporary = path.with_name(f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, path)
+                log.info("generated a secret key in %s (set FLAUTIM_SECRET_KEY to choose one)", path)
+            except FileExistsError:
+                pass  # another process published its key first: use that one
+        finally:
+            temporary.unlink(missing_ok=True)
+    return _read_secret_key(path)
+
+
+def _read_secret_key(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s was readable by others; made it 0600", path)
+            os.fchmod(handle.fileno(), 0o600)
+        key = handle.read().strip()
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        raise ValueError(
+            f"{path} holds no usable secret key (under {SECRET_KEY_MIN_LENGTH} characters): "
+            "remove it to generate a new one, or set FLAUTIM_SECRET_KEY"
+        )
+    return key
 
 
 def init_app(app: Flask) -> None:
@@ -25,6 +82,13 @@ def init_app(app: Flask) -> None:
     )
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
+
+    hops = app.extensions["flautim_config"].TRUSTED_PROXIES
+    if hops:
+        # The client's address (what rate limits key on) and scheme as the proxies saw
+        # them. Only X-Forwarded-For and -Proto: a proxy that passes a client's
+        # X-Forwarded-Host through would let that client choose our links' host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     @app.after_request
     def harden(response):

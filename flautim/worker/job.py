@@ -18,6 +18,7 @@ import redis
 from flautim import storage
 from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
 from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
+from flautim.sandbox.untrusted_files import remove_tree
 
 from .app_context import worker_app
 from .heartbeat import Heartbeat
@@ -111,7 +112,10 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         state = _finish(app, experiment_id, attempt, outcome, sink)
     finally:
         heartbeat.stop()
-        shutil.rmtree(plan.work_dir, ignore_errors=True)
+        # Every container is dead by now (none left to race), and the checkpoints were
+        # copied out: what the sandbox wrote goes, links and all, never followed.
+        for folder in (plan.work_dir, plan.control_dir, plan.out_dir, plan.work_dir.parent / "bundle"):
+            remove_tree(folder)
         if sandbox is not None:
             # After the state is final: finish removing the run's containers, and warm the
             # pool for the next run.

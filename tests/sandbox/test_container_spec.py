@@ -21,7 +21,7 @@ from flautim.sandbox.plan import RunPlan
 
 @pytest.fixture
 def config():
-    return Config.from_env(environ={}, ENV="test", SANDBOX_CLIENT_MEMORY_MB=768,
+    return Config.from_env(environ={}, ENV="test", SANDBOX_BACKEND="docker", SANDBOX_CLIENT_MEMORY_MB=768,
                            SANDBOX_SERVER_MEMORY_MB=1536, SANDBOX_CPUS_PER_CONTAINER=1.5,
                            SANDBOX_PIDS_LIMIT=99, SANDBOX_TMPFS_MB=64)
 

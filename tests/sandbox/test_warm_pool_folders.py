@@ -34,7 +34,9 @@ def plan(tmp_path):
 
 
 def test_the_slot_folders_become_the_run_partition_and_output(tmp_path, plan):
-    pool = WarmPool(Config.from_env(environ={}, ENV="test", DATA_DIR=str(tmp_path / "d")), client=None)
+    pool = WarmPool(
+        Config.from_env(environ={}, ENV="test", SANDBOX_BACKEND="docker", DATA_DIR=str(tmp_path / "d")), client=None
+    )
     server = Pooled(None, _slot(tmp_path / "pool", "s"))
     client = Pooled(None, _slot(tmp_path / "pool", "c"))
     server_data = os.stat(server.slot / "data").st_ino
