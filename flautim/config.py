@@ -83,6 +83,8 @@ class Config:
     SANDBOX_CPUS_PER_CONTAINER: float = 1.0
     SANDBOX_PIDS_LIMIT: int = 256
     SANDBOX_TMPFS_MB: int = 256
+    # Open files per sandbox process (ulimit nofile).
+    SANDBOX_OPEN_FILES: int = 4096
     SANDBOX_LOG_LIMIT_BYTES: int = 5_000_000
     # Containers per Docker host started ahead of runs, idle with torch and flwr imported
     # (~240 MiB each); a run's server and clients take them instead of starting cold, which
@@ -94,13 +96,30 @@ class Config:
     DEFAULT_EXPERIMENT_SECONDS: int = 3600
     # Stop storing a run's log lines after this many (the run goes on; the UI says so).
     MAX_LOG_LINES_PER_EXPERIMENT: int = 50_000
+    # Events are kept apart from that cap (they are the run's results), within their own:
+    # per attempt, and metric rows per round (1,000 clients reporting ten metrics each fit).
+    MAX_EVENTS_PER_ATTEMPT: int = 200_000
+    MAX_METRIC_ROWS_PER_ROUND: int = 25_000
     # A run whose output volume or scratch space grows past this is stopped (disk filling).
     SANDBOX_OUTPUT_LIMIT_MB: int = 2048
+    # ... or creates more files and folders than this (an inode flood is a disk filling too).
+    SANDBOX_OUTPUT_MAX_FILES: int = 100_000
+    # A worker that cannot install the rule keeping sandbox networks off the host's own
+    # services (iptables missing, not root) refuses runs; true runs them anyway, with a warning.
+    SANDBOX_ALLOW_OPEN_HOST: bool = False
     # GPUs the Docker sandbox may hand out: "auto" (ask nvidia-smi), "" (none) or "0,1".
     SANDBOX_GPUS: str = "auto"
     # The worker refreshes a Redis heartbeat per running experiment; a run whose heartbeat
     # is older than this is considered orphaned by the reaper.
     WORKER_HEARTBEAT_TTL_S: int = 30
+    # --- Faults: nothing stuck, nothing lost (flautim/worker/main.py, job.py) ---------------
+    # How often an idle worker does its maintenance: queues again runs whose RQ job was lost
+    # or failed before starting, and reaps runs whose work horse died (their containers are
+    # removed and the experiment fails) — so within about twice this.
+    WORKER_MAINTENANCE_INTERVAL_S: int = 30
+    # How long a finished run keeps trying to record its outcome while the database is
+    # away (restarting, failing over); its heartbeat keeps it from being reaped meanwhile.
+    WORKER_FINAL_STATE_RETRY_S: int = 900
     # Start a worker thread inside `flautim serve` (embedded default).
     EMBEDDED_WORKER: bool = True
 
@@ -118,6 +137,29 @@ class Config:
     # Personal API tokens expire: the lifetime offered first, and the longest allowed.
     API_TOKEN_DEFAULT_DAYS: int = 90
     API_TOKEN_MAX_DAYS: int = 365
+
+    # --- Quotas and fair share (the rules: flautim/quotas.py) ---------------------------
+    # Per user (who pressed "run", who uploaded) and per project. Admins override each one
+    # per user or project in the admin panel. A negative value means no limit.
+    # Runs handed to the workers, preparing or running at once; more wait their turn in
+    # the queue (not refused).
+    QUOTA_RUNNING_PER_USER: int = 4
+    QUOTA_RUNNING_PER_PROJECT: int = 4
+    # Runs in the queue (waiting or handed to the workers); one more is refused.
+    QUOTA_QUEUED_PER_USER: int = 20
+    QUOTA_QUEUED_PER_PROJECT: int = 20
+    # Stored files: datasets, model code, hyperparameter files and checkpoints.
+    QUOTA_STORAGE_MB_PER_USER: int = 20 * 1024
+    QUOTA_STORAGE_MB_PER_PROJECT: int = 20 * 1024
+    # Run time per calendar month (UTC), in hours of wall time × containers, counted when a
+    # run ends; CPU and GPU runs separately.
+    QUOTA_CPU_HOURS_PER_USER: float = 500.0
+    QUOTA_CPU_HOURS_PER_PROJECT: float = 500.0
+    QUOTA_GPU_HOURS_PER_USER: float = 50.0
+    QUOTA_GPU_HOURS_PER_PROJECT: float = 50.0
+    # Fair share: runs of one project sitting in an RQ queue at a time. The rest wait in the
+    # database and are handed over round-robin, the project least recently served first.
+    FAIR_SHARE_DISPATCH_PER_PROJECT: int = 1
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Config:

@@ -14,11 +14,13 @@ import os
 import socket
 from dataclasses import dataclass
 
+from docker.types import Ulimit
+
 from flautim.config import Config
 
 from .plan import RunPlan
+from .supervision import sandbox_ids
 
-SANDBOX_USER = "10001:10001"
 LABEL_EXPERIMENT = "org.flautim.experiment"
 LABEL_ATTEMPT = "org.flautim.attempt"
 LABEL_ROLE = "org.flautim.role"
@@ -59,26 +61,32 @@ def run_labels(plan: RunPlan, role: str | None = None) -> dict[str, str]:
 
 
 def role_mounts(plan: RunPlan, role: str) -> list[Mount]:
-    """Each role sees only what it needs: prepare the data, a client its own partition."""
+    """Each role sees only what it needs: prepare the data, a client its own partition.
+
+    No mount source lies inside a folder the sandbox can write: `prepare` gets each
+    partition folder as a mount of its own under a tmpfs /work (not the folder holding
+    them), so it can fill them but never swap one for a link before a client mounts it.
+    """
     code = Mount(str(plan.code_dir), "/bundle", True)
+    control = Mount(str(plan.control_dir), "/ctl", True)
     if role == "prepare":
         return [code, Mount(str(plan.data_dir), "/bundle/data", True),
-                Mount(str(plan.work_dir), "/work", False)]
+                *(Mount(str(folder), f"/work/{folder.name}", False) for folder in plan.partition_dirs)]
     if role == "inspect":
         return [code, Mount(str(plan.data_dir), "/bundle/data", True)]
     if role == "server":
         return [code, Mount(str(plan.server_data_dir), "/data", True),
-                Mount(str(plan.out_dir), "/out", False)]
+                Mount(str(plan.out_dir), "/out", False), control]
     if role.startswith("client-"):
         index = int(role.removeprefix("client-"))
-        return [code, Mount(str(plan.client_dir(index)), "/data", True)]
+        return [code, Mount(str(plan.client_dir(index)), "/data", True), control]
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
 FLOWER_NODE_MEMORY_MB = 1024
-# Written by the worker into the server's and each client's data folder once `prepare` has
-# succeeded (never by user code: `prepare` cannot create it after exiting).
-PREPARED_MARKER = ".prepared"
+# Created by the worker in the run's control folder (mounted read-only at /ctl in the server
+# and the clients, not at all in `prepare`) once `prepare` has succeeded.
+PREPARED_MARKER = "prepared"
 
 
 def role_command(plan: RunPlan, role: str) -> list[str]:
@@ -89,7 +97,7 @@ def role_command(plan: RunPlan, role: str) -> list[str]:
     if role == "inspect":
         return ["inspect", "/bundle"]
     # The server and clients start while `prepare` runs and wait for the worker's marker.
-    after = ["--after", f"/data/{PREPARED_MARKER}"]
+    after = ["--after", f"/ctl/{PREPARED_MARKER}"]
     if role == "server":
         # With the Flower transport the server container runs the SuperLink and the ServerApp.
         return ["flower-server" if flower else "server", "/bundle", "--data", "/data", "--out", "/out",
@@ -125,8 +133,15 @@ def role_memory_mb(config: Config, plan: RunPlan, role: str) -> int:
 
 def hardened(config: Config, memory_mb: int) -> dict:
     """What every sandbox container gets, pooled or not (see the module's docstring)."""
+    uid, gid = sandbox_ids()
+    max_file = config.SANDBOX_OUTPUT_LIMIT_MB * 2**20
     return {
-        "user": SANDBOX_USER,
+        "user": f"{uid}:{gid}",
+        # No core dumps (a crash would write the process's memory to disk), a bound on open
+        # files, and no single file larger than the run may store.
+        "ulimits": [Ulimit(name="core", soft=0, hard=0),
+                    Ulimit(name="nofile", soft=config.SANDBOX_OPEN_FILES, hard=config.SANDBOX_OPEN_FILES),
+                    Ulimit(name="fsize", soft=max_file, hard=max_file)],
         "working_dir": "/tmp",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={config.SANDBOX_TMPFS_MB}m,mode=1777"},
@@ -173,6 +188,10 @@ def container_kwargs(
         },
         "environment": environment,
     }
+    if role == "prepare":
+        # A scratch /work that holds the partition mounts (and anything else prepare writes
+        # beside them, e.g. its summary), gone with the container.
+        kwargs["tmpfs"] = {**kwargs["tmpfs"], "/work": "rw,nosuid,nodev,size=16m,mode=1777"}
     if role in ("prepare", "inspect"):
         # Reading and partitioning data needs no network at all.
         kwargs["network_mode"] = "none"

@@ -23,11 +23,13 @@ from .container_spec import (
     network_name,
     role_command,
     role_memory_mb,
+    role_mounts,
     run_labels,
 )
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
 from .supervision import LimitChecks, classify_failure, prepare_dirs
+from .untrusted_files import UnsafePath, check_mount_source, create_signal
 from .warm_pool import Pooled, WarmPool, remove_container
 
 log = logging.getLogger(__name__)
@@ -64,10 +66,12 @@ class DockerSandbox:
     def run(self, plan: RunPlan, sink: RunSink, control: RunControl) -> RunOutcome:
         started = time.monotonic()
         gpus = self._gpus_for(plan, sink)
+        problem = ensure_host_firewall()
+        if problem:
+            if not self.config.SANDBOX_ALLOW_OPEN_HOST:
+                raise SandboxRefused(f"{problem}. The run was not started.")
+            sink.line("platform", "stderr", f"[flautim] warning: {problem}")
         prepare_dirs(plan)
-        warning = ensure_host_firewall()
-        if warning:
-            sink.line("platform", "stderr", f"[flautim] warning: {warning}")
         run = _Run(self, plan, sink, control)
         try:
             run.network = self.client.networks.create(
@@ -83,6 +87,9 @@ class DockerSandbox:
         except DockerException as exc:
             log.exception("docker failed for experiment %s", plan.experiment_id)
             outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
+        except (UnsafePath, OSError) as exc:
+            log.exception("experiment %s: the run's folders are not as the worker made them", plan.experiment_id)
+            outcome = RunOutcome("failed", "infrastructure", f"the run's folders were tampered with: {exc}")
         finally:
             run.stop()
             # Removing a dozen containers and a network takes a second or two; the outcome
@@ -199,6 +206,8 @@ class _Run(LimitChecks):
                 container = None
         if container is None:
             kwargs = container_kwargs(self.config, self.plan, role, gpus=gpus or None)
+            for mount in role_mounts(self.plan, role):
+                check_mount_source(Path(mount.host), self.config.data_path)
             container = self.client.containers.create(**kwargs)
             self.containers[role] = container
             container.start()
@@ -280,8 +289,9 @@ class _Run(LimitChecks):
     def phase_prepare(self, gpus: list[list[str]]) -> RunOutcome | None:
         """Partition the data while the server and client containers start and import.
 
-        Those containers wait for PREPARED_MARKER in their data folder, written here only
-        once `prepare` succeeded; if it fails they are killed with the rest.
+        Those containers wait for PREPARED_MARKER in their control folder (the run's, or a
+        pooled container's slot), created here only once `prepare` succeeded; if it fails
+        they are killed with the rest.
         """
         began = time.monotonic()
         self.start("prepare")
@@ -294,8 +304,8 @@ class _Run(LimitChecks):
         self.clients_started_s = time.monotonic() - began
         if (outcome := self._wait_for("prepare", FAST_POLL_S)) is not None:
             return outcome
-        for folder in (self.plan.server_data_dir, *(self.plan.client_dir(i) for i in range(self.plan.clients))):
-            (folder / PREPARED_MARKER).write_text("")
+        for folder in {self.plan.control_dir, *(p.slot / "ctl" for p in self.pooled.values())}:
+            create_signal(folder, PREPARED_MARKER)
         return None
 
     def phase_federation(self) -> RunOutcome:

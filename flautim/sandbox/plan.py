@@ -17,9 +17,10 @@ class RunPlan:
     """One attempt of one experiment.
 
     `code_dir` holds dataset.py, api.py and hyperparameters.py; `data_dir` the dataset's
-    data files (read-only for everything); `work_dir` receives the partitions (one folder
-    per client plus `server/`); `out_dir` is the only place the run may write that outlives
-    it (checkpoints).
+    data files (read-only for everything); `work_dir` holds the partitions (one folder per
+    client plus `server/`, each writable by the sandbox; `work_dir` itself is the worker's);
+    `out_dir` is where the server writes checkpoints for the worker to copy;
+    `control_dir` is the worker's alone: its signals to the containers (mounted read-only).
     """
 
     experiment_id: int
@@ -41,6 +42,14 @@ class RunPlan:
     @property
     def server_data_dir(self) -> Path:
         return self.work_dir / "server"
+
+    @property
+    def partition_dirs(self) -> list[Path]:
+        return [self.server_data_dir, *(self.client_dir(i) for i in range(self.clients))]
+
+    @property
+    def control_dir(self) -> Path:
+        return self.work_dir.parent / "control"
 
 
 class RunSink(Protocol):

@@ -7,32 +7,41 @@ import time
 from pathlib import Path
 
 from .plan import ProcessExit, RunOutcome, RunPlan
+from .untrusted_files import usage
 
 SANDBOX_UID = 10001
 
 
 def prepare_dirs(plan: RunPlan) -> None:
-    """Create the scratch and output folders, writable by the sandbox's user only.
+    """Create the run's folders: the partition and output folders writable by the sandbox's
+    user only, inside folders only the worker writes (so none can be swapped for a link).
 
     The partition folders exist before `prepare` fills them, so the server and client
     containers can mount them and start while it runs.
     """
     (plan.code_dir / "data").mkdir(parents=True, exist_ok=True)
-    partitions = [plan.server_data_dir, *(plan.client_dir(i) for i in range(plan.clients))]
-    for path in (plan.work_dir, plan.out_dir, *partitions):
+    for path in (plan.work_dir, plan.control_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o755)
+    for path in (plan.out_dir, *plan.partition_dirs):
         path.mkdir(parents=True, exist_ok=True)
         sandbox_writable(path)
 
 
-def sandbox_writable(path: Path) -> None:
-    """Let the sandbox's user (and the worker) write `path`, and nobody else where we can."""
+def sandbox_ids() -> tuple[int, int]:
+    """The uid and gid user code runs as: its own when the worker is root; the worker's
+    otherwise, since a worker that is not root can neither give a folder away nor remove
+    what another user wrote (the containers see only their mounts either way)."""
     if os.geteuid() == 0:
-        os.chown(path, SANDBOX_UID, SANDBOX_UID)
-        os.chmod(path, 0o700)
-    else:
-        # A non-root worker cannot give the folder away; the sandbox's user must still
-        # write it. The folder sits inside a private folder of the worker's.
-        os.chmod(path, 0o777)
+        return SANDBOX_UID, SANDBOX_UID
+    return os.geteuid(), os.getegid()
+
+
+def sandbox_writable(path: Path) -> None:
+    """Let the sandbox's user write `path`, and nobody else."""
+    if os.geteuid() == 0:
+        os.chown(path, *sandbox_ids())
+    os.chmod(path, 0o700)
 
 
 def sandbox_readonly(path: Path) -> None:
@@ -40,31 +49,6 @@ def sandbox_readonly(path: Path) -> None:
     if os.geteuid() == 0:
         os.chown(path, 0, 0)
     os.chmod(path, 0o555)
-
-
-def tree_bytes(root: Path, max_entries: int = 200_000) -> int:
-    """Bytes under `root`, never following links; stops counting after `max_entries`."""
-    total = 0
-    seen = 0
-    stack = [str(root)]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    seen += 1
-                    if seen > max_entries:
-                        return total
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
 
 
 def classify_failure(exits: list[ProcessExit], phase: str) -> RunOutcome:
@@ -107,13 +91,19 @@ class LimitChecks:
             )
         if now - self._last_disk > 2:
             self._last_disk = now
-            limit_mb = self.config.SANDBOX_OUTPUT_LIMIT_MB
-            used = tree_bytes(self.plan.out_dir) + tree_bytes(self.plan.work_dir)
-            if used > limit_mb * 2**20:
-                self.sink.line(
-                    "platform", "stderr",
-                    f"[flautim] the run wrote {used // 2**20} MB, more than its {limit_mb} MB: stopping it",
-                )
-                self.kill()
-                return RunOutcome("failed", "user_code", f"the run wrote more than {limit_mb} MB of files")
+            return self._check_disk()
         return None
+
+    def _check_disk(self) -> RunOutcome | None:
+        limit_mb = self.config.SANDBOX_OUTPUT_LIMIT_MB
+        max_files = self.config.SANDBOX_OUTPUT_MAX_FILES
+        used = usage([self.plan.out_dir, self.plan.work_dir], limit_mb * 2**20, max_files)
+        if used.bytes > limit_mb * 2**20:
+            what = f"more than {limit_mb} MB of files"
+        elif used.entries > max_files:
+            what = f"more than {max_files} files and folders"
+        else:
+            return None
+        self.sink.line("platform", "stderr", f"[flautim] the run wrote {what}: stopping it")
+        self.kill()
+        return RunOutcome("failed", "user_code", f"the run wrote {what}")

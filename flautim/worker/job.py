@@ -223,9 +223,10 @@ def _set_running(app, experiment_id: int, attempt: int) -> None:
 
 
 def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: Ingestor) -> str:
-    """Record the final state; retried for a while if the database is restarting."""
+    """Record the final state; retried while the database is away, for up to
+    WORKER_FINAL_STATE_RETRY_S (the heartbeat thread keeps the run from being reaped)."""
     status, kind, reason = decide(outcome, sink)
-    for delay in (0, 1, 2, 4, 8, 15, 30, 30):
+    for delay in _retry_delays(app.extensions["flautim_config"].WORKER_FINAL_STATE_RETRY_S):
         time.sleep(delay)
         with app.app_context():
             try:
@@ -255,6 +256,17 @@ def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: In
             finally:
                 db.session.remove()
     return "unknown"
+
+
+def _retry_delays(total_s: float):
+    """Waits before each try: 0, 1, 2, 4, 8, then every 15 s until `total_s` have passed."""
+    give_up_at = time.monotonic() + total_s
+    delay = 0.0
+    while True:
+        yield delay
+        if time.monotonic() >= give_up_at:
+            return
+        delay = min(max(1.0, delay * 2), 15.0)
 
 
 def decide(outcome: RunOutcome, sink: Ingestor) -> tuple[ExperimentState, FailureKind | None, str | None]:

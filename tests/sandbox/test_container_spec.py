@@ -41,7 +41,12 @@ def test_every_container_is_hardened(config, plan, role):
     kw = container_kwargs(config, plan, role)
     assert kw["user"] == "10001:10001"
     assert kw["read_only"] is True
-    assert kw["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
+    assert kw["tmpfs"]["/tmp"] == "rw,nosuid,nodev,size=64m,mode=1777"
+    assert set(kw["tmpfs"]) == ({"/tmp", "/work"} if role == "prepare" else {"/tmp"})
+    limits = {u["Name"]: (u["Soft"], u["Hard"]) for u in kw["ulimits"]}
+    assert limits["core"] == (0, 0)
+    assert limits["nofile"] == (config.SANDBOX_OPEN_FILES,) * 2
+    assert limits["fsize"] == (config.SANDBOX_OUTPUT_LIMIT_MB * 2**20,) * 2
     assert kw["cap_drop"] == ["ALL"]
     assert kw["security_opt"] == ["no-new-privileges"]
     assert kw["mem_limit"] == kw["memswap_limit"]
@@ -86,20 +91,34 @@ def test_only_the_server_gets_the_writable_output(config, plan):
 def test_a_client_sees_only_its_own_partition(config, plan):
     mounts = _mounts(container_kwargs(config, plan, "client-2"))
     assert mounts["/data"] == (plan.work_dir / "client-2", "ro")
-    assert set(mounts) == {"/bundle", "/data"}
+    assert mounts["/ctl"] == (plan.control_dir, "ro")
+    assert set(mounts) == {"/bundle", "/data", "/ctl"}
     kw = container_kwargs(config, plan, "client-2")
     command = kw["command"]
     assert command[command.index("--client-id") + 1] == "2"
     assert "flautim-e41-a2-server:9092" in command
-    # It starts while `prepare` runs and waits for the worker's marker in its own folder.
-    assert command[command.index("--after") + 1] == "/data/.prepared"
+    # It starts while `prepare` runs and waits for the worker's marker in the read-only
+    # control folder, which no user code can write.
+    assert command[command.index("--after") + 1] == "/ctl/prepared"
 
 
-def test_prepare_reads_the_dataset_and_writes_only_scratch(config, plan):
+def test_prepare_reads_the_dataset_and_writes_only_the_partition_folders(config, plan):
     mounts = _mounts(container_kwargs(config, plan, "prepare"))
     assert mounts["/bundle/data"] == (plan.data_dir, "ro")
-    assert mounts["/work"] == (plan.work_dir, "rw")
-    assert [t for t, (_, mode) in mounts.items() if mode == "rw"] == ["/work"]
+    writable = {t: p for t, (p, mode) in mounts.items() if mode == "rw"}
+    # Each partition folder is its own mount: never the folder holding them, so prepare can
+    # fill them but cannot swap one for a link before a client mounts it.
+    assert writable == {f"/work/{p.name}": p for p in plan.partition_dirs}
+    assert plan.work_dir not in writable.values()
+    assert "/ctl" not in mounts
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_mount_source_lies_in_a_folder_the_sandbox_can_write(config, plan, role):
+    writable = [p for p, mode in _mounts(container_kwargs(config, plan, "prepare")).values() if mode == "rw"]
+    writable += [plan.out_dir]
+    for source, _mode in _mounts(container_kwargs(config, plan, role)).values():
+        assert not any(w in source.parents for w in writable), (role, source)
 
 
 def test_unknown_role_is_refused(config, plan):
@@ -143,7 +162,7 @@ def test_a_warm_pool_container_is_hardened_offline_and_mounts_its_slot_where_rol
     # The roles' commands only name paths the pooled container has.
     for role in ("server", "client-0"):
         paths = [a for a in role_command(plan, role) if a.startswith("/")]
-        assert all(p.split("/")[1] in ("bundle", "data", "out") for p in paths), paths
+        assert all(p.split("/")[1] in ("bundle", "data", "out", "ctl") for p in paths), paths
     assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == ""
 
 
