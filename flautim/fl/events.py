@@ -34,6 +34,8 @@ from typing import Any, TextIO
 SCHEMA_VERSION = 1
 EVENT_PREFIX = "@flautim-event "
 MAX_EVENT_BYTES = 1_000_000
+# Deeper JSON than any event needs would only exhaust whoever walks it (the recursion limit).
+MAX_EVENT_DEPTH = 32
 
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "run_started": ("experiment", "transport", "clients", "rounds", "strategy", "hyperparameters"),
@@ -109,8 +111,10 @@ def parse_line(line: str) -> dict[str, Any] | None:
         raise InvalidEvent("event larger than 1 MB")
     try:
         event = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; an integer of 4,300+ digits
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if depth(event) > MAX_EVENT_DEPTH:
+        raise InvalidEvent(f"event nested deeper than {MAX_EVENT_DEPTH} levels")
     if not isinstance(event, dict):
         raise InvalidEvent("event is not an object")
     if event.get("v") != SCHEMA_VERSION:
@@ -121,6 +125,22 @@ def parse_line(line: str) -> dict[str, Any] | None:
     missing = [f for f in EVENT_FIELDS[type_] if f not in event]
     if missing:
         raise InvalidEvent(f"{type_} event lacks {', '.join(missing)}")
-    if not isinstance(event.get("ts"), (int, float)):
+    ts = event.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         raise InvalidEvent("event has no numeric ts")
     return event
+
+
+def depth(value: Any) -> int:
+    """How deep lists and objects nest in `value` (iteratively: no recursion to exhaust)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_EVENT_DEPTH:
+                break
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

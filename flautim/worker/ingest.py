@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import storage
-from flautim.fl.events import InvalidEvent, parse_line
+from flautim.fl.events import MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
 
 from .queue import channel_for
@@ -45,6 +45,9 @@ CHECKPOINT_MAX_BYTES = 2 * 2**30
 # Event lines may be up to 1 MB (flautim.fl.events.MAX_EVENT_BYTES); other lines are cut.
 MAX_STORED_LINE = 1_100_000
 CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
+CHECKPOINT_KINDS = ("round", "best", "final")
+# Round numbers beyond any run's (hyperparameters allow 10,000 rounds) are not results.
+MAX_ROUND = 1_000_000
 
 
 class Ingestor:
@@ -65,6 +68,19 @@ class Ingestor:
         self.redis = redis_client
         self.on_phase = on_phase
         self.max_lines = self.config.MAX_LOG_LINES_PER_EXPERIMENT
+        self.max_events = self.config.MAX_EVENTS_PER_ATTEMPT
+        self.max_metrics_per_round = self.config.MAX_METRIC_ROWS_PER_ROUND
+        self.storage_limit = self.config.SANDBOX_OUTPUT_LIMIT_MB * 2**20
+        self.events_stored = 0
+        self.events_dropped = 0
+        self.metrics_dropped = 0
+        # Items that could not be stored at all (a hostile or broken line): skipped, counted.
+        self.skipped = 0
+        self._metrics_per_round: dict[int, int] = {}
+        # The worker's copies of this attempt's checkpoints, mirroring the run's keep_last:
+        # (kind, round) -> (files, bytes), oldest first.
+        self._copies: dict[tuple[str, int], tuple[list[Path], int]] = {}
+        self._keep_last: int | None = None
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self.lines_stored = 0
@@ -134,30 +150,61 @@ class Ingestor:
         return items
 
     def _write_with_retry(self, batch: list) -> None:
-        """Write a batch; while the database is unreachable, retry (the run goes on)."""
+        """Write a batch; while the database is unreachable, retry (the run goes on).
+
+        Any other failure means some item of the batch is unacceptable (a value the database
+        refuses, a full disk while copying a checkpoint, ...): the batch is written again one
+        item at a time and only the items that fail are skipped, so one hostile line never
+        costs the run's other results — least of all the events its outcome depends on.
+        """
         delay = 0.5
         while True:
-            saved = (self.lines_stored, self.truncated, len(self._round_times), self.events_seen)
+            saved = self._counters()
             try:
                 self._write(batch)
                 return
-            except SQLAlchemyError as exc:
-                db.session.rollback()
-                db.session.remove()
-                # A retried batch must not count its lines twice.
-                self.lines_stored, self.truncated, n_times, self.events_seen = saved
-                del self._round_times[n_times:]
-                if not isinstance(exc, (OperationalError, InterfaceError)):
-                    # Not an outage: this batch itself is unacceptable. Drop it, say so.
-                    log.exception("experiment %s: dropping %d items", self.experiment_id, len(batch))
-                    self.dropped += len(batch)
-                    return
+            except (OperationalError, InterfaceError) as exc:
+                self._rollback(saved)
                 log.warning("experiment %s: database unreachable (%s); retrying", self.experiment_id, exc)
                 if self._stop.is_set() and delay >= 10:
                     log.error("experiment %s: giving up on %d log items", self.experiment_id, len(batch))
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 10)
+            except Exception:
+                self._rollback(saved)
+                if len(batch) == 1:
+                    self._skip(batch[0])
+                    return
+                for item in batch:
+                    self._write_with_retry([item])
+                return
+
+    def _counters(self) -> tuple:
+        return (self.lines_stored, self.truncated, len(self._round_times), self.events_seen,
+                self.events_stored, dict(self._metrics_per_round))
+
+    def _rollback(self, saved: tuple) -> None:
+        """Forget a failed write: nothing of it was stored, so none of it may count."""
+        db.session.rollback()
+        db.session.remove()
+        (self.lines_stored, self.truncated, n_times, self.events_seen, self.events_stored,
+         self._metrics_per_round) = saved
+        del self._round_times[n_times:]
+
+    def _skip(self, item: tuple) -> None:
+        source, _stream, text, _ts = item
+        self.skipped += 1
+        log.exception("experiment %s: an output line of %s could not be stored; skipped",
+                      self.experiment_id, source)
+        if self.skipped <= 10:
+            try:
+                self._write([("platform", "stderr",
+                              f"[flautim] a line printed by {source[:32]} could not be stored and was "
+                              f"skipped (it begins {text[:80]!r})", time.time())])
+            except Exception:
+                db.session.rollback()
+                db.session.remove()
 
     # --- the work --------------------------------------------------------------------------
 
@@ -173,13 +220,26 @@ class Ingestor:
                     event = parse_line(text)
                 except InvalidEvent as exc:
                     text = f"{text}  [flautim: invalid event ignored: {exc}]"
+            if event is not None and self.events_stored >= self.max_events:
+                # Past the cap the event still counts for the outcome and the headline
+                # figures; it is only not stored.
+                self._track(event)
+                self.events_dropped += 1
+                if self.events_dropped == 1:
+                    logs.append(self._log_row(
+                        "platform", "stderr",
+                        f"[flautim] this run sent more than {self.max_events} events; the rest "
+                        "were not stored (its outcome still counts)",
+                    ))
+                continue
             if event is not None:
+                self.events_stored += 1
                 row = ExperimentEvent(
                     experiment_id=self.experiment_id, attempt=self.attempt,
                     type=event["type"], payload=_jsonable(event),
                 )
                 events.append((row, event))
-                metrics.extend(self._metrics_of(event))
+                metrics.extend(self._capped(self._metrics_of(event), logs))
                 artifacts.extend(self._artifacts_of(event))
                 self._track(event)
                 continue
@@ -231,7 +291,7 @@ class Ingestor:
             phase, source = "central", "server"
         elif kind == "metric":
             value = _number(event.get("value"))
-            rnd = _int(event.get("round"))
+            rnd = _round(event.get("round"))
             if value is None or rnd is None:
                 return []
             return [MetricRow(experiment_id=self.experiment_id, attempt=self.attempt, round=rnd,
@@ -239,7 +299,7 @@ class Ingestor:
                               name=str(event.get("name"))[:64], value=value)]
         else:
             return []
-        rnd = _int(event.get("round"))
+        rnd = _round(event.get("round"))
         if rnd is None:
             return []
         values: dict[str, Any] = {"loss": event.get("loss")}
@@ -254,47 +314,114 @@ class Ingestor:
                                       name=str(name)[:64], value=value))
         return rows
 
+    def _capped(self, rows: list[MetricRow], logs: list[LogRecord]) -> list[MetricRow]:
+        """`rows` within the per-round cap; the first time a round passes it, Logs say so."""
+        kept = []
+        for row in rows:
+            count = self._metrics_per_round.get(row.round, 0)
+            if count >= self.max_metrics_per_round:
+                self.metrics_dropped += 1
+                if count == self.max_metrics_per_round:
+                    logs.append(self._log_row(
+                        "platform", "stderr",
+                        f"[flautim] round {row.round} reported more than {self.max_metrics_per_round} "
+                        "metric values; the rest of that round's were not stored",
+                    ))
+                    self._metrics_per_round[row.round] = count + 1
+                continue
+            self._metrics_per_round[row.round] = count + 1
+            kept.append(row)
+        return kept
+
     def _artifacts_of(self, event: dict) -> list[ModelArtifact]:
         if event["type"] != "checkpoint" or not isinstance(event.get("files"), dict):
             return []
-        rnd = _int(event.get("round")) or 0
-        kind = str(event.get("kind"))[:16]
+        rnd = _round(event.get("round"))
+        kind = event.get("kind")
+        # Both go into file names: only the runtime's own kinds and a plain round number.
+        if kind not in CHECKPOINT_KINDS or rnd is None:
+            self.line("platform", "stderr", f"[flautim] checkpoint of kind {str(kind)[:40]!r}, round "
+                      f"{str(event.get('round'))[:20]!r} refused: not a checkpoint the runtime makes")
+            return []
         rows = []
         dest_dir = storage.attempt_dir(
             self.config.data_path, self._project_id(), self.experiment_id, self.attempt
         ) / "checkpoints"
         files = dict(event["files"])
-        card = self._card(files.pop("card", None), dest_dir / f"round-{rnd}-{kind}.card.json")
-        for fmt, relative in files.items():
+        written: list[Path] = []
+        stem = f"round-{rnd}-{kind}"
+        card = self._card(files.pop("card", None), dest_dir / f"{stem}.card.json", written)
+        for fmt, relative in list(files.items())[: len(CHECKPOINT_FORMATS)]:
             if fmt not in CHECKPOINT_FORMATS or not isinstance(relative, str):
-                self.line("platform", "stderr", f"[flautim] checkpoint format {fmt!r} ignored")
+                self.line("platform", "stderr", f"[flautim] checkpoint format {str(fmt)[:40]!r} ignored")
                 continue
-            dest = dest_dir / f"round-{rnd}-{kind}{CHECKPOINT_FORMATS[fmt]}"
+            dest = dest_dir / f"{stem}{CHECKPOINT_FORMATS[fmt]}"
             try:
-                size, digest = copy_checkpoint(self.out_dir, relative, dest)
+                size, digest = copy_checkpoint(self.out_dir, relative, dest, max_bytes=self._room())
             except CheckpointRejected as exc:
-                self.line("platform", "stderr", f"[flautim] checkpoint {relative!r} refused: {exc}")
+                self.line("platform", "stderr", f"[flautim] checkpoint {relative[:200]!r} refused: {exc}")
                 continue
+            except OSError as exc:  # our disk, not the run's file: say so, keep going
+                log.error("experiment %s: copying checkpoint %r failed: %s", self.experiment_id, relative, exc)
+                self.line("platform", "stderr",
+                          f"[flautim] checkpoint {relative[:200]!r} not kept: the platform could not store it "
+                          f"({exc.strerror or exc})")
+                continue
+            written.append(dest)
             rows.append(ModelArtifact(
                 experiment_id=self.experiment_id, attempt=self.attempt, round=rnd, kind=kind,
                 format=fmt, storage_path=storage.relative(self.config.data_path, dest),
                 size_bytes=size, sha256=digest,
                 card=_jsonable({**card, "metrics": event.get("metrics"), "source_file": relative}),
             ))
+        self._keep(kind, rnd, written)
         return rows
 
-    def _card(self, relative: object, dest: Path) -> dict:
+    def _room(self) -> int:
+        """Bytes this attempt's checkpoint copies may still take (the run's storage limit)."""
+        used = sum(size for _files, size in self._copies.values())
+        return max(0, min(CHECKPOINT_MAX_BYTES, self.storage_limit - used))
+
+    def _keep(self, kind: str, rnd: int, written: list[Path]) -> None:
+        """Record a new set of copies and retire the ones the run itself no longer keeps:
+        per-round sets past keep_last, an earlier best, an earlier final."""
+        previous = self._copies.pop((kind, rnd), None)
+        if previous is not None:
+            _unlink(p for p in previous[0] if p not in written)
+        self._copies[(kind, rnd)] = (written, sum(_size(p) for p in written))
+        same_kind = [key for key in self._copies if key[0] == kind]
+        keep = self._keep_last_rounds() if kind == "round" else 1
+        for key in same_kind[: max(0, len(same_kind) - keep)]:
+            _unlink(self._copies.pop(key)[0])
+        kept_rounds = [r for k, r in self._copies if k == kind]
+        db.session.execute(db.delete(ModelArtifact).where(
+            ModelArtifact.experiment_id == self.experiment_id, ModelArtifact.attempt == self.attempt,
+            ModelArtifact.kind == kind, ModelArtifact.round.not_in(kept_rounds),
+        ))
+
+    def _keep_last_rounds(self) -> int:
+        """The run's checkpoint.keep_last, from the hyperparameters the platform validated."""
+        if self._keep_last is None:
+            experiment = db.session.get(Experiment, self.experiment_id)
+            values = experiment.hyperparameter_file.values if experiment and experiment.hyperparameter_file else {}
+            options = values.get("checkpoint") if isinstance(values, dict) else None
+            keep = options.get("keep_last", 2) if isinstance(options, dict) else 2
+            self._keep_last = keep if isinstance(keep, int) and 0 <= keep <= 1000 else 2
+        return self._keep_last
+
+    def _card(self, relative: object, dest: Path, written: list[Path]) -> dict:
         """The checkpoint's JSON card (round, metrics, hyperparameters, code hash), copied
         as safely as the weights; a missing or malformed card just leaves it empty."""
         if not isinstance(relative, str):
             return {}
         try:
-            copy_checkpoint(self.out_dir, relative, dest, max_bytes=CARD_MAX_BYTES)
+            copy_checkpoint(self.out_dir, relative, dest, max_bytes=min(CARD_MAX_BYTES, self._room()))
+            written.append(dest)
             card = json.loads(dest.read_text(encoding="utf-8"))
-        except (CheckpointRejected, OSError, ValueError) as exc:
-            self.line("platform", "stderr", f"[flautim] checkpoint card {relative!r} refused: {exc}")
+        except (CheckpointRejected, OSError, ValueError, RecursionError) as exc:
+            self.line("platform", "stderr", f"[flautim] checkpoint card {relative[:200]!r} refused: {exc}")
             return {}
-        return card if isinstance(card, dict) else {}
+        return _jsonable(card) if isinstance(card, dict) and _depth_ok(card) else {}
 
     _project_cache: int | None = None
 
@@ -311,7 +438,7 @@ class Ingestor:
         if kind == "run_started":
             self.run_started = event
             self._rounds_total = _int(event.get("rounds"))
-        elif kind == "round_started" and rnd is not None:
+        elif kind == "round_started" and rnd is not None and rnd <= MAX_ROUND:
             self._round_started_at[rnd] = float(event["ts"])
             self._rounds_done = max(self._rounds_done, rnd - 1)
             if rnd - 1 in self._round_started_at:
@@ -433,19 +560,22 @@ def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = C
         if not stat.S_ISREG(info.st_mode):
             raise CheckpointRejected("not a regular file")
         if info.st_size > max_bytes:
-            raise CheckpointRejected(f"larger than {max_bytes} bytes")
+            raise CheckpointRejected(f"larger than {max_bytes} bytes, the room left in the run's storage")
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
         tmp = dest.with_name(dest.name + ".part")
-        with os.fdopen(os.dup(src), "rb") as reader, open(tmp, "wb") as writer:
-            while chunk := reader.read(1 << 20):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise CheckpointRejected(f"larger than {max_bytes} bytes")
-                digest.update(chunk)
-                writer.write(chunk)
-        os.replace(tmp, dest)
+        try:
+            with os.fdopen(os.dup(src), "rb") as reader, open(tmp, "wb") as writer:
+                while chunk := reader.read(1 << 20):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise CheckpointRejected(f"larger than {max_bytes} bytes")
+                    digest.update(chunk)
+                    writer.write(chunk)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)  # a refused or failed copy (a full disk) leaves nothing
         return size, digest.hexdigest()
     finally:
         os.close(src)
@@ -454,8 +584,32 @@ def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = C
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer past a float's range
+        return None
     return value if math.isfinite(value) else None
+
+
+def _round(value: Any) -> int | None:
+    rnd = _int(value)
+    return rnd if rnd is not None and 0 <= rnd <= MAX_ROUND else None
+
+
+def _depth_ok(value: Any) -> bool:
+    return depth(value) <= MAX_EVENT_DEPTH
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _unlink(paths) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _int(value: Any) -> int | None:
