@@ -54,17 +54,83 @@ def decode_utf8(data: bytes, filename: str, field: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+# Deeper than this, a tree breaks recursive tools (ast.NodeVisitor, compile()) that the
+# checks after this one, and the run itself, may use; real code stays far below it.
+MAX_SYNTAX_DEPTH = 300
+# A syntax error's line may be the whole file (one line of 200,000 parentheses): the page
+# and the API show its start.
+MAX_HINT_CHARS = 200
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_HINT_CHARS else text[:MAX_HINT_CHARS] + "…"
+
+
+def _too_deep(tree: ast.AST, limit: int) -> bool:
+    """Whether any node lies more than `limit` levels down (iterative: the tree may be
+    deeper than the recursion limit)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return False
+
+
 def check_syntax(text: str, filename: str, field: str) -> ast.Module:
+    """The parsed module, or UserFacingError naming the file (and the line when the
+    compiler knows it). Pathological sources (thousands of nested parentheses, operators
+    or attributes) make the compiler give up with MemoryError or RecursionError rather
+    than SyntaxError; they are the user's to fix too."""
+    if "\0" in text:
+        raise _nul_byte(text, filename, field)
     try:
-        return ast.parse(text, filename=filename)
+        tree = ast.parse(text, filename=filename)
     except SyntaxError as exc:
         raise UserFacingError(
             _("Erro de sintaxe: %(msg)s", msg=exc.msg),
             field=field,
             line=exc.lineno,
             filename=filename,
-            hint=(exc.text or "").strip() or None,
+            hint=_short(exc.text or "") or None,
         ) from exc
+    except ValueError as exc:  # NUL bytes, on the 3.11 releases that raise ValueError
+        raise _nul_byte(text, filename, field) from exc
+    except (MemoryError, RecursionError) as exc:
+        raise _too_nested(filename, field) from exc
+    if _too_deep(tree, MAX_SYNTAX_DEPTH):
+        raise _too_nested(filename, field)
+    return tree
+
+
+def _nul_byte(text: str, filename: str, field: str) -> UserFacingError:
+    at = text.find("\0")
+    return UserFacingError(
+        _("%(name)s contém um byte nulo (NUL), que não pode estar em código Python.", name=filename),
+        field=field,
+        line=text[:at].count("\n") + 1 if at >= 0 else None,
+        filename=filename,
+        hint=_("Salve o arquivo como texto UTF-8 no seu editor."),
+    )
+
+
+def _too_nested(filename: str, field: str) -> UserFacingError:
+    return UserFacingError(
+        _(
+            "%(name)s aninha expressões em mais níveis do que o Python consegue analisar "
+            "(o limite aqui é %(max)d).",
+            name=filename,
+            max=MAX_SYNTAX_DEPTH,
+        ),
+        field=field,
+        filename=filename,
+        hint=_(
+            "Divida a expressão em partes menores, guardadas em variáveis; parênteses, "
+            "operadores ou atributos encadeados aos milhares não são aceitos."
+        ),
+    )
 
 
 def read_python_upload(data: bytes, filename: str, field: str, max_bytes: int) -> PythonSource:
