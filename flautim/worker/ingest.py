@@ -259,6 +259,8 @@ class Ingestor:
         db.session.add_all([row for row, _ in events])
         db.session.add_all(metrics)
         db.session.add_all(artifacts)
+        if artifacts:
+            artifacts = self._retire_rows(artifacts)
         new_sources = [s for s in dict.fromkeys(row.source for row in logs) if s not in self._sources]
         experiment = db.session.get(Experiment, self.experiment_id)
         if experiment is not None and events:
@@ -393,11 +395,16 @@ class Ingestor:
         keep = self._keep_last_rounds() if kind == "round" else 1
         for key in same_kind[: max(0, len(same_kind) - keep)]:
             _unlink(self._copies.pop(key)[0])
-        kept_rounds = [r for k, r in self._copies if k == kind]
-        db.session.execute(db.delete(ModelArtifact).where(
-            ModelArtifact.experiment_id == self.experiment_id, ModelArtifact.attempt == self.attempt,
-            ModelArtifact.kind == kind, ModelArtifact.round.not_in(kept_rounds),
-        ))
+
+    def _retire_rows(self, artifacts: list[ModelArtifact]) -> list[ModelArtifact]:
+        """Delete the rows of retired copies (this batch's included); the kept new rows."""
+        for kind in {row.kind for row in artifacts}:
+            kept_rounds = [r for k, r in self._copies if k == kind]
+            db.session.execute(db.delete(ModelArtifact).where(
+                ModelArtifact.experiment_id == self.experiment_id, ModelArtifact.attempt == self.attempt,
+                ModelArtifact.kind == kind, ModelArtifact.round.not_in(kept_rounds),
+            ).execution_options(synchronize_session=False))
+        return [row for row in artifacts if (row.kind, row.round) in self._copies]
 
     def _keep_last_rounds(self) -> int:
         """The run's checkpoint.keep_last, from the hyperparameters the platform validated."""
