@@ -15,11 +15,12 @@ from .experiments import (
     ModelArtifact,
 )
 from .projects import AuditEvent, Invitation, Membership, Project, Role
+from .quotas import QuotaOverride, RunUsage
 from .support import SupportMessage, SupportTicket
 
 __all__ = [
     "ALLOWED_TRANSITIONS", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
     "ExperimentEvent", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
     "Invitation", "LogRecord", "Membership", "MetricRow", "ModelArtifact", "ModelCode", "Project",
-    "Role", "SupportMessage", "SupportTicket", "User", "db", "utcnow",
+    "QuotaOverride", "Role", "RunUsage", "SupportMessage", "SupportTicket", "User", "db", "utcnow",
 ]

@@ -83,6 +83,8 @@ class Experiment(db.Model):
         ForeignKey("experiments.id", ondelete="SET NULL")
     )
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Who pressed "run" for the current attempt: the user whose quotas it counts against.
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     state: Mapped[ExperimentState] = enum_column(ExperimentState, default=ExperimentState.DRAFT)
     failure_kind: Mapped[FailureKind | None] = enum_column(FailureKind, nullable=True)
@@ -108,6 +110,9 @@ class Experiment(db.Model):
 
     created_at: Mapped[datetime] = created_at_column()
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the fair-share dispatcher handed this attempt to an RQ queue (flautim/worker/
+    # queue.py); NULL while it waits its turn in the database, which is the queue of record.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -115,7 +120,7 @@ class Experiment(db.Model):
     dataset = relationship("Dataset")
     model_code = relationship("ModelCode")
     hyperparameter_file = relationship("HyperparameterFile")
-    created_by = relationship("User")
+    created_by = relationship("User", foreign_keys=[created_by_id])
 
     def transition(self, new: ExperimentState) -> None:
         """Move to `new`, or raise InvalidTransition if the state machine forbids it."""
@@ -131,6 +136,9 @@ class Experiment(db.Model):
             self.attempt += 1
             self.log_sources = []
             self.metrics_version = 0
+            # A new attempt waits for the dispatcher: no job yet (an old attempt's job id
+            # would make it look handed over already).
+            self.job_id, self.dispatched_at = None, None
         elif new == ExperimentState.RUNNING:
             self.started_at = now
         elif new.is_terminal:

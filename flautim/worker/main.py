@@ -17,7 +17,14 @@ from flautim.redis_connection import redis_url
 
 from .app_context import current_config, use_config, worker_app
 from .heartbeat import is_alive
-from .queue import DEFAULT_QUEUES, GPU_QUEUE, enqueue_experiment, publish_state
+from .queue import (
+    DEFAULT_QUEUES,
+    GPU_QUEUE,
+    RUN_JOB,
+    enqueue_experiment,
+    publish_state,
+    settle_and_dispatch,
+)
 
 log = logging.getLogger(__name__)
 # How often a worker looks for queued experiments whose jobs Redis lost, and how old such
@@ -65,7 +72,17 @@ class FlautimWorker(Worker):
             requeue_lost(current_config(), self.connection)
         except Exception:  # maintenance must never stop the worker
             log.exception("could not check for lost queued experiments")
+        settle_and_dispatch(current_config())
         replenish_pool(current_config())
+
+    def execute_job(self, job, queue):
+        # Fair share: the job just left its RQ queue, so its project's place there is free.
+        settle_and_dispatch(current_config())
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            # Count the run's time (even when its work horse died) and hand over the next.
+            settle_and_dispatch(current_config(), job.args[0] if job.func_name == RUN_JOB and job.args else None)
 
 
 def replenish_pool(config: Config) -> None:
@@ -96,7 +113,13 @@ def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOS
     app = worker_app()
     with app.app_context():
         waiting = db.session.execute(
-            db.select(Experiment).where(Experiment.state == ExperimentState.QUEUED, Experiment.queued_at <= cutoff)
+            db.select(Experiment).where(
+                Experiment.state == ExperimentState.QUEUED,
+                # Only runs handed to RQ can be lost: the others wait in the database for the
+                # fair-share dispatcher. The age counts from the hand-over.
+                Experiment.job_id.is_not(None),
+                db.func.coalesce(Experiment.dispatched_at, Experiment.queued_at) <= cutoff,
+            )
         ).scalars().all()
         for experiment in waiting:
             if experiment.job_id and Job.exists(experiment.job_id, connection=connection):

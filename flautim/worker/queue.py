@@ -3,18 +3,30 @@
 The database row owns the work; the queue carries only its id. The caller commits the state
 change first and enqueues second, so a fast worker always finds the row (the reverse order
 loses runs). Web code calls these functions; it never imports the job or the sandbox.
+
+Fair share: the database is the queue of record for runs (state "queued", `queued_at`). RQ
+is given at most FAIR_SHARE_DISPATCH_PER_PROJECT runs of a project at a time
+(`dispatch_waiting_runs`); the rest wait in the database and are handed over, one at a time,
+to the project that least recently had a run handed over, so one tenant's hundred runs do
+not delay everybody else's. It runs on each submission, when a worker takes a job (the job
+left the RQ queue, so its project's place is free) and after it, and in the workers'
+maintenance. The quotas' running limits and monthly budgets (flautim/quotas.py) hold runs
+back here: they wait, with the reason shown on the project's usage page.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from collections import Counter, defaultdict
+from datetime import datetime
 
 import redis
 from rq import Queue
 from rq.job import Job
 
 from flautim.config import Config
-from flautim.models import Dataset, Experiment, ExperimentState, db
+from flautim.models import Dataset, Experiment, ExperimentState, HyperparameterFile, db, utcnow
 from flautim.redis_connection import redis_url
 
 log = logging.getLogger(__name__)
@@ -61,39 +73,40 @@ def channel_for(experiment_id: int) -> str:
 def experiment_time_limit(experiment: Experiment, config: Config) -> int:
     """The run's wall-clock limit: hyperparameters' time_limit_s, capped by the site's."""
     values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
+    return _time_limit(values, config)
+
+
+def _time_limit(values, config: Config) -> int:
     wanted = values.get("time_limit_s") if isinstance(values, dict) else None
     if not isinstance(wanted, (int, float)) or isinstance(wanted, bool) or wanted <= 0:
         wanted = config.DEFAULT_EXPERIMENT_SECONDS
     return int(min(wanted, config.MAX_EXPERIMENT_SECONDS))
 
 
-def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> str:
-    """Queue a run of `experiment` (validated by the caller) and return the RQ job id.
+def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> str | None:
+    """Queue a run of `experiment` (validated by the caller); returns its RQ job id when it
+    was handed to a worker queue at once, None when it waits its turn in the database.
 
     Moves the experiment from draft (or a finished state: a re-run is a new attempt) to
-    queued (unless the caller already did), commits, then puts only its id on the "experiments" queue ("experiments-gpu"
-    when the experiment wants a GPU). Raises InvalidTransition when it is already active.
+    queued (unless the caller already did) and commits; then the fair-share dispatcher hands
+    over what may go. A queued experiment that already names a job (Redis lost it:
+    `requeue_lost`) is put back on its RQ queue directly, keeping the place it had. Raises
+    InvalidTransition when the experiment is already running.
     """
     config = _config(config)
     # The web service may already have moved it to queued (a new attempt) and committed.
     if experiment.state != ExperimentState.QUEUED:
         experiment.transition(ExperimentState.QUEUED)
         db.session.commit()
-    name = GPU_QUEUE if experiment.wants_gpu else EXPERIMENT_QUEUE
-    queue = queue_for(name, config)
-    job = queue.enqueue(
-        RUN_JOB,
-        experiment.id,
-        experiment.attempt,
-        job_timeout=experiment_time_limit(experiment, config) + JOB_TIMEOUT_MARGIN_S,
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-        description=f"experiment {experiment.id} attempt {experiment.attempt}",
-    )
-    experiment.job_id = job.id
-    db.session.commit()
+    if experiment.job_id is not None:
+        values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
+        job_id = _hand_over(experiment.id, experiment.attempt, experiment.wants_gpu, values, config)
+    else:
+        dispatch_waiting_runs(config)
+        db.session.refresh(experiment)
+        job_id = experiment.job_id
     publish_state(experiment, config)
-    return job.id
+    return job_id
 
 
 def request_cancel(experiment: Experiment, config: Config | None = None) -> None:
@@ -125,6 +138,165 @@ def request_cancel(experiment: Experiment, config: Config | None = None) -> None
         db.session.commit()
         redis_for(config).set(cancel_key(experiment.id, experiment.attempt), "1", ex=24 * 3600)
         publish_state(experiment, config)
+
+
+DISPATCH_LOCK = "flautim:dispatch-lock"
+
+
+def dispatch_waiting_runs(config: Config | None = None) -> list[int]:
+    """Hand waiting runs to the RQ queues, fairly; returns the ids handed over.
+
+    Needs an app context. One dispatcher at a time (a Redis lock): each repeatedly picks,
+    among projects with a waiting run that may go, the one whose last run was handed over
+    longest ago (never: first; a tie: the oldest waiting run), and hands over its oldest
+    waiting run that no quota holds back. A project goes only while fewer than
+    FAIR_SHARE_DISPATCH_PER_PROJECT of its runs sit in that RQ queue.
+    """
+    config = _config(config)
+    connection = redis_for(config)
+    lock = connection.lock(DISPATCH_LOCK, timeout=120, blocking_timeout=30)
+    if not lock.acquire():
+        log.warning("another dispatcher held the lock for 30 s; waiting runs stay for the next pass")
+        return []
+    try:
+        return _dispatch(config, connection)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:  # expired while we worked: harmless, we are done
+            pass
+
+
+def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
+    from flautim.quotas import Admission, run_uses_gpu, submitter
+
+    waiting = db.session.execute(
+        db.select(
+            Experiment.id, Experiment.attempt, Experiment.project_id, submitter(), Experiment.wants_gpu,
+            HyperparameterFile.values, Experiment.queued_at,
+        )
+        .outerjoin(HyperparameterFile, HyperparameterFile.id == Experiment.hyperparameter_file_id)
+        .where(Experiment.state == ExperimentState.QUEUED, Experiment.job_id.is_(None))
+        .order_by(Experiment.queued_at, Experiment.id)
+    ).all()
+    if not waiting:
+        return []
+    by_project: dict[int, list] = defaultdict(list)
+    for row in waiting:
+        by_project[row.project_id].append(row)
+    in_queue = _runs_in_rq_queues(connection)
+    last_handed: dict[int, datetime] = dict(
+        db.session.execute(
+            db.select(Experiment.project_id, db.func.max(Experiment.dispatched_at))
+            .where(Experiment.project_id.in_(list(by_project)), Experiment.dispatched_at.is_not(None))
+            .group_by(Experiment.project_id)
+        ).all()
+    )
+    admission = Admission.load(config, by_project, {row[3] for row in waiting})
+    per_project = max(1, config.FAIR_SHARE_DISPATCH_PER_PROJECT)
+    oldest = datetime.min.replace(tzinfo=utcnow().tzinfo)
+    handed: list[int] = []
+    while True:
+        choice = None
+        for project_id, rows in by_project.items():
+            row = next(
+                (
+                    r for r in rows
+                    if in_queue[(project_id, _queue_name(r.wants_gpu))] < per_project
+                    and admission.hold(project_id, r[3], run_uses_gpu(r.wants_gpu, r.values)) is None
+                ),
+                None,
+            )
+            if row is None:
+                continue
+            key = (last_handed.get(project_id) or oldest, rows[0].queued_at or oldest, project_id)
+            if choice is None or key < choice[0]:
+                choice = (key, row)
+        if choice is None:
+            return handed
+        row = choice[1]
+        by_project[row.project_id].remove(row)
+        if _hand_over(row.id, row.attempt, row.wants_gpu, row.values, config, claim=True):
+            handed.append(row.id)
+            in_queue[(row.project_id, _queue_name(row.wants_gpu))] += 1
+            admission.handed_over(row.project_id, row[3])
+            last_handed[row.project_id] = utcnow()
+
+
+def _queue_name(wants_gpu: bool) -> str:
+    return GPU_QUEUE if wants_gpu else EXPERIMENT_QUEUE
+
+
+def _runs_in_rq_queues(connection: redis.Redis) -> Counter:
+    """How many runs of each project sit in each RQ queue, not yet taken by a worker."""
+    job_queue = {}
+    for name in (EXPERIMENT_QUEUE, GPU_QUEUE):
+        for job_id in Queue(name, connection=connection).get_job_ids():
+            job_queue[job_id] = name
+    counts: Counter = Counter()
+    if job_queue:
+        rows = db.session.execute(
+            db.select(Experiment.project_id, Experiment.job_id).where(
+                Experiment.job_id.in_(list(job_queue)), Experiment.state == ExperimentState.QUEUED
+            )
+        ).all()
+        for project_id, job_id in rows:
+            counts[(project_id, job_queue[job_id])] += 1
+    return counts
+
+
+def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config: Config,
+               claim: bool = False) -> str | None:
+    """Put one attempt on its RQ queue: the row names its new job and is committed first,
+    then the job is enqueued (a worker never finds a job whose row does not know it; a job
+    lost between the two is put back by `requeue_lost`). With `claim`, only a row still
+    waiting (no job) is taken, so two dispatchers never hand over the same run."""
+    job_id = f"run-{int(experiment_id)}-{int(attempt)}-{secrets.token_hex(6)}"
+    condition = [Experiment.id == experiment_id, Experiment.attempt == attempt,
+                 Experiment.state == ExperimentState.QUEUED]
+    if claim:
+        condition.append(Experiment.job_id.is_(None))
+    taken = db.session.execute(
+        db.update(Experiment).where(*condition).values(job_id=job_id, dispatched_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if taken != 1:
+        return None
+    queue_for(_queue_name(wants_gpu), config).enqueue(
+        RUN_JOB,
+        experiment_id,
+        attempt,
+        job_id=job_id,
+        job_timeout=_time_limit(values, config) + JOB_TIMEOUT_MARGIN_S,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"experiment {experiment_id} attempt {attempt}",
+    )
+    return job_id
+
+
+def settle_and_dispatch(config: Config, experiment_id: int | None = None) -> None:
+    """For the worker, after a job and in its maintenance: count the run time of finished
+    runs (`experiment_id`'s, or every recent one not yet counted), then hand over the
+    waiting runs. Never raises: the worker must keep serving."""
+    from flautim.quotas import settle_usage
+
+    from .app_context import worker_app
+
+    with worker_app().app_context():
+        try:
+            settle_usage(None if experiment_id is None else [experiment_id])
+        except Exception:
+            log.exception("could not count the run time of finished experiments")
+            db.session.rollback()
+        try:
+            dispatch_waiting_runs(config)
+        except Exception:
+            log.exception("could not hand waiting experiments to the queues")
+            db.session.rollback()
+        finally:
+            db.session.remove()
 
 
 def publish_state(experiment: Experiment, config: Config | None = None) -> None:
@@ -166,6 +338,7 @@ def enqueue_dataset_inspection(dataset: Dataset, config: Config | None = None) -
 
 __all__ = [
     "DEFAULT_QUEUES", "EXPERIMENT_QUEUE", "GPU_QUEUE", "INSPECTION_QUEUE",
-    "cancel_key", "channel_for", "enqueue_dataset_inspection", "enqueue_experiment",
-    "experiment_time_limit", "publish_state", "queue_for", "redis_for", "request_cancel",
+    "cancel_key", "channel_for", "dispatch_waiting_runs", "enqueue_dataset_inspection",
+    "enqueue_experiment", "experiment_time_limit", "publish_state", "queue_for", "redis_for",
+    "request_cancel", "settle_and_dispatch",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 09:22:59.122539
+Create Date: 2026-12-01 22:59:44.306844
 
 """
 
@@ -273,6 +273,43 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_model_codes_project_id"), ["project_id"], unique=False)
 
     op.create_table(
+        "quota_overrides",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("project_id", sa.Integer(), nullable=True),
+        sa.Column("running", sa.Integer(), nullable=True),
+        sa.Column("queued", sa.Integer(), nullable=True),
+        sa.Column("storage_mb", sa.BigInteger(), nullable=True),
+        sa.Column("cpu_hours", sa.Float(), nullable=True),
+        sa.Column("gpu_hours", sa.Float(), nullable=True),
+        sa.Column("updated_by_id", sa.Integer(), nullable=True),
+        sa.Column("updated_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "(user_id IS NULL) <> (project_id IS NULL)", name=op.f("ck_quota_overrides_one_subject")
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_quota_overrides_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["updated_by_id"],
+            ["users.id"],
+            name=op.f("fk_quota_overrides_updated_by_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_quota_overrides_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_quota_overrides")),
+        sa.UniqueConstraint("project_id", name=op.f("uq_quota_overrides_project_id")),
+        sa.UniqueConstraint("user_id", name=op.f("uq_quota_overrides_user_id")),
+    )
+    op.create_table(
         "support_tickets",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -303,6 +340,7 @@ def upgrade():
         sa.Column("hyperparameter_file_id", sa.Integer(), nullable=True),
         sa.Column("cloned_from_id", sa.Integer(), nullable=True),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("submitted_by_id", sa.Integer(), nullable=True),
         sa.Column(
             "state",
             sa.Enum(
@@ -348,6 +386,7 @@ def upgrade():
         sa.Column("metrics_version", sa.BigInteger(), nullable=True),
         sa.Column("created_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("queued_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("dispatched_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("started_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -385,6 +424,12 @@ def upgrade():
             ["projects.id"],
             name=op.f("fk_experiments_project_id_projects"),
             ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["submitted_by_id"],
+            ["users.id"],
+            name=op.f("fk_experiments_submitted_by_id_users"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_experiments")),
     )
@@ -512,11 +557,52 @@ def upgrade():
             batch_op.f("ix_model_artifacts_experiment_id"), ["experiment_id"], unique=False
         )
 
+    op.create_table(
+        "run_usage",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("experiment_id", sa.Integer(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=True),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("gpu", sa.Boolean(), nullable=False),
+        sa.Column("containers", sa.Integer(), nullable=False),
+        sa.Column("wall_seconds", sa.Float(), nullable=False),
+        sa.Column("container_seconds", sa.Float(), nullable=False),
+        sa.Column("finished_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.id"],
+            name=op.f("fk_run_usage_experiment_id_experiments"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_run_usage_project_id_projects"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_run_usage_user_id_users"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_run_usage")),
+        sa.UniqueConstraint("experiment_id", "attempt", name=op.f("uq_run_usage_experiment_id")),
+    )
+    with op.batch_alter_table("run_usage", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_run_usage_project_month", ["project_id", "finished_at"], unique=False
+        )
+        batch_op.create_index("ix_run_usage_user_month", ["user_id", "finished_at"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("run_usage", schema=None) as batch_op:
+        batch_op.drop_index("ix_run_usage_user_month")
+        batch_op.drop_index("ix_run_usage_project_month")
+
+    op.drop_table("run_usage")
     with op.batch_alter_table("model_artifacts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_artifacts_experiment_id"))
 
@@ -547,6 +633,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f("ix_support_tickets_user_id"))
 
     op.drop_table("support_tickets")
+    op.drop_table("quota_overrides")
     with op.batch_alter_table("model_codes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_codes_project_id"))
         batch_op.drop_index(batch_op.f("ix_model_codes_content_hash"))

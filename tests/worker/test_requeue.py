@@ -29,11 +29,15 @@ def test_a_queued_run_whose_job_vanished_is_queued_again(app, worker_config, own
     lost = store_experiment(app, write_bundle(tmp_path / "a"), project_id, user_id, name="lost")
     fresh = store_experiment(app, write_bundle(tmp_path / "b"), project_id, user_id, name="fresh")
     alive = store_experiment(app, write_bundle(tmp_path / "c"), project_id, user_id, name="alive")
-    _set(app, lost, minutes_ago=5, job_id="job-that-redis-forgot")
-    _set(app, fresh, minutes_ago=0, job_id=None)  # being enqueued right now
+    waiting = store_experiment(app, write_bundle(tmp_path / "d"), project_id, user_id, name="waiting")
     with app.app_context():
         enqueue_experiment(db.session.get(Experiment, alive))
     _set(app, alive, minutes_ago=5)  # queued a while ago; its job still exists
+    _set(app, lost, minutes_ago=5, job_id="job-that-redis-forgot", dispatched_at=utcnow() - timedelta(minutes=5))
+    # Handed to RQ right now: its row is committed a moment before its job exists.
+    _set(app, fresh, minutes_ago=5, job_id="being-enqueued", dispatched_at=utcnow())
+    # Waiting its turn in the database (fair share): not lost, the dispatcher's to hand over.
+    _set(app, waiting, minutes_ago=5)
 
     connection = redis_for(worker_config)
     assert requeue_lost(worker_config, connection) == [lost]
@@ -43,7 +47,8 @@ def test_a_queued_run_whose_job_vanished_is_queued_again(app, worker_config, own
         assert experiment.state == ExperimentState.QUEUED
         job = Job.fetch(experiment.job_id, connection=connection)
         assert job.args == (lost, experiment.attempt)
-        assert db.session.get(Experiment, fresh).job_id is None
+        assert db.session.get(Experiment, fresh).job_id == "being-enqueued"
+        assert db.session.get(Experiment, waiting).job_id is None
     assert len(queue_for("experiments", worker_config)) == 2
     # Once queued again, the next check leaves it alone.
     assert requeue_lost(worker_config, connection) == []

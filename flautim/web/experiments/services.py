@@ -18,7 +18,7 @@ from flask import abort, current_app
 from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, select
 
-from flautim import storage
+from flautim import quotas, storage
 from flautim.models import (
     Dataset,
     Experiment,
@@ -218,6 +218,9 @@ def _read_source(upload: Upload | None, field: str):
 
 def _store(staging: Staging, row, target_for) -> None:
     """Insert `row`, move the staged folder to its id-based place, commit; undo on failure."""
+    quotas.check_can_store(
+        db.session.get(Project, row.project_id), db.session.get(User, row.created_by_id), row.size_bytes, _config()
+    )
     db.session.add(row)
     target: Path | None = None
     try:
@@ -407,7 +410,9 @@ def run_experiment(project: Project, user: User, experiment: Experiment) -> Expe
         )
     if experiment.state.is_active:
         raise UserFacingError(_("O experimento já está na fila ou em execução."))
+    quotas.check_can_queue(project, user, experiment, _config())
     experiment.transition(ExperimentState.QUEUED)
+    experiment.submitted_by_id = user.id
     experiment.summary = {}
     if experiment.hyperparameter_file is not None:
         experiment.rounds_total = _rounds_of(experiment.hyperparameter_file) or experiment.rounds_total
@@ -437,9 +442,13 @@ def cancel_experiment(project: Project, user: User, experiment: Experiment) -> E
         raise UserFacingError(_("Só é possível cancelar um experimento na fila ou em execução."))
     experiment.cancel_requested = True
     db.session.commit()
-    from flautim.worker.queue import request_cancel
+    from flautim.worker.queue import dispatch_waiting_runs, request_cancel
 
     request_cancel(experiment)
+    try:  # a run that left the queue frees its project's place: hand over the next one
+        dispatch_waiting_runs()
+    except Exception:  # the workers' maintenance will; the cancel itself is done
+        log.exception("could not hand waiting experiments to the queues after a cancel")
     db.session.refresh(experiment)
     return experiment
 
