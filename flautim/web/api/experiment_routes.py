@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from flautim.models import Experiment, ExperimentState, MetricRow, Role, db
 from flautim.web.experiments import services
+from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
 from flautim.web.uploads import UserFacingError
@@ -278,9 +279,8 @@ def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     if artifact.experiment_id != experiment.id:
         abort(404)
     path = services.artifact_file(project, artifact)
-    suffix = ".safetensors" if artifact.format == "safetensors" else ".pt"
-    # Built from ids, not the experiment's name: no user text in a header or a file name.
-    filename = f"experiment-{experiment.id}-attempt{artifact.attempt}-{artifact.kind}-round{artifact.round}{suffix}"
+    # Built from ids and a known kind, not the experiment's name: no user text in a header.
+    filename = artifact_download_name(artifact, f"experiment-{experiment.id}-attempt{{attempt}}-{{kind}}-round{{round}}")
     response = send_file(path, as_attachment=True, download_name=filename, mimetype="application/octet-stream")
     response.headers["X-Checksum-SHA256"] = artifact.sha256
     return response

@@ -109,6 +109,16 @@ def can_edit_project(membership) -> bool:
 KIND_ORDER = {"final": 0, "best": 1, "round": 2}
 
 
+def artifact_download_name(artifact, template: str) -> str:
+    """The file name a checkpoint downloads as: `template` filled with the artifact's
+    ids, round and kind, and the suffix of its format. A stored kind is not trusted (rows
+    written before the worker checked kinds may hold CR/LF, quotes, `/` or non-ASCII, and
+    the name goes into a header): a kind the runtime does not write becomes "checkpoint"."""
+    kind = artifact.kind if artifact.kind in KIND_ORDER else "checkpoint"
+    suffix = ".safetensors" if artifact.format == "safetensors" else ".pt"
+    return template.format(kind=kind, round=int(artifact.round), attempt=int(artifact.attempt)) + suffix
+
+
 def artifact_groups(artifacts: list) -> list[dict[str, Any]]:
     """One entry per (kind, round) with its formats: the final and the best first, then
     every round in order."""

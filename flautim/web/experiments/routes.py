@@ -39,7 +39,7 @@ from flautim.web.response_cache import cached_fragment, cached_page
 from flautim.web.uploads import UserFacingError
 
 from . import bp, live, services
-from .display import can_edit_project, js_labels
+from .display import artifact_download_name, can_edit_project, js_labels
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import compare_rows, curves_of
 
@@ -157,8 +157,17 @@ def asset(project_id: int, kind: str, asset_id: int):
 def download_asset(project_id: int, kind: str, asset_id: int):
     row = project_object_or_404(_asset_model(kind), asset_id, g.project)
     path = services.asset_file_path(row)
+    return send_file(path, mimetype="text/x-python", as_attachment=True, download_name=_download_name(row, path))
+
+
+def _download_name(row, path) -> str:
+    """The name a source was uploaded under, fit for a header: a multipart file name may
+    say `filename*=UTF-8''a%0D%0A.py` and be stored holding CR/LF. Accents stay (send_file
+    gives non-ASCII names as RFC 6266's filename*); control characters, quotes and
+    slashes become "_"."""
     name = getattr(row, "filename", None) or path.name
-    return send_file(path, mimetype="text/x-python", as_attachment=True, download_name=name)
+    cleaned = "".join(c if c.isprintable() and c not in '"/\\' else "_" for c in name).strip()
+    return cleaned[:200] or path.name
 
 
 @bp.post("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>/<int:asset_id>/delete")
@@ -490,8 +499,7 @@ def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     if artifact.experiment_id != experiment.id:
         abort(404)
     path = services.artifact_file(g.project, artifact)
-    suffix = ".safetensors" if artifact.format == "safetensors" else ".pt"
-    name = f"experimento-{experiment.id}-{artifact.kind}-rodada-{artifact.round}{suffix}"
+    name = artifact_download_name(artifact, f"experimento-{experiment.id}-{{kind}}-rodada-{{round}}")
     return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name)
 
 
