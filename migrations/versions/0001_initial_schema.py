@@ -56,6 +56,7 @@ def upgrade():
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_used_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", flautim.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", flautim.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"), ondelete="CASCADE"

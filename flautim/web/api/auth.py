@@ -14,7 +14,7 @@ from flautim.models import Experiment, User
 from flautim.web.projects.access import prefetch_scope, valid_id
 
 from .errors import ApiError
-from .tokens import user_and_object_for_secret, user_for_secret
+from .tokens import TokenExpired, user_and_object_for_secret, user_for_secret
 
 # Endpoints anyone may read (the API's own description).
 PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
@@ -37,7 +37,17 @@ def authenticate_request() -> None:
         raise ApiError(401, _("Envie o token no cabeçalho Authorization: Bearer <token>."), code="missing_token")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(401, _("Cabeçalho Authorization inválido: use 'Bearer <token>'."), code="invalid_token")
-    user = _authenticate(secret.strip())
+    try:
+        user = _authenticate(secret.strip())
+    except TokenExpired as exc:
+        raise ApiError(
+            401,
+            _(
+                "Este token expirou em %(when)s UTC. Crie um novo na sua conta, em Tokens de acesso.",
+                when=exc.expires_at.strftime("%Y-%m-%d %H:%M"),
+            ),
+            code="expired_token",
+        ) from None
     if user is None:
         raise ApiError(401, _("Token de acesso inválido ou revogado."), code="invalid_token")
     g.api_user = user

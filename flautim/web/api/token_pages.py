@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-from flautim.models import db
+from flautim.models import db, utcnow
 from flautim.web.audit import record as audit_record
 
 from . import tokens_bp
-from .tokens import MAX_NAME_LENGTH, create_token, revoke_token, tokens_of
+from .tokens import MAX_NAME_LENGTH, create_token, lifetime_choices, revoke_token, tokens_of
 
 
 class TokenForm(FlaskForm):
@@ -23,6 +24,19 @@ class TokenForm(FlaskForm):
         validators=[DataRequired(_l("Dê um nome ao token.")), Length(max=MAX_NAME_LENGTH)],
         description=_l("Para lembrar onde ele é usado, por exemplo: notebook do laboratório."),
     )
+    days = SelectField(
+        _l("Validade"),
+        coerce=int,
+        description=_l("Depois disso o token deixa de funcionar e você cria outro."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.days.choices = [
+            (n, ngettext("%(num)d dia", "%(num)d dias", n)) for n in lifetime_choices()
+        ]
+        if self.days.data is None:
+            self.days.data = current_app.extensions["flautim_config"].API_TOKEN_DEFAULT_DAYS
 
 
 class RevokeForm(FlaskForm):
@@ -33,7 +47,12 @@ def tokens_for_current_user() -> dict:
     """What `api/_tokens.html` needs, for any page that includes it."""
     if not current_user.is_authenticated:
         return {"tokens": [], "form": None, "revoke_form": None}
-    return {"tokens": tokens_of(current_user), "form": TokenForm(), "revoke_form": RevokeForm()}
+    return {
+        "tokens": tokens_of(current_user),
+        "form": TokenForm(),
+        "revoke_form": RevokeForm(),
+        "now": utcnow(),
+    }
 
 
 def _back() -> str:
@@ -56,8 +75,11 @@ def create():
     form = TokenForm()
     if not form.validate_on_submit():
         return render_template("api/tokens.html", token_form=form), 400
-    token, secret = create_token(current_user, form.name.data)
-    audit_record("api_token.create", target=f"token:{token.id}", name=token.name)
+    token, secret = create_token(current_user, form.name.data, days=form.days.data)
+    audit_record(
+        "api_token.create", target=f"token:{token.id}", name=token.name,
+        expires_at=token.expires_at.isoformat(),
+    )
     db.session.commit()
     # The secret is rendered in this response only: never flashed (the session cookie is
     # signed, not encrypted) and never stored.

@@ -91,12 +91,19 @@ class ForgotPasswordForm(FlaskForm):
     email = email_field(_l("Email da conta"))
 
 
+def revoke_tokens_field() -> BooleanField:
+    # On by default: a password changed because it may have leaked should take the API
+    # tokens made with it along.
+    return BooleanField(_l("Revogar também todos os meus tokens de acesso à API"), default=True)
+
+
 class ResetPasswordForm(_NewPasswordMixin, FlaskForm):
     password = PasswordField(_l("Nova senha"), validators=[DataRequired(message=_l("Escolha uma senha."))])
     confirm = PasswordField(
         _l("Repita a nova senha"),
         validators=[EqualTo("password", message=_l("As duas senhas não são iguais."))],
     )
+    revoke_tokens = revoke_tokens_field()
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -137,6 +144,7 @@ class PasswordChangeForm(_NewPasswordMixin, FlaskForm):
         _l("Repita a nova senha"),
         validators=[EqualTo("password", message=_l("As duas senhas não são iguais."))],
     )
+    revoke_tokens = revoke_tokens_field()
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

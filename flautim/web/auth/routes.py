@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
 from flautim.models import User, db, utcnow
+from flautim.web import audit
+from flautim.web.api.tokens import revoke_all_tokens
 from flautim.web.extensions import limiter
 
 from . import bp
@@ -35,6 +38,7 @@ from .forms import (
 )
 from .passwords import hash_password, needs_rehash, verify_password
 from .redirects import next_or, safe_next
+from .signup_policy import count_signup, invitation_for_signup, invitation_only, signup_budget_spent
 from .tokens import (
     TokenError,
     email_change_for_token,
@@ -70,23 +74,43 @@ def _user_by_email(email: str) -> User | None:
 def signup():
     if current_user.is_authenticated:
         return redirect(next_or("main.index"))
+    invitation = None
+    if invitation_only():
+        invitation, refusal = invitation_for_signup(safe_next(request.values.get("next")))
+        if refusal:
+            return render_template("auth/signup_closed.html", message=refusal), 403
     form = SignupForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next")) or ""
         form.email.data = (request.args.get("email") or "").strip().lower()[:254] or None
+    error, status = None, 200
     if form.validate_on_submit():
-        try:
-            user = create_account(form.name.data, form.email.data, form.password.data)
-        except EmailTaken:
-            form.email.errors.append(_("Já existe uma conta com este email. Entre ou redefina a senha."))
+        if invitation is not None and form.email.data != invitation.email.lower():
+            form.email.errors.append(
+                _("O convite foi enviado para %(email)s: crie a conta com este email.", email=invitation.email)
+            )
+        elif signup_budget_spent():
+            error, status = (
+                _(
+                    "Já foram criadas muitas contas a partir do seu endereço de rede. Tente de novo "
+                    "mais tarde ou fale com o suporte."
+                ),
+                429,
+            )
         else:
-            user.locale = _session_locale()
-            user.last_login_at = utcnow()
-            db.session.commit()
-            login_user(user)
-            flash(_("Bem-vindo(a) ao Flautim, %(name)s!", name=user.name), "success")
-            return redirect(safe_next(form.next.data) or url_for("main.index"))
-    return render_template("auth/signup.html", form=form)
+            try:
+                user = create_account(form.name.data, form.email.data, form.password.data)
+            except EmailTaken:
+                form.email.errors.append(_("Já existe uma conta com este email. Entre ou redefina a senha."))
+            else:
+                user.locale = _session_locale()
+                user.last_login_at = utcnow()
+                db.session.commit()
+                count_signup()
+                login_user(user)
+                flash(_("Bem-vindo(a) ao Flautim, %(name)s!", name=user.name), "success")
+                return redirect(safe_next(form.next.data) or url_for("main.index"))
+    return render_template("auth/signup.html", form=form, error=error), status
 
 
 def _session_locale() -> str | None:
@@ -158,11 +182,35 @@ def reset_password(token: str):
     form = ResetPasswordForm(user=user)
     if form.validate_on_submit():
         set_password(user, form.password.data)
+        revoked = _revoke_api_tokens(user, form.revoke_tokens.data, "password_reset")
         db.session.commit()
         logout_user()
         flash(_("Senha alterada. Entre com a nova senha."), "success")
+        _flash_revoked(revoked)
         return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form, user=user)
+
+
+def _revoke_api_tokens(user: User, wanted: bool, reason: str) -> int:
+    """With a new password, the API tokens go too unless the user unticked the box."""
+    if not wanted:
+        return 0
+    revoked = revoke_all_tokens(user)
+    if revoked:
+        audit.record("api_token.revoke_all", target=f"user:{user.id}", count=revoked, reason=reason)
+    return revoked
+
+
+def _flash_revoked(revoked: int) -> None:
+    if revoked:
+        flash(
+            ngettext(
+                "%(num)d token de acesso à API foi revogado.",
+                "%(num)d tokens de acesso à API foram revogados.",
+                revoked,
+            ),
+            "info",
+        )
 
 
 # --- the account page -------------------------------------------------------------------
@@ -273,10 +321,12 @@ def change_password():
         else:
             user = current_user._get_current_object()
             set_password(user, form.password.data)
+            revoked = _revoke_api_tokens(user, form.revoke_tokens.data, "password_change")
             db.session.commit()
             # The epoch moved: re-login this session so only the *other* sessions end.
             login_user(user, remember="remember_token" in request.cookies)
             flash(_("Senha alterada. As outras sessões abertas foram encerradas."), "success")
+            _flash_revoked(revoked)
             return redirect(url_for("auth.account"))
     return _render_account(400, password_form=form)
 
