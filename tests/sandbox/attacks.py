@@ -131,3 +131,76 @@ if _os.environ.get("FLAUTIM_ROLE") == "server":
     print("@flautim-event {not json", flush=True)
     print('@flautim-event {"v": 99, "type": "metric"}', flush=True)
 '''
+
+# Every planted-path trick at every point where the worker touches a folder the sandbox can
+# write. Needs VICTIM_FILE and VICTIM_DIR (another tenant's stored file and folder, host
+# paths) defined before it. Prints `PLANT <role> <trick> done|blocked <error>`.
+PLANTED_PATHS = '''
+import json as _json, os as _os, time as _time
+
+_ROLE = _os.environ.get("FLAUTIM_ROLE", "?")
+
+
+def _plant(name, attempt):
+    try:
+        attempt()
+        print(f"PLANT {_ROLE} {name} done", flush=True)
+    except Exception as exc:
+        print(f"PLANT {_ROLE} {name} blocked {type(exc).__name__}", flush=True)
+
+
+def _swap(folder):
+    _os.rename(folder, folder + ".old")
+    _os.symlink(VICTIM_DIR, folder)
+
+
+def _event(**fields):
+    print("@flautim-event " + _json.dumps({"v": 1, "ts": _time.time(), **fields}), flush=True)
+
+
+_FIRST = not _os.environ.get("PLANTED")  # imported from dataset.py and api.py alike
+_os.environ["PLANTED"] = "1"
+
+if _FIRST and _ROLE == "prepare":
+    # Where the worker once wrote its marker, links to a host file; FIFOs to block it; links
+    # for its cleanup to follow; the partition folders swapped for links before the clients'
+    # containers mount them; the worker's own control folder.
+    for _part in sorted(_os.listdir("/work")):
+        _dir = "/work/" + _part
+        for _name in (".prepared", "prepared"):
+            _plant(f"link-{_part}-{_name}", lambda: _os.symlink(VICTIM_FILE, f"{_dir}/{_name}"))
+        _plant(f"fifo-{_part}", lambda: _os.mkfifo(f"{_dir}/.fifo"))
+        _plant(f"escape-{_part}", lambda: _os.symlink(VICTIM_DIR, f"{_dir}/escape"))
+        _plant(f"swap-{_part}", lambda: _swap(_dir))
+    _plant("write-ctl", lambda: open("/ctl/prepared", "w").close())
+    _plant("mkdir-ctl", lambda: _os.makedirs("/ctl"))
+
+if _FIRST and _ROLE == "server":
+    _plant("write-ctl", lambda: open("/ctl/prepared", "w").close())
+    _os.makedirs("/out/checkpoints", exist_ok=True)
+    with open("/out/checkpoints/real.pt", "wb") as _f:
+        _f.write(b"weights" * 100)
+    _plant("fifo-checkpoint", lambda: _os.mkfifo("/out/checkpoints/fifo.pt"))
+    _plant("link-checkpoint", lambda: _os.symlink(VICTIM_FILE, "/out/checkpoints/victim.pt"))
+    _plant("escape-out", lambda: _os.symlink(VICTIM_DIR, "/out/escape"))
+    for _kind, _round, _file in (
+        ("../../../../../../../../pwned", 1, "checkpoints/real.pt"),
+        ("round\\r\\nSet-Cookie: pwned=1", 1, "checkpoints/real.pt"),
+        ("round", 10**30, "checkpoints/real.pt"),
+        ("final", 1, "checkpoints/fifo.pt"),
+        ("final", 1, "checkpoints/victim.pt"),
+        ("best", 1, "escape/dataset.py"),
+    ):
+        _event(type="checkpoint", round=_round, kind=_kind, files={"pytorch": _file}, metrics={})
+    # Events past their cap, values Python or the database refuse.
+    for _i in range(700):
+        _event(type="metric", round=1, name=f"m{_i}", value=_i, source="server")
+    print("@flautim-event " + "[" * 100_000 + "]" * 100_000, flush=True)
+    _event(type="metric", round=1, name="huge", value=10**400, source="server")
+    _event(type="metric", round=2**40, name="far", value=1.0, source="server")
+    # A flood of empty files (once hidden past 200,000 entries): the run is stopped for it.
+    _os.makedirs("/out/flood", exist_ok=True)
+    for _i in range(3_500):
+        open(f"/out/flood/{_i}", "w").close()
+    _time.sleep(30)
+'''
