@@ -120,7 +120,10 @@ def _make_victim(app, make_user, make_project) -> Victim:
                 expires_at=now + timedelta(days=1),
             ),
             m.AuditEvent(project_id=pid, actor_id=owner, action="project.created", target="Victim project"),
-            m.ApiToken(user_id=owner, name="t", prefix="flt_victim", token_hash=hashlib.sha256(b"victim-token").hexdigest()),
+            m.ApiToken(
+                user_id=owner, name="t", prefix="flt_victim",
+                token_hash=hashlib.sha256(b"victim-token").hexdigest(), expires_at=now + timedelta(days=1),
+            ),
         ]
         ticket = m.SupportTicket(user_id=owner, subject="help")
         db.session.add_all([*rows, ticket])
