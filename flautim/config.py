@@ -161,6 +161,14 @@ class Config:
     # database and are handed over round-robin, the project least recently served first.
     FAIR_SHARE_DISPATCH_PER_PROJECT: int = 1
 
+    # --- Live pages: streams and what a page loads (flautim/web/experiments/live.py) ----
+    # Live streams (Server-Sent Events) one user may hold open at once, across every web
+    # process; one more is answered 429.
+    STREAMS_PER_USER: int = 8
+    # How often an open stream checks that its viewer may still see the project (member,
+    # account active): a removed member stops receiving within about this many seconds.
+    STREAM_RECHECK_S: float = 5.0
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Config:
         """Defaults, then `FLAUTIM_*` variables, then explicit keyword overrides."""

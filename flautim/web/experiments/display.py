@@ -167,6 +167,8 @@ def _translate_js_labels() -> dict[str, str]:
         "method": _("método"),
         "lines": _("linhas"),
         "reconnecting": _("conexão perdida, reconectando…"),
+        "revoked": _("Você não tem mais acesso a este projeto: a atualização ao vivo foi encerrada."),
+        "closed": _("Atualização ao vivo encerrada (abas demais abertas, ou o acesso mudou). Recarregue a página."),
     }
     for state in ("draft", "queued", "preparing", "running", "succeeded", "failed", "cancelled", "timed_out"):
         labels[f"state_{state}"] = state_label(state)

@@ -7,17 +7,24 @@ Logs and events are two tables with two id sequences, so the SSE `id:` is the pa
 
 No gaps, no duplicates: the stream subscribes to the channel *before* it catches up from the
 database, then follows the channel and drops any row whose id it has already sent.
-No idle DB connection: the database is used only during catch-up (inside its own app
-context, which returns the connection to the pool); following needs only Redis. A stream
-ends after `max_seconds` (the browser reconnects on its own), so a threaded server or
-gunicorn's gthread workers never have a thread parked forever.
+No idle DB connection: the database is used only during catch-up and for the periodic
+access re-check (each inside its own app context, which returns the connection to the
+pool); following needs only Redis. A stream ends after `max_seconds` (the browser
+reconnects on its own), so a threaded server or gunicorn's gthread workers never have a
+thread parked forever.
+
+Bounded per user: each open stream holds a slot (`StreamSlots`, in Redis, so every web
+process counts the same streams), and re-checks every few seconds that its viewer is
+still a member of the project: a removed member's stream ends with `end {"revoked": true}`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,9 +32,11 @@ from typing import Any
 import orjson
 from flask import Flask
 
-from flautim.models import Experiment, ExperimentEvent, LogRecord, db
+from flautim.models import Experiment, ExperimentEvent, LogRecord, Membership, User, db
 
 from . import services
+
+log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "flautim:experiment:"
 PING_EVERY_S = 15.0
@@ -38,6 +47,74 @@ BATCH = 1000
 
 def channel_for(experiment_id: int) -> str:
     return f"{CHANNEL_PREFIX}{int(experiment_id)}"
+
+
+class StreamSlots:
+    """The live streams one user holds open, counted in Redis across every web process: a
+    sorted set of stream tokens scored by when each one's lease ends. A stream renews its
+    lease as it re-checks access and gives its slot back when it closes; one whose process
+    died drops out when its lease ends."""
+
+    KEY_PREFIX = "flautim:streams:user:"
+
+    def __init__(self, redis_client, user_id: int, limit: int, lease_s: float) -> None:
+        self.redis = redis_client
+        self.key = f"{self.KEY_PREFIX}{int(user_id)}"
+        self.limit = limit
+        self.lease_s = lease_s
+
+    def acquire(self) -> str | None:
+        """A token for a new stream, or None when the user already holds `limit`. Two
+        racing for the last slot may both be refused, never both admitted."""
+        now = time.time()
+        token = secrets.token_hex(8)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(self.key, "-inf", now)
+        pipe.zadd(self.key, {token: now + self.lease_s})
+        pipe.zcard(self.key)
+        pipe.expire(self.key, int(self.lease_s) + 1)
+        count = pipe.execute()[2]
+        if count > self.limit:
+            self.redis.zrem(self.key, token)
+            return None
+        return token
+
+    def renew(self, token: str) -> None:
+        self.redis.zadd(self.key, {token: time.time() + self.lease_s}, xx=True)
+        self.redis.expire(self.key, int(self.lease_s) + 1)
+
+    def release(self, token: str) -> None:
+        self.redis.zrem(self.key, token)
+
+
+ACCESS_QUERY = (
+    db.select(Membership.id)
+    .join(User, User.id == Membership.user_id)
+    .join(Experiment, Experiment.project_id == Membership.project_id)
+    .where(
+        Membership.user_id == db.bindparam("user_id"),
+        Membership.project_id == db.bindparam("project_id"),
+        Experiment.id == db.bindparam("experiment_id"),
+        User.active.is_(True),
+    )
+    .limit(1)
+)
+
+
+def viewer_may_watch(app: Flask, user_id: int, project_id: int, experiment_id: int) -> bool:
+    """Whether the user is still an active member of the experiment's project (any role
+    may watch). A database error counts as no: the browser reconnects, and the page's own
+    access check answers then."""
+    with app.app_context():
+        try:
+            return db.session.execute(
+                ACCESS_QUERY, {"user_id": user_id, "project_id": project_id, "experiment_id": experiment_id}
+            ).first() is not None
+        except Exception:
+            log.exception("stream access re-check failed (user %s, experiment %s)", user_id, experiment_id)
+            return False
+        finally:
+            db.session.remove()
 
 
 @dataclass
@@ -175,8 +252,11 @@ def stream(
     cursor: Cursor,
     max_seconds: float = 300.0,
     poll_s: float = 0.5,
+    still_allowed: Callable[[], bool] | None = None,
+    recheck_s: float = 5.0,
 ) -> Iterator[str]:
-    """The SSE body for one browser connection."""
+    """The SSE body for one browser connection. `still_allowed` is asked every `recheck_s`
+    seconds; once it says no, the stream ends with `end {"revoked": true}`."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     try:
         pubsub.subscribe(channel_for(experiment_id))
@@ -188,10 +268,15 @@ def stream(
         if state["state"] in ("succeeded", "failed", "cancelled", "timed_out", "draft"):
             yield sse("end", {"state": state["state"]}, cursor)
             return
-        started = last_write = time.monotonic()
+        started = last_write = last_check = time.monotonic()
         while time.monotonic() - started < max_seconds:
-            message = pubsub.get_message(timeout=poll_s)
+            message = pubsub.get_message(timeout=min(poll_s, recheck_s))
             now = time.monotonic()
+            if still_allowed is not None and now - last_check >= recheck_s:
+                last_check = now
+                if not still_allowed():
+                    yield sse("end", {"revoked": True}, cursor)
+                    return
             if message is None:
                 if now - last_write >= PING_EVERY_S:
                     last_write = now

@@ -447,18 +447,46 @@ def stream(project_id: int, experiment_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
     cursor = live.Cursor.parse(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     app = current_app._get_current_object()
-    client = redis_connection.connect(app.extensions["flautim_config"])
-    exp_id = experiment.id
+    config = app.extensions["flautim_config"]
+    client = redis_connection.connect(config)
+    exp_id, user_id = experiment.id, current_user.id
+    # A lease outlives a few re-checks (which renew it) and a slow catch-up.
+    slots = live.StreamSlots(client, user_id, config.STREAMS_PER_USER, lease_s=max(30.0, 3 * config.STREAM_RECHECK_S))
+    token = slots.acquire()
+    if token is None:
+        client.close()
+        message = _(
+            "Você já tem %(n)d atualizações ao vivo abertas. Feche algumas abas e recarregue a página.",
+            n=config.STREAMS_PER_USER,
+        )
+        return Response(message, status=429, mimetype="text/plain", headers={"Retry-After": "30"})
     # Give the request's DB connection back before the long response starts.
     db.session.remove()
 
+    def still_allowed() -> bool:
+        slots.renew(token)
+        return live.viewer_may_watch(app, user_id, project_id, exp_id)
+
+    closed = []
+
+    def close() -> None:
+        # Once: both the body's end and the response's close (a body never started) call it.
+        if not closed:
+            closed.append(True)
+            try:
+                slots.release(token)
+            finally:
+                client.close()
+
     def body():
         try:
-            yield from live.stream(app, client, exp_id, cursor)
+            yield from live.stream(app, client, exp_id, cursor, still_allowed=still_allowed,
+                                   recheck_s=config.STREAM_RECHECK_S)
         finally:
-            client.close()
+            close()
 
     response = Response(body(), mimetype="text/event-stream")
+    response.call_on_close(close)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response

@@ -314,6 +314,7 @@
       es.close();
       root.setAttribute("data-live", "ended");
       var d = JSON.parse(m.data);
+      if (d.revoked) { status.textContent = L("revoked", "acesso encerrado"); return; }
       refreshModels();
       // A run that ended while we watched (or a new attempt): reload for the right buttons.
       if (d.reload || (TERMINAL.indexOf(initialState) < 0 && TERMINAL.indexOf(d.state) >= 0 && initialState !== "draft")) {
@@ -322,7 +323,8 @@
     });
     es.addEventListener("error", function () {
       if (!caughtUp) { caughtUp = true; refreshModels(); }  // no stream: still show the models
-      if (es.readyState === EventSource.CLOSED) return;
+      // Closed for good: refused (too many open streams: 429) or no longer allowed (404).
+      if (es.readyState === EventSource.CLOSED) { root.setAttribute("data-live", "closed"); status.textContent = L("closed", "atualização ao vivo encerrada"); return; }
       root.setAttribute("data-live", "reconnecting");
       status.textContent = L("reconnecting", "reconectando…");
     });
