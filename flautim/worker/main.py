@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 import time
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from flautim.config import Config
 from flautim.redis_connection import redis_url
 
 from .app_context import current_config, use_config, worker_app
-from .heartbeat import is_alive
+from .heartbeat import MIN_TTL_S, heartbeat_key, is_alive
 from .queue import (
     DEFAULT_QUEUES,
     GPU_QUEUE,
@@ -27,10 +28,12 @@ from .queue import (
 )
 
 log = logging.getLogger(__name__)
-# How often a worker looks for queued experiments whose jobs Redis lost, and how old such
-# an experiment must be.
-MAINTENANCE_INTERVAL_S = 60
+# How old a queued experiment must be before its missing job counts as lost (the worker's
+# maintenance looks every WORKER_MAINTENANCE_INTERVAL_S).
 LOST_AFTER_S = 30.0
+# A queued run whose job failed before it started (the database was away, a bug) is queued
+# again this many times; then the experiment fails with the reason.
+MAX_REQUEUES = 3
 
 
 def default_queues(config: Config) -> list[str]:
@@ -58,13 +61,28 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
     requeue_lost(config, connection)
     replenish_pool(config)
     worker = FlautimWorker(
-        queues or default_queues(config), connection=connection, maintenance_interval=MAINTENANCE_INTERVAL_S
+        queues or default_queues(config), connection=connection, maintenance_interval=config.WORKER_MAINTENANCE_INTERVAL_S
     )
+    # A long-lived worker adopts what a killed work horse leaves running (the local
+    # sandbox's processes) so it can end them; a burst run inside another program (tests,
+    # scripts) must not, as that program's other children would look like orphans.
+    worker.adopts_orphans = not burst and adopt_orphans()
     worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
 
 
 class FlautimWorker(Worker):
-    """RQ's worker whose periodic maintenance also puts back runs that Redis lost."""
+    """RQ's worker whose periodic maintenance also puts back runs that Redis lost and
+    reaps runs whose work horse died, and which cleans up at once after its own horse is
+    killed (SIGKILL, the OOM killer) while it survives."""
+
+    adopts_orphans = False
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ does maintenance only between jobs and when a wait for one times out, which is
+        # worker_ttl - 15 s (405 s by default): an idle worker waits no longer than the
+        # maintenance interval, so a dead run is reaped within about a minute.
+        return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
@@ -72,6 +90,12 @@ class FlautimWorker(Worker):
             requeue_lost(current_config(), self.connection)
         except Exception:  # maintenance must never stop the worker
             log.exception("could not check for lost queued experiments")
+        try:
+            reap_orphans(current_config(), self.connection)
+        except Exception:
+            log.exception("could not look for orphaned runs")
+        if self.adopts_orphans:
+            end_adopted_processes()
         settle_and_dispatch(current_config())
         replenish_pool(current_config())
 
@@ -83,6 +107,27 @@ class FlautimWorker(Worker):
         finally:
             # Count the run's time (even when its work horse died) and hand over the next.
             settle_and_dispatch(current_config(), job.args[0] if job.func_name == RUN_JOB and job.args else None)
+
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        from .queue import RUN_JOB
+
+        if job.func_name != RUN_JOB or len(job.args) < 2:
+            return
+        how = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
+        if self.adopts_orphans:
+            ended = end_adopted_processes()
+            if ended:
+                log.warning("ended %d processes the killed work horse left running: %s", len(ended), ended)
+        try:
+            reap_run(
+                current_config(), self.connection, int(job.args[0]), int(job.args[1]),
+                f"the worker process running this experiment was killed ({how}; the host may "
+                "have run out of memory, or it was stopped); what it had started was removed. Run it again.",
+            )
+        except Exception:  # the periodic reaper retries
+            log.exception("could not clean up after the killed work horse of job %s", job.id)
 
 
 def replenish_pool(config: Config) -> None:
@@ -99,13 +144,12 @@ def replenish_pool(config: Config) -> None:
 
 def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOST_AFTER_S) -> list[int]:
     """Queue again the experiments that are "queued" in the database but whose RQ job is
-    gone (a Redis restart without persistence empties the queues); returns their ids.
+    gone (a Redis restart without persistence empties the queues) or failed before it could
+    start the run (the database was away when the work horse read the row); returns their ids.
 
     Only runs queued `min_age_s` ago or more: a run being enqueued right now has its state
-    committed a moment before its job exists. A job that exists in any status is left alone.
+    committed a moment before its job exists. A job waiting or running is left alone.
     """
-    from rq.job import Job
-
     from flautim.models import Experiment, ExperimentState, db, utcnow
 
     cutoff = utcnow() - timedelta(seconds=min_age_s)
@@ -122,23 +166,72 @@ def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOS
             )
         ).scalars().all()
         for experiment in waiting:
-            if experiment.job_id and Job.exists(experiment.job_id, connection=connection):
+            status = _job_status(experiment.job_id, connection)
+            if status is not None and status not in DEAD_JOB_STATUSES:
+                continue
+            if status is not None and not _may_requeue(experiment, connection, config):
                 continue
             enqueue_experiment(experiment, config)
             requeued.append(experiment.id)
         db.session.remove()
     if requeued:
-        log.warning("queued again experiments whose jobs Redis lost: %s", requeued)
+        log.warning("queued again experiments whose jobs were lost or failed before starting: %s", requeued)
     return requeued
 
 
-def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float = 6.0) -> list[int]:
+# RQ job states in which a job will never run its experiment. A queued experiment whose job
+# is in one never started (the job's first step moves it out of "queued"): the job failed
+# early (e.g. the database was down), or its horse was killed before it began.
+DEAD_JOB_STATUSES = {"failed", "stopped", "canceled"}
+
+
+def _job_status(job_id: str | None, connection: redis.Redis) -> str | None:
+    """The RQ status of `job_id`, None when the job is gone (or never existed)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    if not job_id:
+        return None
+    try:
+        status = Job.fetch(job_id, connection=connection).get_status(refresh=False)
+    except NoSuchJobError:
+        return None
+    return str(getattr(status, "value", status)) if status is not None else None
+
+
+def _may_requeue(experiment, connection: redis.Redis, config: Config) -> bool:
+    """Count one more requeue of this attempt's failed job; past MAX_REQUEUES fail the
+    experiment instead (a job that fails every time would loop for ever)."""
+    from flautim.models import ExperimentState, FailureKind, db
+
+    key = f"flautim:requeues:{int(experiment.id)}:{int(experiment.attempt)}"
+    count = connection.incr(key)
+    connection.expire(key, 7 * 24 * 3600)
+    if count <= MAX_REQUEUES:
+        return True
+    if experiment.transition_if(ExperimentState.QUEUED, ExperimentState.FAILED):
+        experiment.failure_kind = FailureKind.INFRASTRUCTURE
+        experiment.failure_reason = (
+            f"the worker could not start this run ({MAX_REQUEUES} tries failed); see the worker's "
+            "log for the error. Run it again later."
+        )
+    db.session.commit()
+    publish_state(experiment, config)
+    return False
+
+
+def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float | None = None) -> list[int]:
     """Remove leftover containers of dead runs and fail their experiments (infrastructure).
 
-    A run is dead when its heartbeat key is missing twice, `recheck_after_s` apart (a live
-    job rewrites it every 5 s, also after a Redis restart). Returns the failed ids.
+    A run is dead when its heartbeat key is missing twice, `recheck_after_s` apart (by
+    default a little more than the heartbeat's interval: a live job's heartbeat thread
+    rewrites the key that often, also after a Redis restart emptied it). Runs at worker
+    start and in every maintenance. Returns the failed ids.
     """
-    from flautim.models import Experiment, ExperimentState, FailureKind, db
+    from flautim.models import Experiment, ExperimentState, db
+
+    if recheck_after_s is None:
+        recheck_after_s = heartbeat_interval_s(config) + 2
 
     def alive(experiment_id: int, attempt: int) -> bool:
         try:
@@ -159,37 +252,127 @@ def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float
         time.sleep(recheck_after_s)
         suspects = [(i, a) for i, a in suspects if not alive(i, a)]
 
-    if config.SANDBOX_BACKEND == "docker":
+    _remove_containers(config, alive)
+    failed = _fail_runs(
+        config, suspects,
+        "the worker running this experiment stopped unexpectedly (its heartbeat "
+        "vanished); the run's leftovers were removed. Run it again.",
+    )
+    if failed:
+        log.warning("reaper failed orphaned experiments %s", failed)
+    return failed
+
+
+def reap_run(config: Config, connection: redis.Redis, experiment_id: int, attempt: int, reason: str) -> bool:
+    """Clean up after one run whose work horse is known dead: its heartbeat, its containers
+    and network, and its experiment (failed with `reason` if still preparing or running)."""
+    try:
+        connection.delete(heartbeat_key(experiment_id, attempt))
+    except redis.RedisError:
+        pass
+    _remove_containers(config, lambda e, a: (e, a) != (experiment_id, attempt))
+    return bool(_fail_runs(config, [(experiment_id, attempt)], reason))
+
+
+# Linux's prctl option making a process the parent of its descendants' orphans.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Make this process adopt the orphans of its descendants (Linux only), so processes a
+    killed work horse started are its children and can be ended and reaped. False if not."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The pids whose parent is `pid`, read from /proc."""
+    children = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            import docker
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return children
 
-            from flautim.sandbox.reaper import reap_containers
 
-            removed = reap_containers(docker.from_env(timeout=60), alive)
-            if removed:
-                log.warning("reaper removed %s", ", ".join(removed))
-        except Exception:
-            log.exception("reaper could not reach Docker")
+def end_adopted_processes(wait_s: float = 5.0) -> list[int]:
+    """Kill (with their process groups) and reap this worker's children. Called only while
+    it has no work horse: every child then is an orphan a dead horse left behind."""
+    import signal
+
+    me, my_group = os.getpid(), os.getpgrp()
+    ended = child_pids(me)
+    for pid in ended:
+        try:
+            group = os.getpgid(pid)
+            if group != my_group:
+                os.killpg(group, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            log.warning("could not end process %s", pid)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.05)
+    return ended
+
+
+def heartbeat_interval_s(config: Config) -> float:
+    return max(MIN_TTL_S, int(config.WORKER_HEARTBEAT_TTL_S)) / 3
+
+
+def _remove_containers(config: Config, alive) -> None:
+    """Remove the containers and networks of runs for which `alive(id, attempt)` is False."""
+    if config.SANDBOX_BACKEND != "docker":
+        return
+    try:
+        import docker
+
+        from flautim.sandbox.reaper import reap_containers
+
+        removed = reap_containers(docker.from_env(timeout=60), alive)
+        if removed:
+            log.warning("reaper removed %s", ", ".join(removed))
+    except Exception:
+        log.exception("reaper could not reach Docker")
+
+
+def _fail_runs(config: Config, runs, reason: str) -> list[int]:
+    """Fail (infrastructure) each (experiment, attempt) still preparing or running."""
+    from flautim.models import Experiment, ExperimentState, FailureKind, db
 
     failed = []
-    with app.app_context():
-        for experiment_id, attempt in suspects:
+    with worker_app().app_context():
+        for experiment_id, attempt in runs:
             experiment = db.session.get(Experiment, experiment_id)
-            if experiment is None or experiment.attempt != attempt or not experiment.state.is_active:
+            if experiment is None or experiment.attempt != attempt:
                 continue
-            if experiment.state == ExperimentState.QUEUED:
+            if experiment.state not in (ExperimentState.PREPARING, ExperimentState.RUNNING):
                 continue
-            experiment.fail(
-                FailureKind.INFRASTRUCTURE,
-                "the worker running this experiment stopped unexpectedly (its heartbeat "
-                "vanished); the run's leftovers were removed. Run it again.",
-            )
+            experiment.fail(FailureKind.INFRASTRUCTURE, reason)
             db.session.commit()
             publish_state(experiment, config)
             failed.append(experiment_id)
         db.session.remove()
-    if failed:
-        log.warning("reaper failed orphaned experiments %s", failed)
     return failed
 
 
