@@ -241,6 +241,32 @@ def usage_for(scope: str, subject_id: int, now: datetime | None = None) -> Usage
     return Usage(running, queued, storage_bytes(scope, subject_id), cpu, gpu)
 
 
+@dataclass(frozen=True)
+class UsageLine:
+    """One limit as pages show it: what is used and the limit, both formatted."""
+
+    name: str  # one of SETTINGS
+    used: str
+    limit: str | None  # None: no limit
+    full: bool
+
+
+def usage_lines(limits: Limits, usage: Usage) -> list[UsageLine]:
+    """The five limits of a user or project beside their usage, for the pages."""
+
+    def line(name, used, limit, fmt):
+        return UsageLine(name, fmt(used), None if limit is None else fmt(limit), limit is not None and used >= limit)
+
+    count = str
+    return [
+        line("running", usage.running, limits.running, count),
+        line("queued", usage.queued, limits.queued, count),
+        line("storage_mb", usage.storage_bytes, limits.storage_bytes, format_bytes),
+        line("cpu_hours", usage.cpu_seconds, limits.cpu_seconds, format_hours),
+        line("gpu_hours", usage.gpu_seconds, limits.gpu_seconds, format_hours),
+    ]
+
+
 # --- what a run costs -------------------------------------------------------------------
 
 def _values(experiment_values) -> dict:
@@ -329,8 +355,8 @@ def format_hours(seconds: float) -> str:
 
 def _who(scope: str, project: Project | None) -> str:
     if scope == PROJECT and project is not None:
-        return _("o projeto “%(name)s”", name=project.name)
-    return _("a sua conta")
+        return _("projeto “%(name)s”", name=project.name)
+    return _("sua conta")
 
 
 def _storage_hint() -> str:
@@ -355,7 +381,7 @@ def check_can_queue(project: Project, user: User, experiment: Experiment, config
         who = _who(scope, project)
         if limits.queued is not None and usage.queued + 1 > limits.queued:
             raise QuotaExceeded(
-                _("Limite de experimentos na fila atingido para %(who)s: %(used)d de %(limit)d.",
+                _("Limite de experimentos na fila atingido (%(who)s): %(used)d de %(limit)d.",
                   who=who, used=usage.queued, limit=limits.queued),
                 hint=_("Espere algum terminar ou cancele um da fila. Um administrador pode aumentar o limite."),
             )
@@ -363,14 +389,14 @@ def check_can_queue(project: Project, user: User, experiment: Experiment, config
         if budget is not None and usage.run_seconds(gpu) >= budget:
             kind = _("tempo de GPU") if gpu else _("tempo de CPU")
             raise QuotaExceeded(
-                _("Orçamento mensal de %(kind)s esgotado para %(who)s: %(used)s h usadas de %(limit)s h "
+                _("Orçamento mensal de %(kind)s esgotado (%(who)s): %(used)s h usadas de %(limit)s h "
                   "(horas de execução × contêineres).",
                   kind=kind, who=who, used=format_hours(usage.run_seconds(gpu)), limit=format_hours(budget)),
                 hint=_("O orçamento renova no dia 1º de cada mês (UTC). Um administrador pode aumentá-lo."),
             )
         if limits.storage_bytes is not None and usage.storage_bytes >= limits.storage_bytes:
             raise QuotaExceeded(
-                _("Armazenamento cheio para %(who)s: %(used)s usados de %(limit)s; um experimento grava modelos.",
+                _("Armazenamento cheio (%(who)s): %(used)s usados de %(limit)s; um experimento grava modelos.",
                   who=who, used=format_bytes(usage.storage_bytes), limit=format_bytes(limits.storage_bytes)),
                 hint=_storage_hint(),
             )
@@ -386,7 +412,7 @@ def check_can_store(project: Project, user: User | None, new_bytes: int, config:
         used = storage_bytes(scope, subject_id)
         if used + new_bytes > limit:
             raise QuotaExceeded(
-                _("Este envio (%(size)s) passaria do limite de armazenamento de %(who)s: %(used)s usados de "
+                _("Este envio (%(size)s) passaria do limite de armazenamento (%(who)s): %(used)s usados de "
                   "%(limit)s.",
                   size=format_bytes(new_bytes), who=_who(scope, project), used=format_bytes(used),
                   limit=format_bytes(limit)),
@@ -409,10 +435,10 @@ class Hold:
     def message(self, project: Project | None = None) -> str:
         who = _who(self.scope, project)
         if self.limit_name == "running":
-            return _("Aguardando: %(who)s já tem %(used)d de %(limit)d experimentos em execução.",
+            return _("Aguardando: limite de experimentos em execução (%(who)s): %(used)d de %(limit)d.",
                      who=who, used=self.used, limit=self.limit)
         kind = _("tempo de GPU") if self.limit_name == "gpu_hours" else _("tempo de CPU")
-        return _("Aguardando: orçamento mensal de %(kind)s esgotado para %(who)s (%(used)s h de %(limit)s h).",
+        return _("Aguardando: orçamento mensal de %(kind)s esgotado (%(who)s): %(used)s h de %(limit)s h.",
                  kind=kind, who=who, used=format_hours(self.used), limit=format_hours(self.limit))
 
 
@@ -462,5 +488,5 @@ __all__ = [
     "check_can_queue", "check_can_store", "default_settings", "format_bytes", "format_hours",
     "limits_for", "month_start", "month_usage", "override_for", "run_containers", "run_counts",
     "run_uses_gpu", "save_override", "settings_for", "settle_usage", "storage_bytes", "submitter",
-    "usage_for",
+    "usage_for", "usage_lines", "UsageLine",
 ]

@@ -63,13 +63,14 @@ def create_app(config: Config | None = None) -> Flask:
         i18n,
         main,
         projects,
+        quotas,
         response_cache,
         security,
         support,
     )
 
     for subsystem in (
-        security, i18n, errors, response_cache, auth, main, projects, experiments, support, admin, api
+        security, i18n, errors, response_cache, auth, main, projects, experiments, quotas, support, admin, api
     ):
         subsystem.init_app(app)
 

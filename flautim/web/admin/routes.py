@@ -1,4 +1,5 @@
-"""The admin panel: users, projects, experiments, queues and the support inbox."""
+"""The admin panel: users, projects (and their quotas), experiments, queues and the support
+inbox."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from flautim import quotas
 from flautim.models import Experiment, ExperimentState, Membership, Project, SupportTicket, User, db
 from flautim.web import audit
 from flautim.web.auth.accounts import is_last_admin
@@ -14,7 +16,7 @@ from flautim.web.support.forms import ReplyForm
 from flautim.web.support.tickets import add_staff_answer, close_ticket
 
 from . import bp
-from .forms import ActionForm
+from .forms import ActionForm, QuotaForm
 from .guard import admins_only
 from .queues import overview
 
@@ -135,6 +137,47 @@ def queues():
         current_app.logger.exception("reading the RQ queues failed")
         queue_rows, workers, error = [], [], str(exc)
     return render_template("admin/queues.html", queues=queue_rows, workers=workers, error=error)
+
+
+# --- quotas -----------------------------------------------------------------------------
+
+@bp.route("/users/<int:user_id>/quotas", methods=["GET", "POST"])
+def user_quotas(user_id: int):
+    user = db.session.get(User, user_id) or abort(404)
+    return _quota_page(quotas.USER, user.id, user.email, None)
+
+
+@bp.route("/projects/<int:project_id>/quotas", methods=["GET", "POST"])
+def project_quotas(project_id: int):
+    project = db.session.get(Project, project_id) or abort(404)
+    return _quota_page(quotas.PROJECT, project.id, project.name, project)
+
+
+def _quota_page(scope: str, subject_id: int, label: str, project: Project | None):
+    config = current_app.extensions["flautim_config"]
+    override = quotas.override_for(scope, subject_id)
+    form = QuotaForm(obj=override)
+    if form.validate_on_submit():
+        values = {name: getattr(form, name).data for name in quotas.SETTINGS}
+        quotas.save_override(scope, subject_id, values, current_user.id)
+        audit.record("admin.quotas_changed", project=project, target=f"{scope}:{label}",
+                     **{k: v for k, v in values.items() if v is not None})
+        db.session.commit()
+        flash(_("Limites de %(who)s salvos.", who=label), "success")
+        endpoint = "admin.user_quotas" if scope == quotas.USER else "admin.project_quotas"
+        return redirect(url_for(endpoint, **{f"{scope}_id": subject_id}))
+    limits = quotas.limits_for(scope, subject_id, config)
+    return (
+        render_template(
+            "admin/quotas.html",
+            form=form,
+            scope=scope,
+            label=label,
+            defaults=quotas.default_settings(scope, config),
+            lines=quotas.usage_lines(limits, quotas.usage_for(scope, subject_id)),
+        ),
+        400 if form.errors else 200,
+    )
 
 
 # --- support inbox ----------------------------------------------------------------------
