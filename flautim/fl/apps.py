@@ -25,6 +25,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from flautim.fl.errors import FlautimError, user_code_error
 from flautim.fl.events import EventWriter
+from flautim.fl.round_deadline import RoundDeadline
 from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums
 from flautim.fl.transport.records import (
     arrays_to_weights,
@@ -164,7 +165,13 @@ def run_federation(
     defaults = node_minimums(num_clients, float(hyperparameters.fraction_fit), float(hyperparameters.fraction_evaluate))
     inner = server_session.custom_strategy(defaults) or build_strategy(hyperparameters, num_clients)
     timeout = float(reply_timeout_s or hyperparameters.time_limit_s or DEFAULT_REPLY_TIMEOUT_S)
-    strategy = ObservedStrategy(inner, events, client_of, server_session.check_update, reply_timeout_s=timeout)
+    if hasattr(grid, "round_deadline"):
+        # A client that never answers costs a round deadline, not the whole time limit.
+        grid.round_deadline = RoundDeadline.from_hyperparameters(hyperparameters)
+    strategy = ObservedStrategy(
+        inner, events, client_of, server_session.check_update, reply_timeout_s=timeout,
+        drop_late_clients=bool(getattr(hyperparameters, "drop_late_clients", True)),
+    )
     if progress is not None:
         progress["strategy"] = strategy
     num_rounds = int(hyperparameters.rounds)

@@ -90,6 +90,14 @@ class Hyperparameters:
     )
     time_limit_s: float | None = None
     min_clients_wait_s: float = 60.0
+    # A round stops waiting for a client that has not answered by its deadline: this many
+    # seconds, or (None) round_deadline_multiple × the slowest answering client's time, at
+    # least round_deadline_floor_s. The late client is dropped when the strategy can go on
+    # without it and drop_late_clients is on, else the round fails (flautim/fl/round_deadline.py).
+    round_deadline_s: float | None = None
+    round_deadline_multiple: float = 5.0
+    round_deadline_floor_s: float = 60.0
+    drop_late_clients: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     # Not settings: notes for the user (e.g. "did you mean ...?") and where each key was set.
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -293,6 +301,12 @@ def _choice(options: tuple[str, ...], case_sensitive: bool = False):
     return check
 
 
+def _bool(key: str, value: Any, filename: str, line: int | None) -> bool:
+    if not isinstance(value, bool):
+        _fail(key, value, "True or False", filename, line)
+    return value
+
+
 def _dict(key: str, value: Any, filename: str, line: int | None) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         _fail(key, value, "a dict with string keys", filename, line, f'e.g. `{key} = {{"name": 1}}`')
@@ -374,6 +388,10 @@ _CHECKS = {
     "checkpoint": _checkpoint,
     "time_limit_s": _optional_seconds,
     "min_clients_wait_s": _float(0.0, 24 * 3600, low_open=True),
+    "round_deadline_s": _optional_seconds,
+    "round_deadline_multiple": _float(1.0, 1000.0),
+    "round_deadline_floor_s": _float(0.0, 7 * 24 * 3600, low_open=True),
+    "drop_late_clients": _bool,
 }
 
 

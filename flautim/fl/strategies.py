@@ -169,7 +169,10 @@ class ObservedStrategy(flower_strategies.Strategy):
     """Delegates to `inner` and reports every round, reply and aggregate as events.
 
     `client_of(node_id, content)` names the client of a reply; `check_update(weights,
-    client)` raises FlautimError for an update that does not fit the global model.
+    client)` raises FlautimError for an update that does not fit the global model. A client
+    the grid reports late at the round deadline (`flautim.fl.round_deadline`) is dropped
+    when `drop_late_clients` and the strategy's minimums allow it, with a `warning` event;
+    otherwise the round fails with a `timeout` error naming it and the round.
     """
 
     def __init__(
@@ -179,8 +182,11 @@ class ObservedStrategy(flower_strategies.Strategy):
         client_of: Callable[[int, Any], Any],
         check_update: Callable[[dict, Any], None] | None = None,
         reply_timeout_s: float = 600.0,
+        drop_late_clients: bool = True,
     ) -> None:
         self.inner = inner
+        self.drop_late_clients = drop_late_clients
+        self._grid: Grid | None = None
         self.events = events
         self.client_of = client_of
         self.check_update = check_update
@@ -196,6 +202,7 @@ class ObservedStrategy(flower_strategies.Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self.events.emit("round_started", round=server_round)
+        self._grid = grid
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._expected["train"] = {m.metadata.dst_node_id for m in messages}
         return messages
@@ -203,6 +210,7 @@ class ObservedStrategy(flower_strategies.Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        self._grid = grid
         messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
         self._expected["evaluate"] = {m.metadata.dst_node_id for m in messages}
         return messages
@@ -220,6 +228,10 @@ class ObservedStrategy(flower_strategies.Strategy):
                     traceback=fields.get("traceback"),
                 )
         missing = self._expected[phase] - {r.metadata.src_node_id for r in replies}
+        late = getattr(self._grid, "late", None)
+        if missing and late is not None and late.phase == phase and missing <= set(late.node_ids):
+            self._late(phase, server_round, missing, len(replies), late)
+            return
         if missing:
             clients = sorted(str(self.client_of(node, None)) for node in missing)
             raise FlautimError(
@@ -229,6 +241,64 @@ class ObservedStrategy(flower_strategies.Strategy):
                 hint="the client process may have died or hung; see its log",
                 kind="timeout",
             )
+
+    def _late(self, phase: str, server_round: int, missing: set[int], answered: int, late: Any) -> None:
+        """Clients that missed the round deadline: drop them if the strategy can go on
+        without them, else fail the round. Either way, name them and the round."""
+        clients = sorted(self.client_of(node, None) for node in missing)
+        names = ", ".join(map(str, clients))
+        what = (
+            f"client {names} did not answer the {phase} message of round {server_round} within "
+            f"{late.waited_s:.0f} s (the round deadline, {late.rule})"
+        )
+        left = self._clients_left_if_dropped(missing, answered)
+        if left is not None:
+            self._grid.drop_nodes(missing)
+            self.inner.min_available_nodes = min(int(self.inner.min_available_nodes), left)
+            for node, client in zip(sorted(missing), clients, strict=True):
+                self.events.emit(
+                    "warning",
+                    message=f"{what}; it was dropped and the run goes on with {left} clients",
+                    hint="see that client's log: an endless loop or a stuck process looks like this; "
+                    "round_deadline_s, round_deadline_multiple and round_deadline_floor_s set the deadline",
+                    client=client,
+                    round=server_round,
+                    node=node,
+                )
+            return
+        raise FlautimError(
+            what=what,
+            where=f"round {server_round}, {phase}",
+            hint="see that client's log: an endless loop or a stuck process looks like this. "
+            "round_deadline_s (or round_deadline_multiple and round_deadline_floor_s) sets the "
+            "deadline; with fraction_fit and fraction_evaluate below 1 a late client is dropped "
+            "instead",
+            kind="timeout",
+            client=clients[0],
+        )
+
+    def _clients_left_if_dropped(self, missing: set[int], answered: int) -> int | None:
+        """How many clients the run keeps if `missing` are dropped; None when the strategy
+        cannot go on without them (or dropping is off).
+
+        Flower's strategies aggregate the replies they get; what they cannot do without is
+        their minimum of nodes to sample each round (`min_train_nodes`, `min_evaluate_nodes`:
+        all clients unless `fraction_fit`/`fraction_evaluate` are below 1). Krum and Bulyan
+        size their defence by the replies they expect, and differential privacy clips for a
+        fixed number of sampled clients: those fail the round instead.
+        """
+        inner = self.inner
+        names = ("min_available_nodes", "min_train_nodes", "min_evaluate_nodes")
+        if not self.drop_late_clients or not all(hasattr(inner, n) for n in names):
+            return None
+        if not hasattr(self._grid, "drop_nodes") or answered < 1:
+            return None
+        if hasattr(inner, "num_malicious_nodes") or "DifferentialPrivacy" in type(inner).__name__:
+            return None
+        left = len(list(self._grid.get_node_ids())) - len(missing)
+        if left < max(1, int(inner.min_train_nodes), int(inner.min_evaluate_nodes)):
+            return None
+        return left
 
     def _report(self, phase: str, server_round: int, replies: list[Message]) -> None:
         for reply in replies:

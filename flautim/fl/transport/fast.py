@@ -13,8 +13,10 @@ ids itself (there is no public setter; both stock grids write `_message_id`), an
 client present before the strategy samples nodes (FedAvg sleeps 1 s per check otherwise).
 
 Failure handling, so nothing waits forever: clients must all arrive within a bounded wait;
-a client whose connection drops (its process died) fails the pending round at once; a reply
-that takes longer than the timeout fails it too.
+a client whose connection drops (its process died) fails the pending round at once; a client
+still silent at the round deadline (`flautim.fl.round_deadline`) is reported late, and the
+strategy wrapper drops it or fails the round; a reply that takes longer than the timeout
+fails it too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from flautim.fl.errors import FlautimError
+from flautim.fl.round_deadline import LateClients, RoundDeadline, phase_of
 from flautim.fl.transport.channel import Channel, ChannelClosed, parse_address
 
 SERVER_NODE_ID = 1  # Flower's SUPERLINK_NODE_ID: the sender of instructions
@@ -56,6 +59,10 @@ class _Peer:
 class DirectGrid(Grid):
     """Server side of the fast transport: a Grid whose nodes are connected client processes."""
 
+    # Set by the ServerApp; `late` names who missed it in the last send_and_receive.
+    round_deadline: RoundDeadline | None = None
+    late: LateClients | None = None
+
     def __init__(self, listen: str, num_clients: int, run_id: int | None = None) -> None:
         host, port = parse_address(listen)
         self.num_clients = num_clients
@@ -65,6 +72,7 @@ class DirectGrid(Grid):
         self._replies: dict[str, Message] = {}
         self._pending: dict[str, int] = {}  # message id -> node id
         self._client_errors: list[dict[str, Any]] = []
+        self._dropped: set[int] = set()  # client ids given up on (late at a round deadline)
         self._closing = False
         self._server = socket.create_server((host, port), reuse_port=False)
         self.address = f"{host}:{self._server.getsockname()[1]}"
@@ -134,7 +142,13 @@ class DirectGrid(Grid):
             )
 
     def _dead_clients(self) -> list[int]:
-        return sorted(cid for cid, peer in self._peers.items() if not peer.alive)
+        return sorted(cid for cid, peer in self._peers.items() if not peer.alive and cid not in self._dropped)
+
+    def drop_nodes(self, node_ids: Iterable[int]) -> None:
+        """Leave these nodes out of the run from now on (late at a round deadline): they are
+        never sampled again, and their end is not the run's failure."""
+        with self._cond:
+            self._dropped.update(self.client_of(n) for n in node_ids)
 
     def _raise_if_lost(self) -> None:
         self._raise_client_errors()
@@ -209,7 +223,10 @@ class DirectGrid(Grid):
         with self._cond:
             # Sampling a dead node would wait for a reply that never comes: fail instead.
             self._raise_if_lost()
-            return [node_id_of(cid) for cid, p in sorted(self._peers.items()) if p.ready and p.alive]
+            return [
+                node_id_of(cid) for cid, p in sorted(self._peers.items())
+                if p.ready and p.alive and cid not in self._dropped
+            ]
 
     def get_nodes(self) -> Iterable[NodeInfo]:
         return [NodeInfo(node_id=node_id) for node_id in self.get_node_ids()]
@@ -249,9 +266,14 @@ class DirectGrid(Grid):
         return out
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        phase = phase_of(messages[0].metadata.message_type) if messages else ""
+        sent_at = time.monotonic()
         waiting = set(self.push_messages(messages))
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else sent_at + timeout
         replies: list[Message] = []
+        answered_s: list[float] = []  # how long each client that answered took
+        self.late = None
         with self._cond:
             while waiting:
                 for message_id in list(waiting):
@@ -259,6 +281,7 @@ class DirectGrid(Grid):
                     if reply is not None:
                         self._pending.pop(message_id, None)
                         replies.append(reply)
+                        answered_s.append(time.monotonic() - sent_at)
                         waiting.discard(message_id)
                 if not waiting:
                     break
@@ -266,12 +289,23 @@ class DirectGrid(Grid):
                 pending_nodes = {self._pending[m] for m in waiting}
                 if any(not self._peers[self.client_of(n)].alive for n in pending_nodes):
                     self._raise_if_lost()
-                remaining = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                limit = self.round_deadline.limit_s(phase, answered_s) if self.round_deadline else None
+                end = deadline
+                if limit is not None and (end is None or sent_at + limit < end):
+                    end = sent_at + limit
+                remaining = None if end is None else end - now
                 if remaining is not None and remaining <= 0:
+                    if end != deadline:
+                        self.late = LateClients(
+                            phase, sorted(pending_nodes), now - sent_at, self.round_deadline.rule(phase, answered_s)
+                        )
                     for message_id in waiting:
                         self._pending.pop(message_id, None)
                     break  # the strategy wrapper reports who did not answer
                 self._cond.wait(remaining if remaining is not None else 1.0)
+        if self.round_deadline is not None:
+            self.round_deadline.record(phase, answered_s)
         return replies
 
     def traffic(self) -> dict[str, int]:

@@ -41,6 +41,7 @@ from flwr.supercore.run import Run
 
 from flautim.fl.errors import FlautimError
 from flautim.fl.events import EventWriter, InvalidEvent, parse_line
+from flautim.fl.round_deadline import LateClients, RoundDeadline, phase_of
 
 OFFLINE_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -65,13 +66,23 @@ def stock_mode() -> bool:
 
 
 class BoundedGrid(Grid):
-    """Delegates to a stock Grid, but waits for the experiment's nodes a bounded time."""
+    """Delegates to a stock Grid, but waits for the experiment's nodes a bounded time, and
+    for a round's replies no longer than the round deadline (`flautim.fl.round_deadline`)."""
+
+    # Set by the ServerApp; `late` names who missed it in the last send_and_receive.
+    round_deadline: RoundDeadline | None = None
+    late: LateClients | None = None
 
     def __init__(self, grid: Grid, num_clients: int, wait_s: float, poll_s: float | None = REPLY_POLL_S) -> None:
         self.grid = grid
         self.num_clients = num_clients
         self.wait_s = wait_s
         self.poll_s = poll_s
+        self._dropped: set[int] = set()
+
+    def drop_nodes(self, node_ids: Iterable[int]) -> None:
+        """Leave these SuperNodes out of the run from now on (late at a round deadline)."""
+        self._dropped.update(int(n) for n in node_ids)
 
     def set_run(self, run: Run) -> None:
         self.grid.set_run(run)
@@ -86,8 +97,8 @@ class BoundedGrid(Grid):
     def get_node_ids(self) -> Iterable[int]:
         deadline = time.monotonic() + self.wait_s
         while True:
-            nodes = list(self.grid.get_node_ids())
-            if len(nodes) >= self.num_clients:
+            nodes = [n for n in self.grid.get_node_ids() if n not in self._dropped]
+            if len(nodes) >= self.num_clients - len(self._dropped):
                 return nodes
             if time.monotonic() >= deadline:
                 raise FlautimError(
@@ -110,15 +121,35 @@ class BoundedGrid(Grid):
         which adds up to 3 s to each train and each evaluate phase of every round)."""
         if self.poll_s is None:
             return self.grid.send_and_receive(messages, timeout=timeout)
-        waiting = set(self.grid.push_messages(messages))
-        end = None if timeout is None else time.monotonic() + timeout
+        messages = list(messages)
+        phase = phase_of(messages[0].metadata.message_type) if messages else ""
+        sent_at = time.monotonic()
+        ids = list(self.grid.push_messages(messages))
+        node_of = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages, strict=False)}
+        waiting = set(ids)
+        end = None if timeout is None else sent_at + timeout
         replies: list[Message] = []
-        while waiting and (end is None or time.monotonic() < end):
+        answered_s: list[float] = []
+        self.late = None
+        while waiting:
             got = list(self.grid.pull_messages(waiting))
             replies.extend(got)
+            answered_s.extend([time.monotonic() - sent_at] * len(got))
             waiting.difference_update(m.metadata.reply_to_message_id for m in got)
-            if waiting:
-                time.sleep(self.poll_s)
+            if not waiting:
+                break
+            now = time.monotonic()
+            limit = self.round_deadline.limit_s(phase, answered_s) if self.round_deadline else None
+            if limit is not None and now - sent_at >= limit and (end is None or sent_at + limit < end):
+                self.late = LateClients(
+                    phase, sorted(node_of[m] for m in waiting), now - sent_at, self.round_deadline.rule(phase, answered_s)
+                )
+                break
+            if end is not None and now >= end:
+                break
+            time.sleep(self.poll_s)
+        if self.round_deadline is not None:
+            self.round_deadline.record(phase, answered_s)
         return replies
 
 
