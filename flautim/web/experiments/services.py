@@ -410,6 +410,8 @@ def run_experiment(project: Project, user: User, experiment: Experiment) -> Expe
         )
     if experiment.state.is_active:
         raise UserFacingError(_("O experimento já está na fila ou em execução."))
+    # The attempt about to be replaced is counted first, in case no worker did.
+    quotas.settle_usage([experiment.id])
     quotas.check_can_queue(project, user, experiment, _config())
     experiment.transition(ExperimentState.QUEUED)
     experiment.submitted_by_id = user.id
