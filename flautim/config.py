@@ -104,6 +104,15 @@ class Config:
     SANDBOX_OUTPUT_LIMIT_MB: int = 2048
     # ... or creates more files and folders than this (an inode flood is a disk filling too).
     SANDBOX_OUTPUT_MAX_FILES: int = 100_000
+    # Admission: a run reserves the sum of its containers' memory limits on its worker host
+    # and starts only when that fits in the host's memory (SANDBOX_HOST_MEMORY_MB, 0: all of
+    # it) less SANDBOX_HOST_RESERVE_MB for dockerd, the worker and databases, less the warm
+    # pool; otherwise it waits up to SANDBOX_ADMISSION_WAIT_S, or is refused at once when it
+    # could never fit.
+    SANDBOX_HOST_MEMORY_MB: int = 0
+    SANDBOX_HOST_RESERVE_MB: int = 2048
+    # At most the RQ job's margin over the run's time limit (worker.queue).
+    SANDBOX_ADMISSION_WAIT_S: int = 240
     # A worker that cannot install the rule keeping sandbox networks off the host's own
     # services (iptables missing, not root) refuses runs; true runs them anyway, with a warning.
     SANDBOX_ALLOW_OPEN_HOST: bool = False

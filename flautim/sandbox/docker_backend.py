@@ -13,6 +13,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from flautim.config import Config
 
+from .admission import Admission
 from .capture import pump_lines
 from .container_spec import (
     PREPARED_MARKER,
@@ -64,8 +65,19 @@ class DockerSandbox:
     # --- public ---------------------------------------------------------------------------
 
     def run(self, plan: RunPlan, sink: RunSink, control: RunControl) -> RunOutcome:
-        started = time.monotonic()
         gpus = self._gpus_for(plan, sink)
+        admission = Admission(self.config, plan)
+        waited = time.monotonic()
+        admission.wait(sink, control)  # before anything starts: never a run started half
+        # Time spent waiting is not the run's (RQ's margin on the job covers it).
+        control.deadline += time.monotonic() - waited
+        try:
+            return self._run_admitted(plan, sink, control, gpus)
+        finally:
+            admission.release()
+
+    def _run_admitted(self, plan: RunPlan, sink: RunSink, control: RunControl, gpus) -> RunOutcome:
+        started = time.monotonic()
         problem = ensure_host_firewall()
         if problem:
             if not self.config.SANDBOX_ALLOW_OPEN_HOST:

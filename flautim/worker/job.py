@@ -102,6 +102,7 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
             sink.platform("[flautim] local sandbox: processes on the worker, NOT isolated")
         outcome = sandbox.run(plan, sink, control)
     except SandboxRefused as exc:
+        sink.platform(f"[flautim] the run was not started: {exc}")
         outcome = RunOutcome("failed", "infrastructure", str(exc))
     except Exception as exc:  # the platform's fault: keep the worker alive, say so
         log.exception("experiment %s attempt %s crashed in the worker", experiment_id, attempt)

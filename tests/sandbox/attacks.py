@@ -101,11 +101,14 @@ with open("/tmp/fill", "wb") as _f:
             _f.write(b"0" * 2**20)
     except OSError as exc:
         print(f"tmpfs full: {exc}", flush=True)
-_os.makedirs("/work/junk", exist_ok=True)
-with open("/work/junk/fill", "wb") as _f:
-    for _ in range(1_500):
-        _f.write(b"0" * 2**20)
-        _f.flush()
+# /work itself is a small tmpfs; the partition folders under it are the host's disk.
+# Files of 100 MB each (one file is capped by the fsize ulimit): the disk watch stops it.
+_os.makedirs("/work/server/junk", exist_ok=True)
+for _i in range(15):
+    with open(f"/work/server/junk/fill-{_i}", "wb") as _f:
+        for _ in range(100):
+            _f.write(b"0" * 2**20)
+            _f.flush()
 '''
 
 PRINT_FLOOD = '''
