@@ -432,8 +432,10 @@ class Hold:
     used: float
     limit: float
 
-    def message(self, project: Project | None = None) -> str:
-        who = _who(self.scope, project)
+    def message(self, project: Project | None = None, user_name: str | None = None) -> str:
+        """The reason in words; `user_name` names whose account a user's limit is (on a page
+        other members read), else it says "sua conta"."""
+        who = _("conta de %(name)s", name=user_name) if self.scope == USER and user_name else _who(self.scope, project)
         if self.limit_name == "running":
             return _("Aguardando: limite de experimentos em execução (%(who)s): %(used)d de %(limit)d.",
                      who=who, used=self.used, limit=self.limit)

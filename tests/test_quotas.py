@@ -218,3 +218,29 @@ def test_admins_set_a_users_and_a_projects_limits_and_members_see_their_usage(ap
     outsider = app.test_client()
     login(outsider, "fora@example.org")
     assert outsider.get(f"/projects/{project_id}/usage").status_code == 404
+
+
+def test_a_spent_budget_holds_that_users_queued_runs_but_not_a_colleagues(app, client, ctx, make_user):
+    from flautim.models import Membership, Role
+    from flautim.worker.queue import dispatch_waiting_runs
+
+    colleague = make_user("colega@example.org")
+    db.session.add(Membership(project_id=ctx["project_id"], user_id=colleague, role=Role.EDITOR))
+    _override(quotas.USER, ctx["owner"], cpu_hours=1)
+    db.session.add(RunUsage(user_id=ctx["owner"], project_id=ctx["project_id"], attempt=1, containers=3,
+                            wall_seconds=1200, container_seconds=3600, finished_at=utcnow()))
+    runs = {}
+    for name, user_id in (("mine", ctx["owner"]), ("theirs", colleague)):  # queued while the budget lasted
+        runs[name] = _draft(ctx, name)
+        experiment = db.session.get(Experiment, runs[name])
+        experiment.transition(ExperimentState.QUEUED)
+        experiment.submitted_by_id = user_id
+        db.session.commit()
+
+    assert dispatch_waiting_runs(app.extensions["flautim_config"]) == [runs["theirs"]]
+    page = _page_text(client.get(f"/projects/{ctx['project_id']}/usage"))
+    assert "Aguardando: orçamento mensal de tempo de CPU esgotado (sua conta): 1.0 h de 1.0 h." in page
+    assert "Entregue aos workers" in page
+    # On the page other members read, a user's limit names whose account it is.
+    hold = quotas.Hold(quotas.USER, ctx["owner"], "running", 4, 4)
+    assert hold.message(None, "Dona") == "Aguardando: limite de experimentos em execução (conta de Dona): 4 de 4."

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import current_app, g, render_template
 from flask_babel import gettext as _
 from flask_login import current_user
+from sqlalchemy import select
 
 from flautim import quotas
-from flautim.models import Experiment, ExperimentState, HyperparameterFile, db
+from flautim.models import Experiment, ExperimentState, HyperparameterFile, User, db
 from flautim.web.projects.access import require_role, scoped
 
 from . import bp
@@ -41,14 +42,17 @@ def _queued_runs(project, config) -> list[tuple[Experiment, str]]:
         .where(Experiment.state == ExperimentState.QUEUED)
         .order_by(Experiment.queued_at, Experiment.id)
     ).all()
-    admission = quotas.Admission.load(config, [project.id], {user_id for _e, user_id, _v in rows})
+    user_ids = {user_id for _e, user_id, _v in rows}
+    admission = quotas.Admission.load(config, [project.id], user_ids)
+    names = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(user_ids))).all())
     out = []
     for experiment, user_id, values in rows:
         if experiment.job_id is not None:
             status = _("Entregue aos workers: começa quando um estiver livre.")
         else:
             hold = admission.hold(project.id, user_id, quotas.run_uses_gpu(experiment.wants_gpu, values))
-            status = hold.message(project) if hold else _(
+            name = None if user_id == current_user.id else names.get(user_id)
+            status = hold.message(project, name) if hold else _(
                 "Aguardando a vez: os workers recebem os experimentos de um projeto de cada vez, "
                 "alternando entre os projetos."
             )
