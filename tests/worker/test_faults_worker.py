@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -70,8 +71,7 @@ def _enqueue(app, experiment_id) -> int:
         return attempt
 
 
-@pytest.fixture
-def short_beats(app):
+def shorten_beats(app):
     """Short heartbeats and maintenance, so a test sees in seconds what takes a minute."""
     config = dataclasses.replace(
         app.extensions["flautim_config"], WORKER_HEARTBEAT_TTL_S=3, WORKER_MAINTENANCE_INTERVAL_S=2
@@ -81,20 +81,33 @@ def short_beats(app):
     return config
 
 
-@pytest.fixture
-def worker_process(short_beats):
+@contextlib.contextmanager
+def running_worker(config):
     """A real `flautim worker` (RQ's forking worker) in its own process, stopped after."""
     process = multiprocessing.get_context("spawn").Process(
-        target=run_worker, kwargs={"queues": ["experiments"], "config": short_beats}, daemon=True
+        target=run_worker, kwargs={"queues": ["experiments"], "config": config}, daemon=True
     )
     process.start()
-    yield process
-    if process.is_alive():
-        os.kill(process.pid, signal.SIGTERM)
-        process.join(20)
-    if process.is_alive():
-        process.kill()
-        process.join(5)
+    try:
+        yield process
+    finally:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+            process.join(20)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+@pytest.fixture
+def short_beats(app):
+    return shorten_beats(app)
+
+
+@pytest.fixture
+def worker_process(short_beats):
+    with running_worker(short_beats) as process:
+        yield process
 
 
 def _run_processes(experiment_id) -> list[int]:
