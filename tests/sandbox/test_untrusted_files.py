@@ -19,7 +19,13 @@ from flautim.config import Config
 from flautim.sandbox import untrusted_files
 from flautim.sandbox.plan import RunControl, RunPlan
 from flautim.sandbox.supervision import LimitChecks, prepare_dirs
-from flautim.sandbox.untrusted_files import UnsafePath, check_mount_source, create_signal, remove_tree, usage
+from flautim.sandbox.untrusted_files import (
+    UnsafePath,
+    check_mount_source,
+    create_signal,
+    remove_tree,
+    usage,
+)
 
 
 def _digest(path: Path) -> str:

@@ -12,7 +12,15 @@ import pytest
 
 from flautim import storage
 from flautim.fl.events import EVENT_PREFIX, make_event
-from flautim.models import Experiment, ExperimentEvent, HyperparameterFile, LogRecord, MetricRow, ModelArtifact, db
+from flautim.models import (
+    Experiment,
+    ExperimentEvent,
+    HyperparameterFile,
+    LogRecord,
+    MetricRow,
+    ModelArtifact,
+    db,
+)
 from flautim.worker.ingest import Ingestor
 
 
