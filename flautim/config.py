@@ -177,6 +177,12 @@ class Config:
     # How often an open stream checks that its viewer may still see the project (member,
     # account active): a removed member stops receiving within about this many seconds.
     STREAM_RECHECK_S: float = 5.0
+    # A stream's catch-up sends at most this many of the attempt's newest events (and 4 MB);
+    # older ones are summarised: the curves below, the run's start, partition, error, end.
+    STREAM_CATCH_UP_EVENTS: int = 2000
+    # Points per curve on the experiment page, curves.json and Compare; a longer curve is
+    # downsampled (the last point of each bucket of rounds) and the page says so.
+    CURVE_MAX_POINTS: int = 500
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Config:

@@ -4,12 +4,13 @@ deactivated account, stops receiving within a few seconds."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
 import requests
 
-from tests.experiments_support import make_experiment, setup_project
+from tests.experiments_support import setup_project
 from tests.test_experiments_live import SseReader, browser_session
 
 LIMIT = 3
@@ -20,10 +21,25 @@ def config_overrides():
     return {"STREAMS_PER_USER": LIMIT, "STREAM_RECHECK_S": 0.5}
 
 
+def _running_experiment(project_id: int) -> int:
+    """A running experiment under an id no other test session uses: Redis pub/sub channels
+    are shared by every database number, and the engineers' suites run side by side."""
+    from flautim.models import Experiment, ExperimentState, db
+
+    experiment = Experiment(id=random.randrange(10**8, 2 * 10**9), project_id=project_id, name="e",
+                            rounds_total=3, summary={})
+    db.session.add(experiment)
+    db.session.commit()
+    for step in ("queued", "preparing", "running"):
+        experiment.transition(ExperimentState(step))
+    db.session.commit()
+    return experiment.id
+
+
 @pytest.fixture
 def ctx(app, make_user, make_project, client, db_session):
     c = setup_project(make_user, make_project, client)
-    c["experiment"] = make_experiment(c["project_id"], {}, state="running")
+    c["experiment"] = _running_experiment(c["project_id"])
     return c
 
 
@@ -51,8 +67,7 @@ def test_one_stream_past_the_limit_is_a_429(app, ctx, live_server):
         other.close()
         # A closed stream gives its slot back.
         streams.pop().close()
-        deadline = 50
-        for _ in range(deadline):
+        for _ in range(100):
             again = _open(owner, url)
             if again.status_code == 200:
                 streams.append(again)

@@ -167,6 +167,11 @@ def _translate_js_labels() -> dict[str, str]:
         "method": _("método"),
         "lines": _("linhas"),
         "reconnecting": _("conexão perdida, reconectando…"),
+        "downsampled": _("Curvas longas aparecem reduzidas a {n} pontos cada (o último valor de cada grupo de rodadas)."),
+        "skipped_events": _(
+            "{n} eventos mais antigos não foram enviados a esta página: as curvas acima os resumem, e a API "
+            "de eventos traz todos."
+        ),
         "revoked": _("Você não tem mais acesso a este projeto: a atualização ao vivo foi encerrada."),
         "closed": _("Atualização ao vivo encerrada (abas demais abertas, ou o acesso mudou). Recarregue a página."),
     }

@@ -32,17 +32,24 @@ from typing import Any
 import orjson
 from flask import Flask
 
-from flautim.models import Experiment, ExperimentEvent, LogRecord, Membership, User, db
+from flautim.models import Experiment, ExperimentEvent, Membership, User, db
 
 from . import services
+from .results import curves_of
 
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "flautim:experiment:"
 PING_EVERY_S = 15.0
-# On first open the page gets the tail of the log; older lines are in the download.
+# A catch-up (a first open, or a reconnect far behind) sends the newest rows only: the
+# log's last lines (older ones are in the download) and the attempt's newest events
+# (STREAM_CATCH_UP_EVENTS; older ones are summarised: the curves, and the newest event of
+# each SUMMARY_EVENT_TYPES). Each also within a byte budget, newest first: one event or
+# line may be 1 MB.
 CATCH_UP_LOG_LINES = 2000
-BATCH = 1000
+CATCH_UP_EVENTS = 2000
+CATCH_UP_BYTES = 4 * 1024 * 1024
+SUMMARY_EVENT_TYPES = ("run_started", "partition_summary", "error", "run_finished")
 
 
 def channel_for(experiment_id: int) -> str:
@@ -170,12 +177,12 @@ def normalise_event_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def sse(kind: str, data: dict[str, Any], cursor: Cursor | None = None) -> str:
-    lines = []
-    if cursor is not None:
-        lines.append(f"id: {cursor}")
-    lines.append(f"event: {kind}")
-    lines.append("data: " + _json(data))
-    return "\n".join(lines) + "\n\n"
+    return _sse_encoded(kind, _json(data), cursor)
+
+
+def _sse_encoded(kind: str, data: str, cursor: Cursor | None = None) -> str:
+    head = f"id: {cursor}\nevent: {kind}\n" if cursor is not None else f"event: {kind}\n"
+    return f"{head}data: {data}\n\n"
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -192,53 +199,93 @@ def _plain(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _catch_up(app: Flask, experiment_id: int, cursor: Cursor) -> tuple[str, dict[str, Any]]:
-    """Rows after the cursor (the current attempt's), then the state, as one piece of SSE
-    text: thousands of small writes cost the server more than building them. Runs in its
-    own app context so the DB connection goes back to the pool before the stream idles.
-    Rows are read as columns, not ORM objects: a page open reads up to 2,000 lines."""
+def _event_data(row) -> dict[str, Any]:
+    id_, attempt, type_, payload = row
+    return {"kind": "event", "id": id_, "attempt": attempt, "type": type_, "payload": payload}
+
+
+def _log_data(row) -> dict[str, Any]:
+    id_, attempt, source, stream_, line, created_at = row
+    return {"kind": "log", "id": id_, "attempt": attempt, "source": source, "stream": stream_, "line": line,
+            "created_at": created_at}
+
+
+def _within_budget(newest_first, to_data, budget: int) -> tuple[list[tuple[int, str]], bool]:
+    """(id, JSON) of the newest rows whose JSON fits in `budget` bytes (at least one), oldest
+    first, and whether any row was left out."""
+    kept: list[tuple[int, str]] = []
+    used = 0
+    for row in newest_first:
+        data = _json(to_data(row))
+        used += len(data)
+        if used > budget and kept:
+            return kept[::-1], True
+        kept.append((row[0], data))
+    return kept[::-1], False
+
+
+def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int) -> dict[str, Any]:
+    """What the events left out (ids in (after_id, before_id)) showed: how many, the curves
+    (bounded, from the metric rows), and the newest of each SUMMARY_EVENT_TYPES."""
+    left_out = (ExperimentEvent.experiment_id == experiment.id, ExperimentEvent.attempt == attempt,
+                ExperimentEvent.id > after_id, ExperimentEvent.id < before_id)
+    skipped = db.session.scalar(db.select(db.func.count()).select_from(ExperimentEvent).where(*left_out))
+    newest_ids = db.select(db.func.max(ExperimentEvent.id)).where(
+        *left_out, ExperimentEvent.type.in_(SUMMARY_EVENT_TYPES)).group_by(ExperimentEvent.type)
+    singles = db.session.execute(
+        db.select(*EVENT_COLUMNS).where(ExperimentEvent.id.in_(newest_ids)).order_by(ExperimentEvent.id)
+    ).all()
+    curves = curves_of(experiment, attempt)
+    return {
+        "kind": "summary",
+        "skipped_events": skipped,
+        "events": [_event_data(row) for row in singles],
+        "curves": {key: curves[key] for key in ("loss", "accuracy", "downsampled", "max_points")},
+    }
+
+
+def _catch_up(
+    app: Flask, experiment_id: int, cursor: Cursor, max_events: int = CATCH_UP_EVENTS
+) -> tuple[str, dict[str, Any]]:
+    """The newest rows after the cursor (the current attempt's), then the state, as one
+    piece of SSE text: thousands of small writes cost the server more than building them.
+    Bounded however far behind the cursor is: at most `max_events` events and
+    CATCH_UP_LOG_LINES lines, each kind within CATCH_UP_BYTES, preceded by a `summary` of
+    the events left out. The cursor moves to the start of what is sent before anything is
+    sent, so every id carries it: a reconnect in the middle resumes there, not at the
+    first row. Rows are read as columns, not ORM objects. Runs in its own app context so
+    the DB connection goes back to the pool before the stream idles."""
     out: list[str] = []
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
         attempt = experiment.attempt
-        if not cursor.resumed:
-            # First open: only the tail, then everything newer. Found before the events
-            # are sent, so their ids carry it: a reconnect in the middle of the catch-up
-            # resumes at the tail, not at the log's first line.
-            first_of_tail = db.session.scalar(
-                db.select(LogRecord.id)
-                .where(LogRecord.experiment_id == experiment_id, LogRecord.attempt == attempt)
-                .order_by(LogRecord.id.desc())
-                .offset(CATCH_UP_LOG_LINES - 1)
-                .limit(1)
-            )
-            if first_of_tail is not None:
-                cursor.log_id = first_of_tail - 1
-        while True:
-            events = db.session.execute(
-                db.select(*EVENT_COLUMNS)
-                .where(
-                    ExperimentEvent.experiment_id == experiment_id,
-                    ExperimentEvent.attempt == attempt,
-                    ExperimentEvent.id > cursor.event_id,
-                )
-                .order_by(ExperimentEvent.id)
-                .limit(BATCH)
-            ).all()
-            for id_, row_attempt, type_, payload in events:
-                cursor.event_id = id_
-                out.append(sse("event", {"kind": "event", "id": id_, "attempt": row_attempt, "type": type_,
-                                         "payload": payload}, cursor))
-            if len(events) < BATCH:
-                break
-        while True:
-            rows = services.experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id, limit=BATCH)
-            for id_, row_attempt, source, stream, line, created_at in rows:
-                cursor.log_id = id_
-                out.append(sse("log", {"kind": "log", "id": id_, "attempt": row_attempt, "source": source,
-                                       "stream": stream, "line": line, "created_at": created_at}, cursor))
-            if len(rows) < BATCH:
-                break
+        newest_events = db.session.execute(
+            db.select(*EVENT_COLUMNS)
+            .where(ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.attempt == attempt,
+                   ExperimentEvent.id > cursor.event_id)
+            .order_by(ExperimentEvent.id.desc())
+            .limit(max_events + 1)
+        ).all()
+        events, events_left_out = _within_budget(newest_events[:max_events], _event_data, CATCH_UP_BYTES)
+        events_left_out = events_left_out or len(newest_events) > max_events
+        lines = services.experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id,
+                                         limit=CATCH_UP_LOG_LINES + 1, tail=True)
+        sent_lines, lines_left_out = _within_budget(lines[::-1][:CATCH_UP_LOG_LINES], _log_data, CATCH_UP_BYTES)
+        lines_left_out = lines_left_out or len(lines) > CATCH_UP_LOG_LINES
+        summary = None
+        if events_left_out:
+            summary = _summary(experiment, attempt, cursor.event_id, events[0][0])
+            cursor.event_id = events[0][0] - 1
+        if lines_left_out:
+            cursor.log_id = sent_lines[0][0] - 1
+        if summary is not None:
+            out.append(sse("summary", summary, cursor))
+        for id_, data in events:
+            cursor.event_id = id_
+            out.append(_sse_encoded("event", data, cursor))
+        for id_, data in sent_lines:
+            cursor.log_id = id_
+            out.append(_sse_encoded("log", data, cursor))
         state = serialize_state(experiment)
         out.append(sse("state", state, cursor))
         db.session.remove()
@@ -254,6 +301,7 @@ def stream(
     poll_s: float = 0.5,
     still_allowed: Callable[[], bool] | None = None,
     recheck_s: float = 5.0,
+    catch_up_events: int = CATCH_UP_EVENTS,
 ) -> Iterator[str]:
     """The SSE body for one browser connection. `still_allowed` is asked every `recheck_s`
     seconds; once it says no, the stream ends with `end {"revoked": true}`."""
@@ -262,7 +310,7 @@ def stream(
         pubsub.subscribe(channel_for(experiment_id))
         # Tell the browser to reconnect after 1 s, and flush proxies at once.
         yield "retry: 1000\n: open\n\n"
-        caught_up, state = _catch_up(app, experiment_id, cursor)
+        caught_up, state = _catch_up(app, experiment_id, cursor, catch_up_events)
         yield caught_up
         attempt = state["attempt"]
         if state["state"] in ("succeeded", "failed", "cancelled", "timed_out", "draft"):
@@ -277,6 +325,11 @@ def stream(
                 if not still_allowed():
                     yield sse("end", {"revoked": True}, cursor)
                     return
+                if now - last_write >= recheck_s:
+                    # Only a write notices a closed connection: a client gone frees its
+                    # slot within a re-check, not at the next 15 s ping.
+                    last_write = now
+                    yield ": ping\n\n"
             if message is None:
                 if now - last_write >= PING_EVERY_S:
                     last_write = now

@@ -481,7 +481,8 @@ def stream(project_id: int, experiment_id: int):
     def body():
         try:
             yield from live.stream(app, client, exp_id, cursor, still_allowed=still_allowed,
-                                   recheck_s=config.STREAM_RECHECK_S)
+                                   recheck_s=config.STREAM_RECHECK_S,
+                                   catch_up_events=config.STREAM_CATCH_UP_EVENTS)
         finally:
             close()
 

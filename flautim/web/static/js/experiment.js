@@ -57,9 +57,44 @@
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
     return (h ? h + " h " : "") + (h || m ? m + " min " : "") + r + " s";
   }
+  // Points a curve may hold (the server's CURVE_MAX_POINTS, from the catch-up's summary);
+  // past twice as many, every other point but the last is dropped and the page says so.
+  var maxPoints = 500, downsampled = false, skippedEvents = 0;
   function upsert(list, round, value) {
-    for (var i = 0; i < list.length; i++) if (list[i][0] === round) { list[i][1] = value; return; }
+    for (var i = list.length - 1; i >= 0; i--) if (list[i][0] === round) { list[i][1] = value; return; }
     list.push([round, value]);
+    if (list.length > 2 * maxPoints) {
+      list.sort(function (a, b) { return a[0] - b[0]; });
+      for (var j = list.length - 2; j >= 0; j -= 2) list.splice(j, 1);  // the last one stays
+      downsampled = true;
+      showCurvesNote();
+    }
+  }
+  function showCurvesNote() {
+    var parts = [];
+    if (downsampled) parts.push(L("downsampled", "").replace("{n}", String(maxPoints)));
+    if (skippedEvents) parts.push(L("skipped_events", "").replace("{n}", String(skippedEvents)));
+    var note = $("curves-note");
+    note.textContent = parts.join(" ");
+    note.classList.toggle("hidden", !parts.length);
+  }
+  // What the catch-up left out (a long run): the curves, bounded, and the newest event of
+  // each kind the page needs whatever its age (start, partition, error, end).
+  function onSummary(s) {
+    var c = s.curves || {};
+    if (c.max_points) maxPoints = c.max_points;
+    ["loss", "accuracy"].forEach(function (metric) {
+      ["train", "evaluate", "central"].forEach(function (key) {
+        var pts = (c[metric] && c[metric][key]) || [];
+        series[metric][key] = pts.slice();
+        pts.forEach(function (p) { if (key !== "train") completedRounds = Math.max(completedRounds, p[0]); });
+      });
+    });
+    downsampled = downsampled || !!c.downsampled;
+    skippedEvents = s.skipped_events || 0;
+    (s.events || []).forEach(onEvent);
+    showCurvesNote();
+    drawCharts();
   }
 
   var chartTimer = null;
@@ -304,6 +339,7 @@
     var es = new EventSource(root.getAttribute("data-stream-url"));
     root.setAttribute("data-live", "connecting");
     es.addEventListener("open", function () { root.setAttribute("data-live", "open"); status.textContent = ""; });
+    es.addEventListener("summary", function (m) { onSummary(JSON.parse(m.data)); });
     es.addEventListener("event", function (m) { onEvent(JSON.parse(m.data)); });
     es.addEventListener("log", function (m) { onLog(JSON.parse(m.data)); });
     es.addEventListener("state", function (m) {
