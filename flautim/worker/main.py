@@ -57,8 +57,13 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     use_config(config)
     connection = redis.Redis.from_url(redis_url(config))
-    reap_orphans(config, connection)
-    requeue_lost(config, connection)
+    # What every maintenance does; a database that is away must not keep a worker from
+    # starting (its maintenance tries again every WORKER_MAINTENANCE_INTERVAL_S).
+    for task in (reap_orphans, requeue_lost):
+        try:
+            task(config, connection)
+        except Exception:
+            log.exception("%s failed at start; the maintenance will try again", task.__name__)
     replenish_pool(config)
     worker = FlautimWorker(
         queues or default_queues(config), connection=connection, maintenance_interval=config.WORKER_MAINTENANCE_INTERVAL_S
