@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -107,6 +108,11 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     except Exception as exc:  # the platform's fault: keep the worker alive, say so
         log.exception("experiment %s attempt %s crashed in the worker", experiment_id, attempt)
         outcome = RunOutcome("failed", "infrastructure", f"the worker failed: {exc!r}")
+    disk_full = disk_full_reason(config.data_path, outcome, sink)
+    if disk_full is not None:
+        sink.platform(f"[flautim] {disk_full}")
+        outcome = RunOutcome("failed", "infrastructure", disk_full, exits=outcome.exits,
+                             duration_s=outcome.duration_s, clients_started_s=outcome.clients_started_s)
     sink.platform(f"[flautim] finished: {outcome.status} in {outcome.duration_s:.1f} s")
     sink.close()
     try:
@@ -257,6 +263,39 @@ def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: In
             finally:
                 db.session.remove()
     return "unknown"
+
+
+# Words of an ENOSPC, as Python and torch print it.
+DISK_FULL_MARKERS = ("No space left on device", "[Errno 28]", "ENOSPC")
+# Below this much free space on the data disk, a run that failed writing is the disk's fault.
+DISK_NEARLY_FULL_BYTES = 64 * 2**20
+
+
+def disk_full_reason(data_dir: Path, outcome: RunOutcome, sink: Ingestor) -> str | None:
+    """The infrastructure reason when the run failed because the worker's data disk filled
+    up (an error saying ENOSPC, or a failed write with the disk all but full); else None.
+
+    Without it the user sees the server's OSError — or a checkpoint or line silently
+    skipped — and blames their code; what they need to know is that it was not theirs.
+    """
+    if outcome.status in ("cancelled", "timed_out"):
+        return None
+    error = sink.last_error or {}
+    said = " ".join(str(x) for x in (outcome.reason, error.get("what"), error.get("traceback")) if x)
+    try:
+        stat = os.statvfs(data_dir)
+        free, total = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+    except OSError:
+        free = total = None
+    nearly_full = free is not None and free < min(DISK_NEARLY_FULL_BYTES, total * 0.05)
+    failed_writing = outcome.status == "failed" or getattr(sink, "skipped", 0) > 0
+    if not (any(m in said for m in DISK_FULL_MARKERS) or (nearly_full and failed_writing)):
+        return None
+    space = f" ({free // 2**20} MB free of {total // 2**20} MB)" if free is not None else ""
+    return (
+        f"the worker's data disk is full{space}: the run could not write its files. This is not "
+        "a fault of your code; the platform's operators have to free space. Run it again later."
+    )
 
 
 def _retry_delays(total_s: float):
