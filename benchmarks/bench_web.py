@@ -102,6 +102,8 @@ def app_env(database_url: str, data_dir: str) -> dict[str, str]:
         # One login for the whole run; the limits are not what is measured.
         "FLAUTIM_LOGIN_LIMIT_PER_IP": "10000 per minute",
         "FLAUTIM_LOGIN_LIMIT_PER_ACCOUNT": "10000 per minute",
+        # One user plays every stream viewer (20 and more at once).
+        "FLAUTIM_STREAMS_PER_USER": "10000",
     }
 
 
