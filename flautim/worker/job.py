@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from flautim import storage
+from flautim.fl.events import EVENT_PREFIX, InvalidEvent, parse_line
 from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
 from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
 from flautim.sandbox.untrusted_files import remove_tree
@@ -90,7 +91,7 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         if name == "running":
             _set_running(app, experiment_id, attempt)
 
-    sink = Ingestor(app, experiment_id, attempt, plan.out_dir, redis_client=rconn, on_phase=on_phase)
+    sink = RuntimeVerdict(Ingestor(app, experiment_id, attempt, plan.out_dir, redis_client=rconn, on_phase=on_phase))
     control = RunControl(plan.time_limit_s, cancelled=_cancel_check(rconn, app, experiment_id, attempt),
                          heartbeat=heartbeat.beat)
     sink.platform(
@@ -133,6 +134,47 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         except redis.RedisError:
             pass
     return state
+
+
+class RuntimeVerdict:
+    """The Ingestor, in front of which the runtime's own verdict — its `error` and
+    `run_finished` events — is kept as the lines arrive.
+
+    The ingest learns them only when it writes them to the database, and while the database
+    is away (a restart, a failover) it may give up on those lines when the run ends; the
+    run's outcome must not depend on it (a run that completed would read "the server ended
+    without reporting the end of the run").
+    """
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+        self._run_finished: dict | None = None
+        self._last_error: dict | None = None
+
+    def line(self, source: str, stream: str, text: str) -> None:
+        if source in ("server", "prepare") and text.startswith(EVENT_PREFIX) and (
+            '"run_finished"' in text or '"error"' in text
+        ):
+            try:
+                event = parse_line(text)
+            except InvalidEvent:
+                event = None
+            if event is not None and event["type"] == "error":
+                self._last_error = event
+            elif event is not None and event["type"] == "run_finished":
+                self._run_finished = event
+        self._ingestor.line(source, stream, text)
+
+    @property
+    def run_finished(self) -> dict | None:
+        return self._run_finished or self._ingestor.run_finished
+
+    @property
+    def last_error(self) -> dict | None:
+        return self._last_error or self._ingestor.last_error
+
+    def __getattr__(self, name: str):
+        return getattr(self._ingestor, name)
 
 
 def build_plan(experiment: Experiment, config) -> RunPlan:
@@ -249,6 +291,11 @@ def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: In
                     experiment.failure_reason = reason
                 else:
                     experiment.fail(kind, reason or "the run failed", state=status)
+                # The runtime's count, in case the ingest could not store the rounds' events
+                # (the database was away when they came).
+                completed = (sink.run_finished or {}).get("rounds_completed")
+                if isinstance(completed, int) and not isinstance(completed, bool) and 0 < completed <= 1_000_000:
+                    experiment.rounds_done = max(experiment.rounds_done, completed)
                 summary = dict(experiment.summary or {})
                 summary["duration_s"] = round(outcome.duration_s, 2)
                 if outcome.clients_started_s is not None:
