@@ -2,8 +2,8 @@
 
 The live-update contract (docs/architecture.md): every log line becomes a `LogRecord`,
 every event an `ExperimentEvent` plus the `MetricRow`s / `ModelArtifact`s derived from it,
-the experiment's headline figures are updated, and each stored row is published as
-`{"kind": "log"|"event"|"state", "id": row_id, ...}` on `flautim:experiment:<id>`.
+the experiment's headline figures are updated, and each stored row is published on the
+experiment's channel as the message `flautim.live_messages` builds for it.
 
 Lines arrive from many capture threads at once and a run can print fast, so `Ingestor`
 queues them and one flusher thread writes them in batches. Everything a run prints is
@@ -28,11 +28,10 @@ from typing import Any
 import redis
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from flautim import storage
+from flautim import live_messages, storage
 from flautim.fl.events import MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
+from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
-
-from .queue import channel_for
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +291,7 @@ class Ingestor:
         elif kind == "central_evaluate":
             phase, source = "central", "server"
         elif kind == "metric":
-            value = _number(event.get("value"))
+            value = number_or_none(event.get("value"))
             rnd = _round(event.get("round"))
             if value is None or rnd is None:
                 return []
@@ -309,7 +308,7 @@ class Ingestor:
             values.update(event["metrics"])
         rows = []
         for name, raw in list(values.items())[:100]:
-            value = _number(raw)
+            value = number_or_none(raw)
             if value is not None:
                 rows.append(MetricRow(experiment_id=self.experiment_id, attempt=self.attempt,
                                       round=rnd, phase=phase, source=source[:32],
@@ -441,10 +440,10 @@ class Ingestor:
     def _track(self, event: dict) -> None:
         self.events_seen += 1
         kind = event["type"]
-        rnd = _int(event.get("round"))
+        rnd = int_or_none(event.get("round"))
         if kind == "run_started":
             self.run_started = event
-            self._rounds_total = _int(event.get("rounds"))
+            self._rounds_total = int_or_none(event.get("rounds"))
         elif kind == "round_started" and rnd is not None and rnd <= MAX_ROUND:
             self._round_started_at[rnd] = float(event["ts"])
             self._rounds_done = max(self._rounds_done, rnd - 1)
@@ -453,33 +452,14 @@ class Ingestor:
         elif kind in ("central_evaluate", "aggregated") and rnd:
             if kind == "central_evaluate" or event.get("phase") == "evaluate":
                 self._rounds_done = max(self._rounds_done, rnd)
-                self._score(event)
+                live_messages.score(self._summary, event)
         elif kind == "error":
             self.last_error = event
         elif kind == "run_finished":
             self.run_finished = event
-            done = _int(event.get("rounds_completed"))
+            done = int_or_none(event.get("rounds_completed"))
             if done is not None:
                 self._rounds_done = max(self._rounds_done, done)
-
-    def _score(self, event: dict) -> None:
-        """Current and best loss/accuracy; central evaluation wins over the federated one."""
-        central = event["type"] == "central_evaluate"
-        if not central and self._summary.get("source") == "central":
-            return
-        self._summary["source"] = "central" if central else "federated"
-        self._summary["round"] = _int(event.get("round"))
-        loss = _number(event.get("loss"))
-        metrics = event.get("metrics") if isinstance(event.get("metrics"), dict) else {}
-        accuracy = _number(metrics.get("accuracy"))
-        if loss is not None:
-            self._summary["loss"] = loss
-            best = self._summary.get("best_loss")
-            self._summary["best_loss"] = loss if best is None else min(best, loss)
-        if accuracy is not None:
-            self._summary["accuracy"] = accuracy
-            best = self._summary.get("best_accuracy")
-            self._summary["best_accuracy"] = accuracy if best is None else max(best, accuracy)
 
     def _apply_summary(self, experiment: Experiment) -> None:
         if self._rounds_total is not None:
@@ -501,25 +481,17 @@ class Ingestor:
     def _publish(self, logs, events, artifacts, experiment) -> None:
         if self.redis is None:
             return
-        channel = channel_for(self.experiment_id)
+        channel = live_messages.channel_for(self.experiment_id)
         try:
             pipe = self.redis.pipeline(transaction=False)
             for row in logs:
-                pipe.publish(channel, json.dumps({
-                    "kind": "log", "id": row.id, "attempt": row.attempt, "source": row.source,
-                    "stream": row.stream, "line": row.line,
-                }))
+                pipe.publish(channel, live_messages.encode(live_messages.log_message(
+                    row.id, row.attempt, row.source, row.stream, row.line, row.created_at)))
             for row, _event in events:
-                pipe.publish(channel, json.dumps({
-                    "kind": "event", "id": row.id, "attempt": row.attempt, "type": row.type,
-                    "payload": row.payload,
-                }, default=str))
+                pipe.publish(channel, live_messages.encode(live_messages.event_message(
+                    row.id, row.attempt, row.type, row.payload)))
             if experiment is not None:
-                pipe.publish(channel, json.dumps({
-                    "kind": "state", "id": experiment.id, "state": str(experiment.state),
-                    "attempt": experiment.attempt, "rounds_done": experiment.rounds_done,
-                    "rounds_total": experiment.rounds_total, "summary": experiment.summary,
-                }, default=str))
+                pipe.publish(channel, live_messages.encode(live_messages.state_message(experiment)))
             pipe.execute()
             self._redis_warned = False
         except redis.RedisError as exc:
@@ -588,18 +560,8 @@ def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = C
         os.close(src)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:  # an integer past a float's range
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _round(value: Any) -> int | None:
-    rnd = _int(value)
+    rnd = int_or_none(value)
     return rnd if rnd is not None and 0 <= rnd <= MAX_ROUND else None
 
 
@@ -617,16 +579,6 @@ def _size(path: Path) -> int:
 def _unlink(paths) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -26,6 +26,7 @@ from rq import Queue
 from rq.job import Job
 
 from flautim.config import Config
+from flautim.live_messages import channel_for, encode, state_message
 from flautim.models import Dataset, Experiment, ExperimentState, HyperparameterFile, db, utcnow
 from flautim.redis_connection import redis_url
 
@@ -63,11 +64,6 @@ def queue_for(name: str, config: Config | None = None) -> Queue:
 
 def cancel_key(experiment_id: int, attempt: int) -> str:
     return f"flautim:cancel:{int(experiment_id)}:{int(attempt)}"
-
-
-def channel_for(experiment_id: int) -> str:
-    """The Redis pub/sub channel of an experiment's live updates."""
-    return f"flautim:experiment:{int(experiment_id)}"
 
 
 def experiment_time_limit(experiment: Experiment, config: Config) -> int:
@@ -301,21 +297,9 @@ def settle_and_dispatch(config: Config, experiment_id: int | None = None) -> Non
 
 def publish_state(experiment: Experiment, config: Config | None = None) -> None:
     """Tell live pages the experiment's state changed (best effort: pages also poll the DB)."""
-    import json
-
-    message = {
-        "kind": "state",
-        "id": experiment.id,
-        "state": str(experiment.state),
-        "attempt": experiment.attempt,
-        "failure_kind": str(experiment.failure_kind) if experiment.failure_kind else None,
-        "failure_reason": experiment.failure_reason,
-        "cancel_requested": experiment.cancel_requested,
-        "rounds_done": experiment.rounds_done,
-        "rounds_total": experiment.rounds_total,
-    }
     try:
-        redis_for(_config(config)).publish(channel_for(experiment.id), json.dumps(message))
+        redis_for(_config(config)).publish(
+            channel_for(experiment.id), encode(state_message(experiment)))
     except redis.RedisError:
         log.warning("could not publish the state of experiment %s", experiment.id)
 

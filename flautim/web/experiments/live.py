@@ -1,7 +1,8 @@
 """Live updates of an experiment as Server-Sent Events, fed by Redis pub/sub.
 
-The worker stores each row (LogRecord, ExperimentEvent) and then publishes it on
-`flautim:experiment:<id>` as `{"kind": "log"|"event"|"state", "id": <row id>, ...}`.
+The worker stores each row (LogRecord, ExperimentEvent) and then publishes it on the
+experiment's channel; the catch-up sends the same messages built from the rows
+(`flautim.live_messages`: one builder per kind).
 Logs and events are two tables with two id sequences, so the SSE `id:` is the pair
 "<last log id>-<last event id>": a reconnect (Last-Event-ID) resumes both without gaps.
 
@@ -32,6 +33,7 @@ from typing import Any
 import orjson
 from flask import Flask
 
+from flautim.live_messages import channel_for, event_message, log_message, state_message
 from flautim.models import Experiment, ExperimentEvent, Membership, User, db
 
 from . import services
@@ -39,7 +41,6 @@ from .results import curves_of
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "flautim:experiment:"
 PING_EVERY_S = 15.0
 # A catch-up (a first open, or a reconnect far behind) sends the newest rows only: the
 # log's last lines (older ones are in the download) and the attempt's newest events
@@ -50,10 +51,6 @@ CATCH_UP_LOG_LINES = 2000
 CATCH_UP_EVENTS = 2000
 CATCH_UP_BYTES = 4 * 1024 * 1024
 SUMMARY_EVENT_TYPES = ("run_started", "partition_summary", "error", "run_finished")
-
-
-def channel_for(experiment_id: int) -> str:
-    return f"{CHANNEL_PREFIX}{int(experiment_id)}"
 
 
 class StreamSlots:
@@ -146,36 +143,6 @@ class Cursor:
 EVENT_COLUMNS = (ExperimentEvent.id, ExperimentEvent.attempt, ExperimentEvent.type, ExperimentEvent.payload)
 
 
-def serialize_state(experiment: Experiment) -> dict[str, Any]:
-    return {
-        "kind": "state",
-        "state": experiment.state.value,
-        "attempt": experiment.attempt,
-        "rounds_done": experiment.rounds_done,
-        "rounds_total": experiment.rounds_total,
-        "failure_kind": experiment.failure_kind.value if experiment.failure_kind else None,
-        "failure_reason": experiment.failure_reason,
-        "cancel_requested": experiment.cancel_requested,
-        "started_at": experiment.started_at.isoformat() if experiment.started_at else None,
-        "finished_at": experiment.finished_at.isoformat() if experiment.finished_at else None,
-    }
-
-
-def normalise_event_message(message: dict[str, Any]) -> dict[str, Any]:
-    """An event message from the channel in the shape the catch-up sends (the
-    publisher may flatten the payload into the message)."""
-    if isinstance(message.get("payload"), dict):
-        return message
-    payload = {k: v for k, v in message.items() if k not in ("kind", "id", "attempt", "experiment_id")}
-    return {
-        "kind": "event",
-        "id": message["id"],
-        "attempt": message.get("attempt"),
-        "type": message.get("type"),
-        "payload": payload,
-    }
-
-
 def sse(kind: str, data: dict[str, Any], cursor: Cursor | None = None) -> str:
     return _sse_encoded(kind, _json(data), cursor)
 
@@ -199,24 +166,13 @@ def _plain(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _event_data(row) -> dict[str, Any]:
-    id_, attempt, type_, payload = row
-    return {"kind": "event", "id": id_, "attempt": attempt, "type": type_, "payload": payload}
-
-
-def _log_data(row) -> dict[str, Any]:
-    id_, attempt, source, stream_, line, created_at = row
-    return {"kind": "log", "id": id_, "attempt": attempt, "source": source, "stream": stream_, "line": line,
-            "created_at": created_at}
-
-
 def _within_budget(newest_first, to_data, budget: int) -> tuple[list[tuple[int, str]], bool]:
     """(id, JSON) of the newest rows whose JSON fits in `budget` bytes (at least one), oldest
     first, and whether any row was left out."""
     kept: list[tuple[int, str]] = []
     used = 0
     for row in newest_first:
-        data = _json(to_data(row))
+        data = _json(to_data(*row))
         used += len(data)
         if used > budget and kept:
             return kept[::-1], True
@@ -239,7 +195,7 @@ def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int
     return {
         "kind": "summary",
         "skipped_events": skipped,
-        "events": [_event_data(row) for row in singles],
+        "events": [event_message(*row) for row in singles],
         "curves": {key: curves[key] for key in ("loss", "accuracy", "downsampled", "max_points")},
     }
 
@@ -266,11 +222,11 @@ def _catch_up(
             .order_by(ExperimentEvent.id.desc())
             .limit(max_events + 1)
         ).all()
-        events, events_left_out = _within_budget(newest_events[:max_events], _event_data, CATCH_UP_BYTES)
+        events, events_left_out = _within_budget(newest_events[:max_events], event_message, CATCH_UP_BYTES)
         events_left_out = events_left_out or len(newest_events) > max_events
         lines = services.experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id,
                                          limit=CATCH_UP_LOG_LINES + 1, tail=True)
-        sent_lines, lines_left_out = _within_budget(lines[::-1][:CATCH_UP_LOG_LINES], _log_data, CATCH_UP_BYTES)
+        sent_lines, lines_left_out = _within_budget(lines[::-1][:CATCH_UP_LOG_LINES], log_message, CATCH_UP_BYTES)
         lines_left_out = lines_left_out or len(lines) > CATCH_UP_LOG_LINES
         summary = None
         if events_left_out:
@@ -286,7 +242,7 @@ def _catch_up(
         for id_, data in sent_lines:
             cursor.log_id = id_
             out.append(_sse_encoded("log", data, cursor))
-        state = serialize_state(experiment)
+        state = state_message(experiment)
         out.append(sse("state", state, cursor))
         db.session.remove()
     return "".join(out), state
@@ -358,7 +314,7 @@ def stream(
                     continue
                 cursor.event_id = data["id"]
                 last_write = now
-                yield sse("event", normalise_event_message(data), cursor)
+                yield sse("event", data, cursor)
             elif kind == "state":
                 last_write = now
                 yield sse("state", data, cursor)

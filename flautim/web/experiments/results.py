@@ -17,6 +17,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, case, func, or_, select
 
+from flautim.live_messages import ACCURACY_NAMES
 from flautim.models import Experiment, ExperimentEvent, MetricRow, db
 
 # series key -> (phase, source) of its metric rows — the three curves of the Saídas charts.
@@ -25,8 +26,8 @@ SERIES = {
     "evaluate": ("evaluate", "aggregate"),
     "central": ("central", "server"),
 }
-# metric -> the metric names it is read from, in order of preference (as the page's script).
-METRIC_NAMES = {"loss": ("loss",), "accuracy": ("accuracy", "acc", "val_accuracy")}
+# metric -> the metric names it is read from, in order of preference.
+METRIC_NAMES = {"loss": ("loss",), "accuracy": ACCURACY_NAMES}
 DEFAULT_MAX_POINTS = 500
 
 
@@ -34,15 +35,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
-
-
-def accuracy_of(metrics: Any) -> float | None:
-    if not isinstance(metrics, dict):
-        return None
-    for key in ("accuracy", "acc", "val_accuracy"):
-        if key in metrics:
-            return _number(metrics[key])
-    return None
 
 
 def _max_points() -> int:

@@ -46,10 +46,6 @@
   var clients = {};
 
   function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
-  function accuracyOf(m) {
-    if (!m || typeof m !== "object") return null;
-    return num(m.accuracy !== undefined ? m.accuracy : m.acc);
-  }
   function pct(v) { return v === null ? "—" : (v * (v <= 1 ? 100 : 1)).toFixed(2) + "%"; }
   function dur(s) {
     if (s === null || s === undefined || !isFinite(s)) return "—";
@@ -113,15 +109,14 @@
     }, 50);
   }
 
+  // The run's current and best figures, as the server keeps them (the state's headline).
+  var headline = {};
   function updateHeadline() {
-    var acc = series.accuracy.central.length ? series.accuracy.central : series.accuracy.evaluate;
-    var loss = series.loss.central.length ? series.loss.central : series.loss.evaluate;
-    function last(l) { if (!l.length) return null; var s = l.slice().sort(function (a, b) { return a[0] - b[0]; }); return s[s.length - 1][1]; }
-    $("acc-current").textContent = pct(last(acc));
-    $("acc-best").textContent = acc.length ? pct(Math.max.apply(null, acc.map(function (p) { return p[1]; }))) : "—";
-    var lc = last(loss);
+    $("acc-current").textContent = pct(num(headline.accuracy));
+    $("acc-best").textContent = pct(num(headline.best_accuracy));
+    var lc = num(headline.loss), lb = num(headline.best_loss);
     $("loss-current").textContent = lc === null ? "—" : Charts.format(lc);
-    $("loss-best").textContent = loss.length ? Charts.format(Math.min.apply(null, loss.map(function (p) { return p[1]; }))) : "—";
+    $("loss-best").textContent = lb === null ? "—" : Charts.format(lb);
     $("round-current").textContent = String(currentRound || completedRounds);
     $("round-total").textContent = roundsTotal ? String(roundsTotal) : "?";
     var bar = $("progress");
@@ -230,10 +225,10 @@
       case "client_evaluate": {
         var c = clients[p.client] = clients[p.client] || {};
         if (e.type === "client_train") {
-          c.trainLoss = num(p.loss); c.trainAcc = accuracyOf(p.metrics);
+          c.trainLoss = num(p.loss); c.trainAcc = num(e.accuracy);
           c.examples = num(p.examples); c.duration = num(p.duration_s);
         } else {
-          c.evalLoss = num(p.loss); c.evalAcc = accuracyOf(p.metrics);
+          c.evalLoss = num(p.loss); c.evalAcc = num(e.accuracy);
           if (c.examples === undefined) c.examples = num(p.examples);
         }
         renderClients();
@@ -243,7 +238,7 @@
         var key = p.phase === "train" ? "train" : "evaluate";
         if (r !== null) {
           if (num(p.loss) !== null) upsert(series.loss[key], r, p.loss);
-          if (accuracyOf(p.metrics) !== null) upsert(series.accuracy[key], r, accuracyOf(p.metrics));
+          if (num(e.accuracy) !== null) upsert(series.accuracy[key], r, e.accuracy);
           if (key === "evaluate") completedRounds = Math.max(completedRounds, r);
         }
         drawCharts();
@@ -252,7 +247,7 @@
       case "central_evaluate":
         if (r !== null) {
           if (num(p.loss) !== null) upsert(series.loss.central, r, p.loss);
-          if (accuracyOf(p.metrics) !== null) upsert(series.accuracy.central, r, accuracyOf(p.metrics));
+          if (num(e.accuracy) !== null) upsert(series.accuracy.central, r, e.accuracy);
           completedRounds = Math.max(completedRounds, r);
         }
         drawCharts();
@@ -279,6 +274,7 @@
     if (s.started_at) startedAt = Date.parse(s.started_at) / 1000;
     if (s.finished_at) finishedAt = Date.parse(s.finished_at) / 1000;
     if (s.failure_reason && $("error-what").textContent === "") showError({ what: s.failure_reason });
+    if (s.headline) headline = s.headline;
     updateHeadline();
     tick();
   }
