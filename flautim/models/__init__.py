@@ -2,7 +2,7 @@
 
 from .accounts import ApiToken, User
 from .assets import Dataset, HyperparameterFile, ModelCode
-from .base import Base, db, utcnow
+from .base import MAX_ID, Base, db, utcnow
 from .experiments import (
     ALLOWED_TRANSITIONS,
     Experiment,
@@ -19,7 +19,7 @@ from .quotas import QuotaOverride, RunUsage
 from .support import SupportMessage, SupportTicket
 
 __all__ = [
-    "ALLOWED_TRANSITIONS", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
+    "ALLOWED_TRANSITIONS", "MAX_ID", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
     "ExperimentEvent", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
     "Invitation", "LogRecord", "Membership", "MetricRow", "ModelArtifact", "ModelCode", "Project",
     "QuotaOverride", "Role", "RunUsage", "SupportMessage", "SupportTicket", "User", "db", "utcnow",

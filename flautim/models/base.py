@@ -21,6 +21,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Ids are 32-bit integer columns: a larger id names no row, and PostgreSQL answers a
+# query with one by failing ("integer out of range"), so callers treat it as not found.
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -10,6 +10,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from flautim.config import Config
+from flautim.models import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class BoundedIntConverter(IntegerConverter):
 
     def to_python(self, value: str) -> int:
         number = super().to_python(value)
-        return number if number <= 2**31 - 1 else 0
+        return number if number <= MAX_ID else 0
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -7,7 +7,7 @@ from flask import Response, abort, jsonify, send_file
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from flautim.models import Experiment, ExperimentState, MetricRow, Role, db
+from flautim.models import MAX_ID, Experiment, ExperimentState, MetricRow, Role, db
 from flautim.web.experiments import services
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
@@ -31,7 +31,6 @@ from .params import (
 )
 from .scoping import existing_id, page, scoped_experiment, scoped_project
 
-MAX_INT = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
 STATES = {s.value for s in ExperimentState}
 EXPERIMENT_FIELDS = {"name", "description", "dataset_id", "model_code_id", "hyperparameter_file_id", "run"}
@@ -139,7 +138,7 @@ def cancel_experiment(project_id: int, experiment_id: int):
 # --- results ----------------------------------------------------------------------------
 
 def _attempt_arg(experiment: Experiment) -> int:
-    return int_arg("attempt", experiment.attempt, minimum=0, maximum=MAX_INT)
+    return int_arg("attempt", experiment.attempt, minimum=0, maximum=MAX_ID)
 
 
 METRIC_COLUMNS = (MetricRow.id, MetricRow.attempt, MetricRow.round, MetricRow.phase,
@@ -168,9 +167,9 @@ def experiment_metrics(project_id: int, experiment_id: int):
     if fmt not in ("rows", "series"):
         raise field_error("format", _("format deve ser rows ou series."))
     filters = {key: str_arg(key, size) for key, size in (("source", 32), ("phase", 16), ("name", 64))}
-    round_min = int_arg("round_min", None, minimum=0, maximum=MAX_INT)
-    round_max = int_arg("round_max", None, minimum=0, maximum=MAX_INT)
-    after_round = int_arg("after_round", None, minimum=-1, maximum=MAX_INT)
+    round_min = int_arg("round_min", None, minimum=0, maximum=MAX_ID)
+    round_max = int_arg("round_max", None, minimum=0, maximum=MAX_ID)
+    after_round = int_arg("after_round", None, minimum=-1, maximum=MAX_ID)
     limit = int_arg("limit", None, minimum=1, maximum=MAX_ROUNDS_PER_PAGE)
     version = services.metrics_version(experiment, attempt)
     # Everything the body depends on; created_at tells apart a re-created database's ids.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import request
 from flask_babel import gettext as _
 
+from flautim.models import MAX_ID
+
 from .errors import field_error
 
 DEFAULT_LIMIT = 50
@@ -40,7 +42,7 @@ def str_arg(name: str, max_length: int = 100) -> str | None:
 def page_args(max_limit: int = MAX_LIMIT) -> tuple[int, int]:
     """`limit` (1..max_limit, default 50) and `offset` (>= 0) of a paginated list."""
     limit = int_arg("limit", DEFAULT_LIMIT, minimum=1, maximum=max_limit)
-    offset = int_arg("offset", 0, minimum=0, maximum=2**31 - 1)
+    offset = int_arg("offset", 0, minimum=0, maximum=MAX_ID)
     return limit, offset
 
 
@@ -89,7 +91,7 @@ def body_id(data: dict, name: str, required: bool = False) -> int | None:
             raise field_error(name, _("O campo %(name)s é obrigatório.", name=name))
         return None
     # bool is an int in Python; `true` is not an id.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 2**31 - 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > MAX_ID:
         raise field_error(name, _("O campo %(name)s deve ser um id (inteiro positivo).", name=name))
     return value
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 from flask import abort
 
 from flautim.models import Experiment, Project, Role
-from flautim.web.projects.access import get_project_object_or_404, get_project_or_404
+from flautim.web.projects.access import get_project_object_or_404, get_project_or_404, valid_id
 
 from .auth import api_user
 
-# Ids are 32-bit integer columns: a larger id in a URL names nothing, and passing it on
-# would make PostgreSQL raise "integer out of range" (a 500) instead of a 404.
-MAX_ID = 2**31 - 1
-
 
 def existing_id(value: int) -> int:
-    if not 1 <= value <= MAX_ID:
+    if not valid_id(value):
         abort(404)
     return value
 

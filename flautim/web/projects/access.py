@@ -17,14 +17,11 @@ from flask_login import current_user
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import contains_eager
 
-from flautim.models import Membership, Project, Role, User, db
+from flautim.models import MAX_ID, Membership, Project, Role, User, db
 
 T = TypeVar("T")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Ids are 32-bit integer columns: a larger id in a URL names nothing, and passing it on
-# would make PostgreSQL raise "integer out of range" (a 500) instead of a 404.
-MAX_ID = 2**31 - 1
 
 
 def valid_id(value) -> bool:
