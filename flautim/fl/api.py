@@ -10,6 +10,9 @@ An experiment bundle has two code files:
 The platform partitions the training split among the federated clients, gives each client
 only its own part, and runs `training_loop` / `validation_loop` on every client in every
 round. See docs/library.md for the full reference and examples/ for complete bundles.
+
+torch is imported where it is used, not here: the web app checks bundles with this module
+(flautim.fl.bundle) and must not load torch.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Both use Flower 1.42's Message API and load the user's code through the sessions
 `flautim.fl.session` (FL-CORE), so every transport runs the same apps:
 - the fast transport calls `client_app(message=..., context=...)` in a warm process and
   `server_app(grid, context)` over its DirectGrid;
-- the Flower deployment transport ships them in a FAB (`transport/flower.py`) where a
+- the Flower deployment transport ships them in a FAB (`transport/flower_apps.py`) where a
   SuperNode's ClientApp process and the SuperLink's ServerApp process call them.
 
 Every failure becomes a FlautimError: on a client it travels back as the Error of the reply
@@ -23,9 +23,12 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from flautim.fl.errors import FlautimError, user_code_error
+from flautim.fl.bundle import Bundle
+from flautim.fl.errors import FlautimError, as_flautim_error
 from flautim.fl.events import EventWriter
+from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.round_deadline import RoundDeadline
+from flautim.fl.session import ClientSession
 from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums
 from flautim.fl.transport.records import (
     arrays_to_weights,
@@ -45,26 +48,6 @@ class RunFailed(RuntimeError):
     def __init__(self, error: FlautimError) -> None:
         super().__init__(error.message())
         self.error = error
-
-
-def as_flautim_error(exc: BaseException, bundle_dir: Path, what: str, client: int | None = None) -> FlautimError:
-    """Any exception as a FlautimError naming the user's file:line when user code raised it."""
-    if isinstance(exc, FlautimError):
-        return exc.with_client(client)
-    if isinstance(exc, MemoryError):
-        return FlautimError(
-            what=f"{what}: out of memory",
-            where=f"client {client}" if client is not None else "server",
-            hint="use a smaller batch_size or model",
-            kind="out_of_memory",
-            client=client,
-        )
-    error = user_code_error(exc, Path(bundle_dir), what, client=client)
-    if not error.where:
-        # No frame of the bundle on the stack: the fault is ours (or the environment's).
-        error.kind = "infrastructure"
-        error.hint = error.hint or "this looks like a platform problem; please report it with the run id"
-    return error
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,9 +106,6 @@ def make_client_app(
 
 def load_client_session(bundle_dir: Path, hyperparameters: Any, data_dir: Path, client_id: int, device: str = "cpu") -> Any:
     """A ready ClientSession (user code imported, partition loaded, model checked on a batch)."""
-    from flautim.fl.bundle import Bundle
-    from flautim.fl.session import ClientSession
-
     bundle = Bundle.load(bundle_dir)
     session = ClientSession(bundle, hyperparameters, Path(data_dir), client_id, device=device)
     session.preflight()
@@ -210,6 +190,19 @@ def run_federation(
     return {"rounds_completed": strategy.rounds_completed}
 
 
+def emit_run_started(events: EventWriter, bundle_dir: Path, hyperparameters: Hyperparameters, transport: str) -> None:
+    """The run's first event from the server side: what runs, how, with which settings."""
+    events.emit(
+        "run_started",
+        experiment=bundle_dir.resolve().name,
+        transport=transport,
+        clients=int(hyperparameters.num_clients),
+        rounds=int(hyperparameters.rounds),
+        strategy=str(hyperparameters.strategy),
+        hyperparameters=hyperparameters.to_dict(),
+    )
+
+
 def make_server_app(
     load_session: Callable[[Context], Any],
     hyperparameters: Any,
@@ -236,13 +229,7 @@ def make_server_app(
             state["rounds_completed"] = outcome["rounds_completed"]
         except BaseException as exc:  # noqa: BLE001 - one error event for any failure
             error = as_flautim_error(exc, bundle_dir, "the server failed")
-            events.emit("error", **error.event_fields())
-            events.emit(
-                "run_finished",
-                status="failed",
-                duration_s=round(time.time() - started_at, 3),
-                rounds_completed=getattr(state.get("strategy"), "rounds_completed", 0),
-            )
+            events.emit_failure(error.event_fields(), started_at, getattr(state.get("strategy"), "rounds_completed", 0))
             raise RunFailed(error) from exc
         events.emit(
             "run_finished",

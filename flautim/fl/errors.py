@@ -152,3 +152,23 @@ def user_code_error(
         client=client,
         traceback=user_traceback(exc, root),
     )
+
+
+def as_flautim_error(exc: BaseException, bundle_dir: Path, what: str, client: int | None = None) -> FlautimError:
+    """Any exception as a FlautimError naming the user's file:line when user code raised it;
+    with no frame of the bundle on the stack, kind `infrastructure` (the fault is ours)."""
+    if isinstance(exc, FlautimError):
+        return exc.with_client(client)
+    if isinstance(exc, MemoryError):
+        return FlautimError(
+            what=f"{what}: out of memory",
+            where=f"client {client}" if client is not None else "server",
+            hint="use a smaller batch_size or model",
+            kind="out_of_memory",
+            client=client,
+        )
+    error = user_code_error(exc, Path(bundle_dir), what, client=client)
+    if not error.where:
+        error.kind = "infrastructure"
+        error.hint = error.hint or "this looks like a platform problem; please report it with the run id"
+    return error

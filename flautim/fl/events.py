@@ -101,6 +101,11 @@ class EventWriter:
             stream.flush()
         return event
 
+    def emit_failure(self, error_fields: dict[str, Any], started_at: float, rounds_completed: int = 0) -> None:
+        """A failed run's one `error` event and its `run_finished` (status failed)."""
+        self.emit("error", **error_fields)
+        self.emit("run_finished", status="failed", duration_s=round(time.time() - started_at, 3), rounds_completed=rounds_completed)
+
 
 def parse_line(line: str) -> dict[str, Any] | None:
     """The event carried by `line`, None for an ordinary log line; InvalidEvent if malformed."""

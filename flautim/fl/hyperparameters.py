@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flautim.fl.errors import HYPERPARAMETERS, FlautimError
+from flautim.fl.partition import PartitionError, check_partition_options
 
 STRATEGIES = (
     "FedAvg", "FedAvgM", "FedProx", "FedAdam", "FedYogi", "FedAdagrad",
@@ -397,8 +398,6 @@ _CHECKS = {
 
 def _check_together(hp: Hyperparameters, filename: str) -> None:
     """Checks that involve several keys (each error names the line of the later key)."""
-    from flautim.fl.partition import PartitionError, check_partition_options
-
     try:
         check_partition_options(hp.partitioning, hp.partitioning_options)
     except PartitionError as exc:

@@ -10,208 +10,35 @@ Transports (`--transport`):
 - `fast` (default): the server listens on a local TCP port; the clients are warm processes
   forked from one parent that imported torch once (`clients` command), each opening only its
   own partition directory.
-- `flower`: a stock Flower deployment, a SuperLink and N SuperNodes (transport/flower.py).
+- `flower`: a stock Flower deployment, a SuperLink and N SuperNodes
+  (transport/flower_deployment.py) running the apps of transport/flower_apps.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from flautim.fl.events import InvalidEvent, make_event, parse_line
+from flautim.fl.process_group import Console, ProcessGroup, fail, free_port, module_command
+from flautim.fl.run_settings import peek, run_limits
+from flautim.fl.transport.flower_deployment import (
+    start_superlink,
+    start_warm_clientapps,
+    submit_and_follow,
+    supernode_command,
+)
 
 # Margin on top of the experiment's time_limit_s before the runner kills everything.
 KILL_MARGIN_S = 30.0
-DEFAULT_RUN_LIMIT_S = 6 * 3600.0
 # After the server ends, clients get this long to read "bye" and exit.
 CLIENT_EXIT_GRACE_S = 10.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def module_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flautim.fl", *args]
-
-
-def describe(event: dict[str, Any]) -> str:
-    """One readable line for an event."""
-    kind = event["type"]
-
-    def num(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    def metrics(values: Any) -> str:
-        if not isinstance(values, dict) or not values:
-            return ""
-        return " " + " ".join(f"{k}={num(v)}" for k, v in values.items())
-
-    if kind == "run_started":
-        return f"run started: {event['experiment']} ({event['transport']}, {event['clients']} clients, {event['rounds']} rounds, {event['strategy']})"
-    if kind == "partition_summary":
-        sizes = ", ".join(str(c.get("train_examples")) for c in event.get("clients") or [] if isinstance(c, dict))
-        return f"partition {event['method']}: train examples per client [{sizes}]"
-    if kind == "round_started":
-        return f"round {event['round']}"
-    if kind in {"client_train", "client_evaluate"}:
-        phase = "train" if kind == "client_train" else "evaluate"
-        return f"  client {event['client']} {phase}: loss={num(event['loss'])} examples={event['examples']} {num(event['duration_s'])}s{metrics(event['metrics'])}"
-    if kind == "aggregated":
-        return f"  aggregated {event['phase']}: loss={num(event['loss'])}{metrics(event['metrics'])}"
-    if kind == "central_evaluate":
-        return f"  central evaluation: loss={num(event['loss'])}{metrics(event['metrics'])}"
-    if kind == "checkpoint":
-        return f"  checkpoint ({event['kind']}, round {event['round']}): {', '.join(map(str, (event.get('files') or {}).values()))}"
-    if kind == "warning":
-        who = f" (client {event['client']})" if event.get("client") is not None else ""
-        hint = f" — {event['hint']}" if event.get("hint") else ""
-        return f"warning{who}: {event['message']}{hint}"
-    if kind == "error":
-        who = f" (client {event['client']})" if event.get("client") is not None else ""
-        where = f"{event['where']}: " if event.get("where") else ""
-        hint = f"\n  hint: {event['hint']}" if event.get("hint") else ""
-        return f"ERROR{who}: {where}{event['what']}{hint}"
-    if kind == "run_finished":
-        return f"run {event['status']} in {num(event['duration_s'])}s ({event['rounds_completed']} rounds)"
-    if kind == "metric":
-        return f"  metric {event['name']}={num(event['value'])} (round {event['round']})"
-    return json.dumps(event)
-
-
-class Console:
-    """Prints events and log lines; remembers what the run reported."""
-
-    def __init__(self, as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        self.as_json = as_json
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self.events: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def event(self, event: dict[str, Any]) -> None:
-        with self.lock:
-            self.events.append(event)
-            text = json.dumps(event) if self.as_json else describe(event)
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def log(self, source: str, line: str) -> None:
-        with self.lock:
-            stream = self.err if self.as_json else self.out
-            stream.write(f"[{source}] {line}\n" if not line.startswith("[") else line + "\n")
-            stream.flush()
-
-    def has(self, type_: str) -> bool:
-        return any(e["type"] == type_ for e in self.events)
-
-    def finished(self) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e["type"] == "run_finished"), None)
-
-
-def pump(stream: TextIO, source: str, console: Console, events_ok: bool) -> None:
-    """Forward a child's output: events (only from processes allowed to emit) and log lines."""
-    for raw in iter(stream.readline, ""):
-        line = raw.rstrip("\n")
-        try:
-            event = parse_line(line) if events_ok else None
-        except InvalidEvent as exc:
-            console.log(source, f"(ignored a malformed event: {exc})")
-            continue
-        if event is not None:
-            console.event(event)
-        elif line:
-            console.log(source, line)
-    stream.close()
-
-
-class ProcessGroup:
-    """Child processes started in their own process group, so none outlives the run."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.threads: dict[str, threading.Thread] = {}
-
-    def start(self, name: str, cmd: list[str], events_ok: bool = False, env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        self.procs[name] = proc
-        thread = threading.Thread(target=pump, args=(proc.stdout, name, self.console, events_ok), daemon=True)
-        thread.start()
-        self.threads[name] = thread
-        return proc
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def drain(self, timeout: float = 5.0, names: tuple[str, ...] | None = None) -> None:
-        """Wait until the output of the named processes (all by default) has been read."""
-        deadline = time.monotonic() + timeout
-        for name, thread in self.threads.items():
-            if names is None or name in names:
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def fail(console: Console, what: str, where: str, hint: str, kind: str, started: float) -> int:
-    """Report a failure the processes could not report themselves (one error event)."""
-    if not console.has("error"):
-        console.event(make_event("error", what=what, where=where, hint=hint, kind=kind))
-    if not console.finished():
-        rounds = sum(1 for e in console.events if e["type"] == "aggregated" and e.get("phase") == "train")
-        console.event(make_event("run_finished", status="failed", duration_s=round(time.time() - started, 3), rounds_completed=rounds))
-    return 1
-
-
-def hyperparameter(bundle: Path, key: str, default: Any) -> Any:
-    """One value of the bundle's hyperparameters.py (`default` if unreadable: prepare reports it)."""
-    try:
-        from flautim.fl.hyperparameters import load_hyperparameters
-
-        return load_hyperparameters(bundle / "hyperparameters.py").get(key, default)
-    except Exception:  # noqa: BLE001
-        return default
-
-
-def read_limits(bundle: Path) -> tuple[float, float]:
-    """(time limit of the whole run, bounded wait for clients), from hyperparameters.py."""
-    try:
-        from flautim.fl.hyperparameters import load_hyperparameters
-
-        hp = load_hyperparameters(bundle / "hyperparameters.py")
-    except Exception:  # noqa: BLE001 - prepare reports a broken file with its line
-        return DEFAULT_RUN_LIMIT_S, 60.0
-    limit = float(hp.time_limit_s) if hp.time_limit_s else DEFAULT_RUN_LIMIT_S
-    return limit, float(hp.min_clients_wait_s)
 
 
 def run_prepare(args: argparse.Namespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float) -> int | None:
@@ -255,7 +82,7 @@ def planned_clients(args: argparse.Namespace) -> int | None:
     """How many clients the run will have, known before `prepare` (None: unreadable file)."""
     if args.clients is not None:
         return int(args.clients)
-    return hyperparameter(Path(args.bundle), "num_clients", None)
+    return peek(Path(args.bundle), "num_clients", None)
 
 
 def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
@@ -312,6 +139,32 @@ def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: 
     return 0 if console.finished().get("status") == "completed" else 1
 
 
+def run_flower(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
+    """A SuperLink and N SuperNodes on this machine, once `prepare` is done."""
+    n = num_clients(args, workdir)
+    home = out / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    link_port = free_port()
+    address = f"127.0.0.1:{link_port}"
+    start_superlink(group, home, "127.0.0.1", link_port)
+    warm_dir, node_env = start_warm_clientapps(group, home, n)
+    bundle = Path(args.bundle).resolve()
+    try:
+        for i in range(n):
+            group.start(f"supernode {i}", supernode_command(address, i, (workdir / f"client-{i}").resolve(), bundle, free_port()), env=node_env)
+        return submit_and_follow(
+            bundle=bundle, server_data=(workdir / "server").resolve(), out=out.resolve(),
+            scratch=out.resolve(), clients=int(args.clients or 0), rounds=int(args.rounds or 0),
+            home=home, address=address, wait_s=run_limits(bundle).clients_wait_s, console=console,
+            deadline=deadline, started=started,
+        )
+    finally:
+        group.kill_all()
+        group.drain()
+        if warm_dir is not None:
+            shutil.rmtree(warm_dir, ignore_errors=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flautim run", description="Run an experiment bundle on this machine.")
     parser.add_argument("bundle", type=Path, help="folder with dataset.py, data/, api.py, hyperparameters.py")
@@ -338,9 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workdir = out / "work"
     workdir.mkdir(exist_ok=True)
-    limit_s, _ = read_limits(bundle)
-    args.transport = args.transport or hyperparameter(bundle, "transport", "fast")
-    deadline = time.monotonic() + limit_s + KILL_MARGIN_S
+    args.transport = args.transport or peek(bundle, "transport", "fast")
+    deadline = time.monotonic() + run_limits(bundle).time_limit_s + KILL_MARGIN_S
     group = ProcessGroup(console)
 
     def on_terminate(signum: int, _frame: Any) -> None:
@@ -352,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, on_terminate)
     try:
         if args.transport == "flower":
-            from flautim.fl.transport.flower import run_flower
-
             if (failed := prepare_or_fail(args, group, workdir, console, deadline, started)) is not None:
                 return failed
             result = run_flower(args, group, workdir, out, console, deadline, started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flautim.fl.transport.flower import write_fab_dir
+from flautim.fl.transport.flower_deployment import write_fab_dir
 from tests.fl.runs import copy_bundle, flautim_run
 
 

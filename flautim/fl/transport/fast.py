@@ -7,7 +7,7 @@ and answers every Message by calling the ClientApp object directly. Messages tra
 Flower's own protobuf (`flwr.common.serde`), one frame each; replies wake the server at
 once (no polling), so a round costs what training costs plus a few milliseconds.
 
-What a custom Grid must do that Flower's docstrings leave out (see GUIDE.md §4): set
+What a custom Grid must do that Flower's docstrings leave out: set
 `TaskIdentity` in the server process (Message() reads the run id from it), assign message
 ids itself (there is no public setter; both stock grids write `_message_id`), and have every
 client present before the strategy samples nodes (FedAvg sleeps 1 s per check otherwise).

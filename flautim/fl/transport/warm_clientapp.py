@@ -13,6 +13,9 @@ its token's message from the SuperNode exactly as `flwr-clientapp` does. If the 
 not there (not started yet, or gone), the launcher runs the real `flwr-clientapp` instead.
 
     python -m flautim.fl.transport.warm_clientapp SOCKET --share N
+
+The deployer imports this module for `write_launcher` alone and must stay light, so flwr and
+the apps are imported inside `serve` (the parent's warm-up, once) and `run_task`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
+
+from flautim.fl.process_setup import limit_torch_threads, warm_client_imports
 
 MAX_REQUEST = 64 * 1024
 
@@ -68,8 +73,6 @@ def exit_code(exc: SystemExit) -> int:
 def run_task(argv: list[str], share: int, launcher_pid: int) -> int:
     """In the forked child: Flower's `flwr-clientapp` entry point, with the launcher's args."""
     from flwr.supernode.cli.flwr_clientapp import flwr_clientapp
-
-    from flautim.fl.transport.processes import limit_torch_threads
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
@@ -134,12 +137,10 @@ def fork_task(conn: socket.socket, server: socket.socket, share: int) -> int | N
 
 def serve(socket_path: Path, share: int) -> None:
     """Import once, then fork one child per launcher connection until killed."""
-    from flautim.fl.transport.processes import warm_imports
-
-    warm_imports()
+    warm_client_imports()
     import flwr.supernode.cli.flwr_clientapp  # noqa: F401
 
-    import flautim.fl.transport.flower  # noqa: F401 - the apps the FAB points at
+    import flautim.fl.transport.flower_apps  # noqa: F401 - the apps the FAB points at
 
     socket_path.unlink(missing_ok=True)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
