@@ -155,7 +155,7 @@ def test_login_rate_limit_per_account(app, client, make_user):
 
 
 def test_login_rate_limit_per_ip(app, client, make_user):
-    app.config["FLAUTIM_LOGIN_LIMIT_PER_IP"] = "3 per minute"
+    app.extensions["flautim_config"].LOGIN_LIMIT_PER_IP = "3 per minute"
     for i in range(3):
         response = submit_form(client, "/auth/login", {"email": f"x{i}@example.org", "password": "wrong password 1"})
         assert response.status_code == 200
@@ -184,7 +184,7 @@ def test_expired_reset_token(app, client, make_user):
     uid = make_user("yara@example.org")
     with app.test_request_context():
         token = make_reset_token(db.session.get(User, uid))
-    app.config["FLAUTIM_TOKEN_MAX_AGE_S"] = 1
+    app.extensions["flautim_config"].TOKEN_MAX_AGE_S = 1
     time.sleep(2.2)
     response = client.get(f"/auth/reset/{token}")
     assert response.status_code == 400
@@ -236,7 +236,7 @@ def test_invalid_and_expired_email_change_tokens(app, client, make_user):
         token = make_email_change_token(user, "bruno2@example.org")
     response = client.get(f"/auth/email/confirm/{stray}")
     assert response.status_code == 400 and "inválido" in response.get_data(as_text=True)
-    app.config["FLAUTIM_TOKEN_MAX_AGE_S"] = 1
+    app.extensions["flautim_config"].TOKEN_MAX_AGE_S = 1
     time.sleep(2.2)
     response = client.get(f"/auth/email/confirm/{token}")
     assert response.status_code == 400 and "expirou" in response.get_data(as_text=True)

@@ -126,7 +126,7 @@ def test_ticket_saved_even_when_mail_server_is_down(app, client, make_user):
 
 
 def test_messages_per_user_are_rate_limited(app, make_user, smtp_server):
-    app.config["FLAUTIM_SUPPORT_LIMIT_PER_USER"] = "3 per minute"
+    app.extensions["flautim_config"].SUPPORT_LIMIT_PER_USER = "3 per minute"
     make_user("fred@example.org")
     make_user("gabi@example.org")
     fred, gabi = app.test_client(), app.test_client()

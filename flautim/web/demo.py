@@ -13,6 +13,7 @@ from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 
 from flautim.models import Experiment, Membership, Project, Role, User, db
+from flautim.web import flautim_config
 from flautim.web.auth.passwords import hash_password
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _demo_password(app: Flask) -> str:
 
     if os.environ.get("FLAUTIM_DEMO_PASSWORD"):
         return os.environ["FLAUTIM_DEMO_PASSWORD"]
-    path = app.extensions["flautim_config"].data_path / "demo-password.txt"
+    path = flautim_config(app).data_path / "demo-password.txt"
     if path.exists():
         return path.read_text().strip()
     password = secrets.token_urlsafe(12)
@@ -107,7 +108,7 @@ def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
             model = services.upload_model_code(
                 project, user, upload=_file(EXAMPLE_DIR / "api.py"), name="CNN pequena"
             )
-            demo_hp = app.extensions["flautim_config"].data_path / "demo-hyperparameters.py"
+            demo_hp = flautim_config(app).data_path / "demo-hyperparameters.py"
             demo_hp.write_text(DEMO_HYPERPARAMETERS)
             hyper = services.upload_hyperparameters(
                 project, user, upload=_file(demo_hp, "hyperparameters.py"), name="4 clientes, 5 rodadas"

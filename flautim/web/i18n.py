@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 
+from flautim.web import flautim_config
+
 from .extensions import babel
 
 
 def select_locale() -> str:
-    supported = current_app.config["FLAUTIM_LANGUAGES"]
+    supported = flautim_config().LANGUAGES
     if not has_request_context():
         return current_app.config["BABEL_DEFAULT_LOCALE"]
     if current_user.is_authenticated and current_user.locale in supported:
@@ -27,4 +29,4 @@ def init_app(app: Flask) -> None:
     def inject_locale():
         from flask_babel import get_locale
 
-        return {"current_locale": str(get_locale()), "languages": app.config["FLAUTIM_LANGUAGES"]}
+        return {"current_locale": str(get_locale()), "languages": flautim_config(app).LANGUAGES}

@@ -6,14 +6,14 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
-from flask import current_app
+from flautim.web import flautim_config
 
 log = logging.getLogger(__name__)
 
 
 def send_mail(to: str, subject: str, body: str, reply_to: str | None = None) -> None:
     """Send a plain-text email. Failures are logged with context and re-raised."""
-    cfg = current_app.extensions["flautim_config"]
+    cfg = flautim_config()
     message = EmailMessage()
     message["From"] = cfg.MAIL_FROM
     message["To"] = to

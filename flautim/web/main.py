@@ -16,6 +16,7 @@ from flask import (
 from flask_login import current_user
 
 from flautim.models import db
+from flautim.web import flautim_config
 
 bp = Blueprint("main", __name__)
 
@@ -30,7 +31,7 @@ def index():
 @bp.post("/language")
 def set_language():
     locale = request.form.get("locale", "")
-    if locale not in current_app.config["FLAUTIM_LANGUAGES"]:
+    if locale not in flautim_config().LANGUAGES:
         abort(400)
     session["locale"] = locale
     if current_user.is_authenticated:

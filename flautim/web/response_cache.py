@@ -31,6 +31,8 @@ import orjson
 from flask import Flask, Response, current_app, g, request, session
 from flask_wtf.csrf import generate_csrf
 
+from flautim.web import flautim_config
+
 EXTENSION = "flautim_response_cache"
 
 
@@ -171,5 +173,5 @@ def _render_with_csrf_hole(render: Callable[[], str]) -> str:
 
 
 def init_app(app: Flask) -> None:
-    config = app.extensions["flautim_config"]
+    config = flautim_config(app)
     app.extensions[EXTENSION] = BodyCache(config.RESPONSE_CACHE_MB * 1024 * 1024)

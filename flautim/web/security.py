@@ -12,7 +12,9 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from flautim import redis_connection
 from flautim.models import User
+from flautim.web import flautim_config
 
 from .extensions import limiter, login_manager
 from .projects.access import user_by_id
@@ -75,15 +77,14 @@ def init_app(app: Flask) -> None:
     # epoch (User.get_id) already ends stale sessions after a password change.
     login_manager.session_protection = "basic"
 
-    redis_url = app.config["FLAUTIM_REDIS_URL_RESOLVED"]
+    url = redis_connection.redis_url(flautim_config(app))
     app.config.setdefault(
-        "RATELIMIT_STORAGE_URI",
-        redis_url.replace("unix://", "redis+unix://", 1) if redis_url.startswith("unix://") else redis_url,
+        "RATELIMIT_STORAGE_URI", url.replace("unix://", "redis+unix://", 1) if url.startswith("unix://") else url
     )
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
 
-    hops = app.extensions["flautim_config"].TRUSTED_PROXIES
+    hops = flautim_config(app).TRUSTED_PROXIES
     if hops:
         # The client's address (what rate limits key on) and scheme as the proxies saw
         # them. Only X-Forwarded-For and -Proto: a proxy that passes a client's

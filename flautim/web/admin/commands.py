@@ -7,6 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
 from flautim.models import User, db
+from flautim.web import flautim_config
 
 from ..auth.accounts import create_account
 from ..auth.forms import NAME_MAX
@@ -41,7 +42,7 @@ def create_admin(email: str, name: str, password: str, app=None) -> str:
             raise AdminCommandError("name: must not be empty")
         if len(name) > NAME_MAX:
             raise AdminCommandError(f"name: at most {NAME_MAX} characters")
-        problem = password_problem(password, app.config["FLAUTIM_PASSWORD_MIN_LENGTH"], email, name)
+        problem = password_problem(password, flautim_config(app).PASSWORD_MIN_LENGTH, email, name)
         if problem:
             raise AdminCommandError(f"password: {problem}")
         create_account(name, email, password, is_admin=True)

@@ -10,7 +10,8 @@ from sqlalchemy import func, or_, select
 
 from flautim import quotas
 from flautim.models import Experiment, ExperimentState, Membership, Project, SupportTicket, User, db
-from flautim.web import audit
+from flautim.redis_connection import redis_url
+from flautim.web import audit, flautim_config
 from flautim.web.auth.accounts import is_last_admin
 from flautim.web.support.forms import ReplyForm
 from flautim.web.support.tickets import add_staff_answer, close_ticket
@@ -131,7 +132,7 @@ def experiments():
 @bp.get("/queues")
 def queues():
     try:
-        queue_rows, workers = overview(current_app.config["FLAUTIM_REDIS_URL_RESOLVED"])
+        queue_rows, workers = overview(redis_url(flautim_config()))
         error = None
     except Exception as exc:  # Redis down: show it on the page instead of a 500
         current_app.logger.exception("reading the RQ queues failed")
@@ -154,7 +155,7 @@ def project_quotas(project_id: int):
 
 
 def _quota_page(scope: str, subject_id: int, label: str, project: Project | None):
-    config = current_app.extensions["flautim_config"]
+    config = flautim_config()
     override = quotas.override_for(scope, subject_id)
     form = QuotaForm(obj=override)
     if form.validate_on_submit():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -12,6 +12,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from flautim.models import db, utcnow
+from flautim.web import flautim_config
 from flautim.web.audit import record as audit_record
 
 from . import tokens_bp
@@ -36,7 +37,7 @@ class TokenForm(FlaskForm):
             (n, ngettext("%(num)d dia", "%(num)d dias", n)) for n in lifetime_choices()
         ]
         if self.days.data is None:
-            self.days.data = current_app.extensions["flautim_config"].API_TOKEN_DEFAULT_DAYS
+            self.days.data = flautim_config().API_TOKEN_DEFAULT_DAYS
 
 
 class RevokeForm(FlaskForm):

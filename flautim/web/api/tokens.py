@@ -16,10 +16,10 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 
-from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
 from flautim.models import ApiToken, Membership, User, db, utcnow
+from flautim.web import flautim_config
 from flautim.web.projects.access import with_membership_and_object
 
 TOKEN_PREFIX = "flt_"
@@ -43,7 +43,7 @@ class TokenExpired(Exception):
 
 def lifetime_choices() -> list[int]:
     """The lifetimes (in days) a user may pick for a new token, the longest allowed last."""
-    config = current_app.extensions["flautim_config"]
+    config = flautim_config()
     days = {7, 30, 90, 180, 365, config.API_TOKEN_DEFAULT_DAYS, config.API_TOKEN_MAX_DAYS}
     return sorted(d for d in days if d <= config.API_TOKEN_MAX_DAYS)
 
@@ -51,7 +51,7 @@ def lifetime_choices() -> list[int]:
 def create_token(user: User, name: str, days: int | None = None) -> tuple[ApiToken, str]:
     """A new token for `user`, valid for `days` (the site's default when None, capped at its
     maximum); returns the row and the secret (the only time it exists)."""
-    config = current_app.extensions["flautim_config"]
+    config = flautim_config()
     days = min(config.API_TOKEN_MAX_DAYS, max(1, days or config.API_TOKEN_DEFAULT_DAYS))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import shutil
 
-from flask import current_app
 from sqlalchemy import func, select
 
 from flautim import storage
 from flautim.models import Membership, Project, Role, User, db
+from flautim.web import flautim_config
 
 from .passwords import hash_password
 
@@ -90,7 +90,7 @@ def delete_account(user: User) -> list[int]:
         db.session.delete(project)
     db.session.delete(user)
     db.session.commit()
-    data_dir = current_app.extensions["flautim_config"].data_path
+    data_dir = flautim_config().data_path
     for project_id in project_ids:
         folder = storage.project_dir(data_dir, project_id)
         if folder.exists():

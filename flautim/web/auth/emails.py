@@ -7,12 +7,13 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from flautim.models import User
+from flautim.web import flautim_config
 from flautim.web.mail import send_mail
 
 
 def absolute_url(endpoint: str, **values) -> str:
     """A link for an email: the site's BASE_URL plus the endpoint's path."""
-    base = current_app.extensions["flautim_config"].BASE_URL.rstrip("/")
+    base = flautim_config().BASE_URL.rstrip("/")
     return base + url_for(endpoint, **values)
 
 
@@ -22,7 +23,7 @@ def _locale_of(user: User) -> str:
 
 def send_password_reset(user: User, token: str) -> None:
     link = absolute_url("auth.reset_password", token=token)
-    hours = max(1, current_app.config["FLAUTIM_TOKEN_MAX_AGE_S"] // 3600)
+    hours = max(1, flautim_config().TOKEN_MAX_AGE_S // 3600)
     with force_locale(_locale_of(user)):
         send_mail(
             user.email,

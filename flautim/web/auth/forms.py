@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import unicodedata
 
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
+
+from flautim.web import flautim_config
 
 from .passwords import password_problem
 
@@ -64,7 +65,7 @@ class _NewPasswordMixin:
     def validate_password(self, field) -> None:
         email, name = self._password_context()
         problem = password_problem(
-            field.data or "", current_app.config["FLAUTIM_PASSWORD_MIN_LENGTH"], email, name
+            field.data or "", flautim_config().PASSWORD_MIN_LENGTH, email, name
         )
         if problem:
             raise ValidationError(problem)
@@ -124,7 +125,7 @@ class ProfileForm(FlaskForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.locale.choices = [
-            (code, LANGUAGE_NAMES.get(code, code)) for code in current_app.config["FLAUTIM_LANGUAGES"]
+            (code, LANGUAGE_NAMES.get(code, code)) for code in flautim_config().LANGUAGES
         ]
 
 

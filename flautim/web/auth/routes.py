@@ -10,7 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
 from flautim.models import User, db, utcnow
-from flautim.web import audit
+from flautim.web import audit, flautim_config
 from flautim.web.api.tokens import revoke_all_tokens
 from flautim.web.extensions import limiter
 
@@ -49,11 +49,11 @@ from .tokens import (
 
 
 def _login_limit_per_account() -> str:
-    return current_app.config["FLAUTIM_LOGIN_LIMIT_PER_ACCOUNT"]
+    return flautim_config().LOGIN_LIMIT_PER_ACCOUNT
 
 
 def _login_limit_per_ip() -> str:
-    return current_app.config["FLAUTIM_LOGIN_LIMIT_PER_IP"]
+    return flautim_config().LOGIN_LIMIT_PER_IP
 
 
 def _account_key() -> str:
@@ -110,12 +110,14 @@ def signup():
                 login_user(user)
                 flash(_("Bem-vindo(a) ao Flautim, %(name)s!", name=user.name), "success")
                 return redirect(safe_next(form.next.data) or url_for("main.index"))
-    return render_template("auth/signup.html", form=form, error=error), status
+    return render_template(
+        "auth/signup.html", form=form, error=error, password_min_length=flautim_config().PASSWORD_MIN_LENGTH
+    ), status
 
 
 def _session_locale() -> str | None:
     locale = session.get("locale")
-    return locale if locale in current_app.config["FLAUTIM_LANGUAGES"] else None
+    return locale if locale in flautim_config().LANGUAGES else None
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-from flask import current_app
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from flautim.models import Invitation
+from flautim.web import flautim_config
 from flautim.web.extensions import limiter
 from flautim.web.projects.invitations import find_by_token, is_pending
 
@@ -24,7 +24,7 @@ INVITATION_PATH = re.compile(r"/invitations/([A-Za-z0-9_-]{1,200})")
 
 
 def _limits():
-    return parse_many(current_app.config["FLAUTIM_SIGNUP_LIMIT_PER_IP"])
+    return parse_many(flautim_config().SIGNUP_LIMIT_PER_IP)
 
 
 def signup_budget_spent() -> bool:
@@ -41,7 +41,7 @@ def count_signup() -> None:
 
 
 def invitation_only() -> bool:
-    return current_app.config["FLAUTIM_SIGNUP_MODE"] == "invitation"
+    return flautim_config().SIGNUP_MODE == "invitation"
 
 
 def invitation_for_signup(next_path: str | None) -> tuple[Invitation | None, str | None]:

@@ -14,6 +14,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from flautim.models import User, db
+from flautim.web import flautim_config
 
 RESET_SALT = "flautim.password-reset"
 EMAIL_CHANGE_SALT = "flautim.email-change"
@@ -32,7 +33,7 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
 
 
 def _max_age() -> int:
-    return int(current_app.config["FLAUTIM_TOKEN_MAX_AGE_S"])
+    return int(flautim_config().TOKEN_MAX_AGE_S)
 
 
 def _password_digest(user: User) -> str:

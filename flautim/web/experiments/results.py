@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import and_, case, func, or_, select
 
 from flautim.live_messages import ACCURACY_NAMES
 from flautim.models import Experiment, ExperimentEvent, MetricRow, db
+from flautim.web import flautim_config
 
 # series key -> (phase, source) of its metric rows — the three curves of the Saídas charts.
 SERIES = {
@@ -38,7 +38,7 @@ def _number(value: Any) -> float | None:
 
 
 def _max_points() -> int:
-    config = current_app.extensions.get("flautim_config")
+    config = flautim_config()
     return getattr(config, "CURVE_MAX_POINTS", DEFAULT_MAX_POINTS)
 
 

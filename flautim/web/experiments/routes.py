@@ -27,6 +27,7 @@ from sqlalchemy.orm import joinedload
 
 from flautim import redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
+from flautim.web import flautim_config
 from flautim.web.extensions import login_manager
 from flautim.web.projects.access import (
     get_project_object_or_404,
@@ -425,7 +426,7 @@ def _ran_without_isolation(experiment: Experiment) -> bool:
     if experiment.attempt == 0:
         return False
     backend = (experiment.summary or {}).get("sandbox_backend")
-    return (backend or current_app.extensions["flautim_config"].SANDBOX_BACKEND) == "local"
+    return (backend or flautim_config().SANDBOX_BACKEND) == "local"
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>/models")
@@ -447,7 +448,7 @@ def stream(project_id: int, experiment_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
     cursor = live.Cursor.parse(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     app = current_app._get_current_object()
-    config = app.extensions["flautim_config"]
+    config = flautim_config(app)
     client = redis_connection.connect(config)
     exp_id, user_id = experiment.id, current_user.id
     # A lease outlives a few re-checks (which renew it) and a slow catch-up.

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from flask import abort, current_app
+from flask import abort
 from flask_babel import gettext as _
 from sqlalchemy import bindparam, func, select
 
@@ -36,6 +36,7 @@ from flautim.models import (
     User,
     db,
 )
+from flautim.web import flautim_config
 from flautim.web.projects.access import refuse_if_archived, scoped
 from flautim.web.uploads import (
     Staging,
@@ -99,7 +100,7 @@ def check_member_role(project: Project, user: User, needed: Role) -> Membership:
 
 
 def _config():
-    return current_app.extensions["flautim_config"]
+    return flautim_config()
 
 
 def _limits() -> UploadLimits:

@@ -8,11 +8,11 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from flautim.models import Invitation, Membership, Project, User, db, utcnow
+from flautim.web import flautim_config
 
 from .roles import role_label
 
@@ -24,14 +24,14 @@ def hash_token(token: str) -> str:
 def new_token(invitation: Invitation) -> str:
     """Give `invitation` a fresh token and expiry; the old link stops working. Returns the token."""
     token = secrets.token_urlsafe(32)
-    cfg = current_app.extensions["flautim_config"]
+    cfg = flautim_config()
     invitation.token_hash = hash_token(token)
     invitation.expires_at = utcnow() + timedelta(seconds=cfg.INVITATION_MAX_AGE_S)
     return token
 
 
 def invitation_link(token: str) -> str:
-    base = current_app.extensions["flautim_config"].BASE_URL.rstrip("/")
+    base = flautim_config().BASE_URL.rstrip("/")
     return f"{base}/invitations/{token}"
 
 
@@ -111,7 +111,7 @@ def send_invitation_email(invitation: Invitation, token: str, inviter: User) -> 
 
     project = invitation.project
     subject = _("Convite para o projeto %(name)s no Flautim", name=project.name)
-    days = max(1, round(current_app.extensions["flautim_config"].INVITATION_MAX_AGE_S / 86400))
+    days = max(1, round(flautim_config().INVITATION_MAX_AGE_S / 86400))
     body = _(
         "Olá!\n\n%(inviter)s convidou você para participar do projeto “%(project)s” no Flautim "
         "como %(role)s.\n\nPara aceitar, abra o link abaixo (válido por %(days)d dias). "

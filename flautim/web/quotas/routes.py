@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, render_template
+from flask import g, render_template
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from flautim import quotas
 from flautim.models import Experiment, ExperimentState, HyperparameterFile, User, db
+from flautim.web import flautim_config
 from flautim.web.projects.access import require_role, scoped
 
 from . import bp
@@ -17,7 +18,7 @@ from . import bp
 @bp.get("/<int:project_id>/usage")
 @require_role()
 def project_usage(project_id: int):
-    config = current_app.extensions["flautim_config"]
+    config = flautim_config()
     project = g.project
     columns = [
         (_("Projeto"), _lines(quotas.PROJECT, project.id, config)),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from flautim.web import flautim_config
 from flautim.web.extensions import limiter
 
 from . import bp
@@ -20,7 +21,7 @@ def _logged_in_only():
 
 
 def _support_limit() -> str:
-    return current_app.config["FLAUTIM_SUPPORT_LIMIT_PER_USER"]
+    return flautim_config().SUPPORT_LIMIT_PER_USER
 
 
 def _user_key() -> str:

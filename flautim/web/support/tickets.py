@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from flautim.models import SupportMessage, SupportTicket, User, db, utcnow
+from flautim.web import flautim_config
 from flautim.web.auth.emails import absolute_url
 from flautim.web.mail import send_mail
 
@@ -75,7 +76,7 @@ def close_ticket(ticket: SupportTicket) -> None:
 
 
 def _notify_staff(ticket: SupportTicket, user: User, body: str, new: bool) -> bool:
-    cfg = current_app.extensions["flautim_config"]
+    cfg = flautim_config()
     link = absolute_url("admin.show_ticket", ticket_id=ticket.id)
     # Staff mail is in the site's default language.
     with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
