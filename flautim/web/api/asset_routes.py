@@ -1,13 +1,13 @@
 """Uploads of a project's assets: datasets (files or one zip + dataset.py), model code and
-hyperparameter files. Multipart forms; validation is the experiment services' own."""
+hyperparameter files. Multipart forms; validation is `flautim.web.experiments.assets`'."""
 
 from __future__ import annotations
 
 from flask import jsonify, request
 from flask_babel import gettext as _
 
-from flautim.models import Dataset, HyperparameterFile, ModelCode
-from flautim.web.experiments import services
+from flautim.models import Dataset, HyperparameterFile, ModelCode, Role
+from flautim.web.experiments import assets
 from flautim.web.uploads import UserFacingError
 
 from . import bp
@@ -25,7 +25,7 @@ KINDS = {
 
 
 def user_error(exc: UserFacingError, status: int = 400) -> ApiError:
-    """The API's form of the services' UserFacingError (same words as the pages)."""
+    """The API's form of a UserFacingError (same words as the pages)."""
     message = exc.message
     if exc.filename and exc.filename not in message:
         message = f"{message} ({exc.where()})"
@@ -51,7 +51,7 @@ def _list(project_id: int, kind: str):
     project = scoped_project(project_id)
     model, serialize = KINDS[kind]
     limit, offset = page_args()
-    rows = services.list_assets(project, model)
+    rows = assets.list_assets(project, model)
     return jsonify(page([serialize(r) for r in rows[offset : offset + limit]], len(rows), limit, offset))
 
 
@@ -72,10 +72,10 @@ def list_hyperparameters(project_id: int):
 
 @bp.post("/projects/<int:project_id>/datasets")
 def upload_dataset(project_id: int):
-    project = scoped_project(project_id)
+    project = scoped_project(project_id, Role.EDITOR)
     _require_multipart()
     try:
-        row = services.upload_dataset(
+        row = assets.upload_dataset(
             project,
             api_user(),
             name=_form_text("name", 100),
@@ -90,10 +90,10 @@ def upload_dataset(project_id: int):
 
 @bp.post("/projects/<int:project_id>/models")
 def upload_model(project_id: int):
-    project = scoped_project(project_id)
+    project = scoped_project(project_id, Role.EDITOR)
     _require_multipart()
     try:
-        row = services.upload_model_code(
+        row = assets.upload_model_code(
             project,
             api_user(),
             upload=request.files.get("model_file"),
@@ -107,10 +107,10 @@ def upload_model(project_id: int):
 
 @bp.post("/projects/<int:project_id>/hyperparameters")
 def upload_hyperparameters(project_id: int):
-    project = scoped_project(project_id)
+    project = scoped_project(project_id, Role.EDITOR)
     _require_multipart()
     try:
-        row = services.upload_hyperparameters(
+        row = assets.upload_hyperparameters(
             project,
             api_user(),
             upload=request.files.get("hyperparameters_file"),

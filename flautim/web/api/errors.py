@@ -12,6 +12,9 @@ import uuid
 from flask import Blueprint, jsonify
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound as HTTPNotFound
+
+from flautim.web.experiments.errors import NotFound
 
 log = logging.getLogger("flautim.api")
 
@@ -99,6 +102,10 @@ def register_error_handlers(bp: Blueprint) -> None:
         }
         status = exc.code or 500
         return error_response(status, messages.get(status, exc.description or exc.name))
+
+    @bp.errorhandler(NotFound)
+    def not_found(exc: NotFound):
+        return http_error(HTTPNotFound())
 
     @bp.errorhandler(Exception)
     def unexpected(exc: Exception):

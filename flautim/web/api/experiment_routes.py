@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, jsonify, send_file
+from flask import Response, jsonify, send_file
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from flautim.models import MAX_ID, Experiment, ExperimentState, MetricRow, Role, db
-from flautim.web.experiments import services
+from flautim.models import MAX_ID, Experiment, ExperimentState, Role, db
+from flautim.web.experiments import results, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
@@ -39,7 +39,7 @@ EXPERIMENT_FIELDS = {"name", "description", "dataset_id", "model_code_id", "hype
 def _run_then_serialize(project, experiment: Experiment, run: bool):
     if run:
         try:
-            experiment = services.run_experiment(project, api_user(), experiment)
+            experiment = runs.run_experiment(project, api_user(), experiment)
         except UserFacingError as exc:
             # The experiment was created; say so, and why it did not start.
             raise user_error(exc, status=409) from None
@@ -78,7 +78,7 @@ def create_experiment(project_id: int):
     )
     run = body_bool(data, "run", default=False)
     try:
-        experiment = services.create_experiment(project, api_user(), **fields)
+        experiment = runs.create_experiment(project, api_user(), **fields)
     except UserFacingError as exc:
         raise user_error(exc) from None
     return _run_then_serialize(project, experiment, run)
@@ -108,7 +108,7 @@ def clone_experiment(project_id: int, experiment_id: int):
     name = body_str(data, "name")
     run = body_bool(data, "run", default=False)
     try:
-        clone = services.clone_experiment(project, api_user(), experiment, name=name or None, **changes)
+        clone = runs.clone_experiment(project, api_user(), experiment, name=name or None, **changes)
     except UserFacingError as exc:
         raise user_error(exc) from None
     return _run_then_serialize(project, clone, run)
@@ -118,7 +118,7 @@ def clone_experiment(project_id: int, experiment_id: int):
 def run_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     try:
-        experiment = services.run_experiment(project, api_user(), experiment)
+        experiment = runs.run_experiment(project, api_user(), experiment)
     except UserFacingError as exc:
         # The only input is the experiment's state: any refusal is a conflict with it.
         raise user_error(exc, status=409) from None
@@ -129,7 +129,7 @@ def run_experiment(project_id: int, experiment_id: int):
 def cancel_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     try:
-        experiment = services.cancel_experiment(project, api_user(), experiment)
+        experiment = runs.cancel_experiment(project, experiment)
     except UserFacingError as exc:
         raise user_error(exc, status=409) from None
     return jsonify(ser.experiment(experiment)), 202
@@ -141,10 +141,6 @@ def _attempt_arg(experiment: Experiment) -> int:
     return int_arg("attempt", experiment.attempt, minimum=0, maximum=MAX_ID)
 
 
-METRIC_COLUMNS = (MetricRow.id, MetricRow.attempt, MetricRow.round, MetricRow.phase,
-                  MetricRow.source, MetricRow.name, MetricRow.value)
-METRIC_KEYS = ("id", "attempt", "round", "phase", "source", "name", "value")
-MAX_METRIC_ROWS = 100_000
 MAX_ROUNDS_PER_PAGE = 10_000
 
 
@@ -171,50 +167,14 @@ def experiment_metrics(project_id: int, experiment_id: int):
     round_max = int_arg("round_max", None, minimum=0, maximum=MAX_ID)
     after_round = int_arg("after_round", None, minimum=-1, maximum=MAX_ID)
     limit = int_arg("limit", None, minimum=1, maximum=MAX_ROUNDS_PER_PAGE)
-    version = services.metrics_version(experiment, attempt)
+    version = results.metrics_version(experiment, attempt)
     # Everything the body depends on; created_at tells apart a re-created database's ids.
     key = ("metrics", experiment.id, experiment.created_at.isoformat(), attempt, version, fmt,
            tuple(filters.items()), round_min, round_max, after_round, limit)
 
     def build() -> bytes:
-        query = select(*METRIC_COLUMNS).where(MetricRow.experiment_id == experiment.id,
-                                              MetricRow.attempt == attempt)
-        for column, value in ((MetricRow.source, filters["source"]), (MetricRow.phase, filters["phase"]),
-                              (MetricRow.name, filters["name"])):
-            if value is not None:
-                query = query.where(column == value)
-        if round_min is not None:
-            query = query.where(MetricRow.round >= round_min)
-        if round_max is not None:
-            query = query.where(MetricRow.round <= round_max)
-        if after_round is not None:
-            query = query.where(MetricRow.round > after_round)
-        body: dict = {"experiment_id": experiment.id, "attempt": attempt, "format": fmt}
-        if limit is not None:
-            # The page's last round: the limit-th distinct round left (one more says has_more).
-            rounds = db.session.scalars(
-                query.with_only_columns(MetricRow.round).distinct().order_by(MetricRow.round).limit(limit + 1)
-            ).all()
-            page_rounds = rounds[:limit]
-            if page_rounds:
-                query = query.where(MetricRow.round <= page_rounds[-1])
-            body["next_after_round"] = page_rounds[-1] if page_rounds else (
-                after_round if after_round is not None else -1)
-            body["has_more"] = len(rounds) > limit
-        rows = db.session.execute(query.order_by(MetricRow.round, MetricRow.id).limit(MAX_METRIC_ROWS)).all()
-        if fmt == "series":
-            series: dict[tuple[str, str, str], dict] = {}
-            for _id, _attempt, rnd, phase, source, name, value in rows:
-                entry = series.get((phase, source, name))
-                if entry is None:
-                    entry = series[(phase, source, name)] = {
-                        "phase": phase, "source": source, "name": name, "rounds": [], "values": []}
-                entry["rounds"].append(rnd)
-                entry["values"].append(value)
-            body["series"] = list(series.values())
-        else:
-            body["items"] = [dict(zip(METRIC_KEYS, row, strict=True)) for row in rows]
-        return json_bytes(body)
+        return json_bytes(results.metric_rows(experiment, attempt, fmt=fmt, **filters, round_min=round_min,
+                                              round_max=round_max, after_round=after_round, limit=limit))
 
     return cached_response(key, build)
 
@@ -231,7 +191,7 @@ def experiment_logs(project_id: int, experiment_id: int):
     source, search = str_arg("source", 32), str_arg("search", 200)
     if search is None:
         return Response(log_pages.page_body(experiment, attempt, after, limit, source), mimetype="application/json")
-    rows = services.experiment_logs(
+    rows = results.experiment_logs(
         experiment, attempt=attempt, after_id=after, source=source, search=search, limit=limit + 1,
     )
     items = ser.log_rows(rows[:limit])
@@ -246,7 +206,7 @@ def experiment_events(project_id: int, experiment_id: int):
     attempt = _attempt_arg(experiment)
     after = int_arg("after", 0, minimum=0, maximum=MAX_BIGINT)
     limit = int_arg("limit", 500, minimum=1, maximum=5000)
-    rows = services.experiment_events(experiment, attempt=attempt, after_id=after, limit=limit + 1)
+    rows = results.experiment_events(experiment, attempt=attempt, after_id=after, limit=limit + 1)
     items = [ser.event(ev) for ev in rows[:limit]]
     return jsonify(
         {
@@ -265,7 +225,7 @@ def list_artifacts(project_id: int, experiment_id: int):
     kind, fmt = str_arg("kind", 16), str_arg("format", 16)
     rows = [
         a
-        for a in services.experiment_artifacts(experiment, attempt)
+        for a in results.experiment_artifacts(experiment, attempt)
         if (kind is None or a.kind == kind) and (fmt is None or a.format == fmt)
     ]
     return jsonify({"items": [ser.artifact(a) for a in rows]})
@@ -274,10 +234,8 @@ def list_artifacts(project_id: int, experiment_id: int):
 @bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/download")
 def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id)
-    artifact = services.artifact_or_404(project, existing_id(artifact_id))
-    if artifact.experiment_id != experiment.id:
-        abort(404)
-    path = services.artifact_file(project, artifact)
+    artifact = results.artifact_in_experiment(project, experiment, existing_id(artifact_id))
+    path = results.artifact_file(artifact)
     # Built from ids and a known kind, not the experiment's name: no user text in a header.
     filename = artifact_download_name(artifact, f"experiment-{experiment.id}-attempt{{attempt}}-{{kind}}-round{{round}}")
     response = send_file(path, as_attachment=True, download_name=filename, mimetype="application/octet-stream")

@@ -1,8 +1,8 @@
 """The log catch-up API's pages, put together from blocks of lines encoded once and kept.
 
-Reading, building and encoding a 1,000-line page took ~7 ms of CPU per request
-(PostgreSQL, psycopg, a dict and orjson per line), the slowest of the API's answers under
-load. Yet a stored line never changes, so each is encoded once and kept, in blocks:
+Reading, building and encoding a long page (PostgreSQL, psycopg, a dict and orjson per
+line) made it the slowest of the API's answers under load. Yet a stored line never
+changes, so each is encoded once and kept, in blocks:
 
 - A block is the first BLOCK_LINES lines of one attempt (and source) with an id at or
   above its start, each already JSON. A page (`after`, `limit`) begins with the block that
@@ -13,7 +13,7 @@ load. Yet a stored line never changes, so each is encoded once and kept, in bloc
   commits them in id order (flautim.worker.ingest), so no line can appear later between
   ids already seen. A shorter block is the end of the log, which may still grow: it is read
   afresh every time.
-- Searches are not kept (any text may be asked once): `services.experiment_logs` answers
+- Searches are not kept (any text may be asked once): `results.experiment_logs` answers
   them from the database.
 
 The blocks live in the app's `response_cache` (one LRU per process, bounded by size), after
@@ -27,7 +27,7 @@ from bisect import bisect_right
 from flask import current_app
 
 from flautim.models import Experiment
-from flautim.web.experiments import services
+from flautim.web.experiments import results
 from flautim.web.response_cache import EXTENSION, BodyCache, json_bytes
 
 from . import serializers as ser
@@ -78,7 +78,7 @@ def _block(experiment: Experiment, attempt: int, source: str | None, start: int)
     block = cache.get(key)
     if block is not None:
         return block
-    rows = services.experiment_logs(experiment, attempt=attempt, after_id=start - 1, source=source,
+    rows = results.experiment_logs(experiment, attempt=attempt, after_id=start - 1, source=source,
                                     limit=BLOCK_LINES)
     block = Block([row[0] for row in rows], [json_bytes(item) for item in ser.log_rows(rows)])
     if len(rows) == BLOCK_LINES:

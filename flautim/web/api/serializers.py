@@ -100,7 +100,7 @@ def experiment(e: Experiment) -> dict:
 
 
 def log_rows(rows: list[tuple]) -> list[dict]:
-    """Log lines as the API shows them, from tuples of services.LOG_COLUMNS (id, attempt,
+    """Log lines as the API shows them, from tuples of results.LOG_COLUMNS (id, attempt,
     source, stream, line, created_at): a catch-up page is 1,000 lines. `created_at` stays a
     datetime for `response_cache.json_bytes` (orjson), which writes what `iso` would."""
     return [

@@ -36,8 +36,7 @@ from flask import Flask
 from flautim.live_messages import channel_for, event_message, log_message, state_message
 from flautim.models import Experiment, ExperimentEvent, Membership, User, db
 
-from . import services
-from .results import curves_of
+from .results import curves_of, experiment_logs
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +223,8 @@ def _catch_up(
         ).all()
         events, events_left_out = _within_budget(newest_events[:max_events], event_message, CATCH_UP_BYTES)
         events_left_out = events_left_out or len(newest_events) > max_events
-        lines = services.experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id,
-                                         limit=CATCH_UP_LOG_LINES + 1, tail=True)
+        lines = experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id,
+                                limit=CATCH_UP_LOG_LINES + 1, tail=True)
         sent_lines, lines_left_out = _within_budget(lines[::-1][:CATCH_UP_LOG_LINES], log_message, CATCH_UP_BYTES)
         lines_left_out = lines_left_out or len(lines) > CATCH_UP_LOG_LINES
         summary = None

@@ -1,4 +1,5 @@
-"""Figures read back from a run's rows: per-round curves and the comparison table.
+"""What a run left, read back from its rows: per-round curves and the comparison table,
+the metric rows the API serves, events, log lines, log sources and model artifacts.
 
 Curves are read from the metric rows the worker derives from the runtime's own events
 (`aggregated` per phase, `central_evaluate`), the same events the live page draws from, so
@@ -12,13 +13,25 @@ the best value is the whole curve's.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 
+from flautim import storage
 from flautim.live_messages import ACCURACY_NAMES
-from flautim.models import Experiment, ExperimentEvent, MetricRow, db
+from flautim.models import (
+    Experiment,
+    ExperimentEvent,
+    LogRecord,
+    MetricRow,
+    ModelArtifact,
+    Project,
+    db,
+)
 from flautim.web import flautim_config
+
+from .errors import NotFound
 
 # series key -> (phase, source) of its metric rows — the three curves of the Saídas charts.
 SERIES = {
@@ -177,3 +190,215 @@ def compare_rows(experiments: list[Experiment]) -> dict[str, Any]:
         )
     return {"rows": rows, "keys": keys, "max_points": _max_points(),
             "downsampled": any(row["downsampled"] for row in rows)}
+
+
+# --- rows of an attempt ---------------------------------------------------------------------
+
+def metrics_version(experiment: Experiment, attempt: int | None = None) -> int:
+    """The newest metric row's id of an attempt (0 when none): changes whenever the worker
+    stores metrics, so it keys cached metric responses. One ingestor writes an attempt's
+    rows, committing batches in id order, so a row with a lower id never appears after a
+    higher one was seen. The current attempt's is kept on the experiment by the worker
+    (`Experiment.metrics_version`), which saves the probe of ix_metric_rows_exp_id."""
+    attempt = _attempt(experiment, attempt)
+    if attempt == experiment.attempt and experiment.metrics_version is not None:
+        return experiment.metrics_version
+    newest = db.session.scalar(NEWEST_METRIC, {"experiment_id": experiment.id, "attempt": attempt})
+    return int(newest or 0)
+
+
+# Built once: it runs on every metrics request (see flautim.web.projects.access).
+NEWEST_METRIC = select(func.max(MetricRow.id)).where(
+    MetricRow.experiment_id == bindparam("experiment_id"), MetricRow.attempt == bindparam("attempt")
+)
+METRIC_COLUMNS = (MetricRow.id, MetricRow.attempt, MetricRow.round, MetricRow.phase,
+                  MetricRow.source, MetricRow.name, MetricRow.value)
+METRIC_KEYS = ("id", "attempt", "round", "phase", "source", "name", "value")
+MAX_METRIC_ROWS = 100_000
+
+
+def metric_rows(
+    experiment: Experiment,
+    attempt: int,
+    *,
+    fmt: str = "rows",
+    source: str | None = None,
+    phase: str | None = None,
+    name: str | None = None,
+    round_min: int | None = None,
+    round_max: int | None = None,
+    after_round: int | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Every number per round of one attempt, filtered: the body of the metrics API.
+
+    `fmt="rows"`: one object per number (`items`). `fmt="series"`: one object per (phase,
+    source, name) with parallel `rounds` and `values` lists (`series`). With `limit`
+    (rounds per page) the body also says `next_after_round` and `has_more`; at most
+    MAX_METRIC_ROWS rows either way."""
+    query = select(*METRIC_COLUMNS).where(MetricRow.experiment_id == experiment.id, MetricRow.attempt == attempt)
+    for column, value in ((MetricRow.source, source), (MetricRow.phase, phase), (MetricRow.name, name)):
+        if value is not None:
+            query = query.where(column == value)
+    if round_min is not None:
+        query = query.where(MetricRow.round >= round_min)
+    if round_max is not None:
+        query = query.where(MetricRow.round <= round_max)
+    if after_round is not None:
+        query = query.where(MetricRow.round > after_round)
+    body: dict[str, Any] = {"experiment_id": experiment.id, "attempt": attempt, "format": fmt}
+    if limit is not None:
+        # The page's last round: the limit-th distinct round left (one more says has_more).
+        rounds = db.session.scalars(
+            query.with_only_columns(MetricRow.round).distinct().order_by(MetricRow.round).limit(limit + 1)
+        ).all()
+        page_rounds = rounds[:limit]
+        if page_rounds:
+            query = query.where(MetricRow.round <= page_rounds[-1])
+        body["next_after_round"] = page_rounds[-1] if page_rounds else (after_round if after_round is not None else -1)
+        body["has_more"] = len(rounds) > limit
+    rows = db.session.execute(query.order_by(MetricRow.round, MetricRow.id).limit(MAX_METRIC_ROWS)).all()
+    if fmt == "series":
+        series: dict[tuple[str, str, str], dict] = {}
+        for _id, _attempt, rnd, row_phase, row_source, row_name, value in rows:
+            entry = series.get((row_phase, row_source, row_name))
+            if entry is None:
+                entry = series[(row_phase, row_source, row_name)] = {
+                    "phase": row_phase, "source": row_source, "name": row_name, "rounds": [], "values": []}
+            entry["rounds"].append(rnd)
+            entry["values"].append(value)
+        body["series"] = list(series.values())
+    else:
+        body["items"] = [dict(zip(METRIC_KEYS, row, strict=True)) for row in rows]
+    return body
+
+
+def experiment_events(
+    experiment: Experiment, attempt: int | None = None, after_id: int = 0, limit: int | None = None
+) -> list[ExperimentEvent]:
+    query = (
+        select(ExperimentEvent)
+        .where(
+            ExperimentEvent.experiment_id == experiment.id,
+            ExperimentEvent.attempt == _attempt(experiment, attempt),
+            ExperimentEvent.id > after_id,
+        )
+        .order_by(ExperimentEvent.id)
+    )
+    if limit:
+        query = query.limit(limit)
+    return list(db.session.scalars(query))
+
+
+LOG_COLUMNS = (LogRecord.id, LogRecord.attempt, LogRecord.source, LogRecord.stream, LogRecord.line,
+               LogRecord.created_at)
+
+
+def experiment_logs(
+    experiment: Experiment,
+    *,
+    attempt: int | None = None,
+    after_id: int = 0,
+    source: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    tail: bool = False,
+) -> list[tuple]:
+    """Log lines in id order; `tail=True` with `limit` gives the last `limit` lines.
+
+    Plain tuples of LOG_COLUMNS (id, attempt, source, stream, line, created_at), not ORM
+    objects or Rows, which would cost more than the query on a long page. Keyset paging on
+    the id (`after_id`), never an offset or a count."""
+    query = select(*LOG_COLUMNS).where(
+        LogRecord.experiment_id == experiment.id,
+        LogRecord.attempt == _attempt(experiment, attempt),
+        LogRecord.id > after_id,
+    )
+    if source:
+        query = query.where(LogRecord.source == source)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(LogRecord.line.ilike(f"%{escaped}%", escape="\\"))
+    if tail and limit:
+        return _plain_rows(query.order_by(LogRecord.id.desc()).limit(limit))[::-1]
+    query = query.order_by(LogRecord.id)
+    if limit:
+        query = query.limit(limit)
+    return _plain_rows(query)
+
+
+def _plain_rows(query) -> list[tuple]:
+    """The query's rows as tuples, on the session's connection, past the ORM's result layer."""
+    connection = db.session.connection()
+    result = connection.execute(query)
+    if connection.dialect.name == "postgresql":
+        # psycopg already returns every column as Python wants it (timestamptz as an
+        # aware datetime): SQLAlchemy's per-value processing and Row objects would only
+        # add to the time of a long page.
+        with result:
+            return result.cursor.fetchall()
+    return [tuple(row) for row in result]  # SQLite: UTCDateTime adds the zone it drops
+
+
+def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]:
+    """The distinct sources of an attempt's log lines, "server" first, clients in order.
+
+    The current attempt's come from `experiment.log_sources`, which the worker keeps as it
+    stores lines. Otherwise (an older attempt, or lines the worker did not write): a skip
+    scan on ix_log_records_exp_source, one index probe per source (a dozen), where a
+    GROUP BY would read every line."""
+    if _attempt(experiment, attempt) == experiment.attempt and experiment.log_sources is not None:
+        return _source_order(experiment.log_sources)
+    lines = select(LogRecord.source).where(
+        LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
+    )
+    found = select(func.min(LogRecord.source).label("source")).where(
+        LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
+    ).cte("found", recursive=True)
+    following = (
+        lines.where(LogRecord.source > found.c.source)
+        .order_by(LogRecord.source)
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = found.union_all(select(following).where(found.c.source.is_not(None)))
+    rows = db.session.scalars(select(found.c.source).where(found.c.source.is_not(None)))
+    return _source_order(rows)
+
+
+def _source_order(sources) -> list[str]:
+    return sorted(set(sources), key=lambda s: (s.startswith("client-"), len(s), s))
+
+
+def experiment_artifacts(experiment: Experiment, attempt: int | None = None) -> list[ModelArtifact]:
+    return list(
+        db.session.scalars(
+            select(ModelArtifact)
+            .where(
+                ModelArtifact.experiment_id == experiment.id,
+                ModelArtifact.attempt == _attempt(experiment, attempt),
+            )
+            .order_by(ModelArtifact.round, ModelArtifact.kind, ModelArtifact.format)
+        )
+    )
+
+
+def artifact_in_experiment(project: Project, experiment: Experiment, artifact_id: int) -> ModelArtifact:
+    """A model artifact by id, only if it is `experiment`'s and that is `project`'s."""
+    artifact = db.session.scalar(
+        select(ModelArtifact)
+        .join(Experiment, Experiment.id == ModelArtifact.experiment_id)
+        .where(ModelArtifact.id == artifact_id, ModelArtifact.experiment_id == experiment.id,
+               Experiment.project_id == project.id)
+    )
+    if artifact is None:
+        raise NotFound(f"artifact {artifact_id} is not in experiment {experiment.id}")
+    return artifact
+
+
+def artifact_file(artifact: ModelArtifact) -> Path:
+    """The artifact's stored file (NotFound once it is gone from the disk)."""
+    path = storage.absolute(flautim_config().data_path, artifact.storage_path)
+    if not path.is_file():
+        raise NotFound(f"the file of artifact {artifact.id} is missing")
+    return path

@@ -1,5 +1,6 @@
-"""Pages of a project's experiments and assets. Thin: every rule lives in `services.py`
-(shared with the JSON API); every lookup is scoped through `flautim.web.projects.access`.
+"""Pages of a project's experiments and assets. Thin: every rule lives in `assets.py`,
+`runs.py` and `results.py` (shared with the JSON API); every lookup is scoped through
+`flautim.web.projects.access`, which also checks the role each page needs.
 """
 
 from __future__ import annotations
@@ -39,10 +40,19 @@ from flautim.web.projects.access import (
 from flautim.web.response_cache import cached_fragment, cached_page
 from flautim.web.uploads import UserFacingError
 
-from . import bp, live, services
+from . import assets as asset_service
+from . import bp, live, runs
 from .display import artifact_download_name, can_edit_project, js_labels
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
-from .results import compare_rows, curves_of
+from .results import (
+    artifact_file,
+    artifact_in_experiment,
+    compare_rows,
+    curves_of,
+    experiment_artifacts,
+    experiment_logs,
+    log_sources,
+)
 
 # URL slug -> (model, template folder word, page title)
 ASSETS = {
@@ -90,7 +100,7 @@ def _render_assets(project_id: int, kind: str, form=None, error: UserFacingError
             membership=g.membership,
             kind=kind,
             title=_asset_titles()[kind],
-            assets=services.list_assets(g.project, model),
+            assets=asset_service.list_assets(g.project, model),
             form=form or _upload_form(kind),
             upload_error=error,
             delete_form=ConfirmForm(),
@@ -113,7 +123,7 @@ def upload_asset(project_id: int, kind: str):
         return _render_assets(project_id, kind, form=form, status=400)
     try:
         if kind == "datasets":
-            asset = services.upload_dataset(
+            asset = asset_service.upload_dataset(
                 g.project,
                 current_user,
                 name=form.name.data,
@@ -122,11 +132,11 @@ def upload_asset(project_id: int, kind: str):
                 data_files=request.files.getlist("data_files"),
             )
         elif kind == "model-code":
-            asset = services.upload_model_code(
+            asset = asset_service.upload_model_code(
                 g.project, current_user, upload=request.files.get("file"), name=form.name.data
             )
         else:
-            asset = services.upload_hyperparameters(
+            asset = asset_service.upload_hyperparameters(
                 g.project, current_user, upload=request.files.get("file"), name=form.name.data
             )
     except UserFacingError as error:
@@ -139,7 +149,7 @@ def upload_asset(project_id: int, kind: str):
 @require_role(Role.VIEWER)
 def asset(project_id: int, kind: str, asset_id: int):
     row = project_object_or_404(_asset_model(kind), asset_id, g.project)
-    source = services.asset_source(row)
+    source = asset_service.asset_source(row)
     return render_template(
         "experiments/asset.html",
         project=g.project,
@@ -148,7 +158,7 @@ def asset(project_id: int, kind: str, asset_id: int):
         title=_asset_titles()[kind],
         asset=row,
         lines=source.splitlines(),
-        files=services.dataset_files(row) if kind == "datasets" else [],
+        files=asset_service.dataset_files(row) if kind == "datasets" else [],
         delete_form=ConfirmForm(),
     )
 
@@ -157,7 +167,7 @@ def asset(project_id: int, kind: str, asset_id: int):
 @require_role(Role.VIEWER)
 def download_asset(project_id: int, kind: str, asset_id: int):
     row = project_object_or_404(_asset_model(kind), asset_id, g.project)
-    path = services.asset_file_path(row)
+    path = asset_service.asset_file_path(row)
     return send_file(path, mimetype="text/x-python", as_attachment=True, download_name=_download_name(row, path))
 
 
@@ -178,7 +188,7 @@ def delete_asset(project_id: int, kind: str, asset_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.delete_asset(g.project, current_user, row)
+        asset_service.delete_asset(g.project, row)
     except UserFacingError as error:
         _flash_error(error)
         return redirect(url_for(".asset", project_id=project_id, kind=kind, asset_id=asset_id))
@@ -192,7 +202,7 @@ def reinspect_dataset(project_id: int, asset_id: int):
     row = project_object_or_404(Dataset, asset_id, g.project)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    services.reinspect_dataset(g.project, current_user, row)
+    asset_service.reinspect_dataset(g.project, row)
     return redirect(url_for(".asset", project_id=project_id, kind="datasets", asset_id=asset_id))
 
 
@@ -205,13 +215,13 @@ def list_experiments(project_id: int):
         "experiments/list.html",
         project=g.project,
         membership=g.membership,
-        experiments=services.list_experiments(g.project),
+        experiments=runs.list_experiments(g.project),
     )
 
 
 def _fill_choices(form: ExperimentForm) -> None:
     def choices(model, label):
-        rows = services.list_assets(g.project, model)
+        rows = asset_service.list_assets(g.project, model)
         return [("", label)] + [(str(r.id), f"{r.name} · {r.content_hash[:8]}") for r in rows]
 
     form.dataset_id.choices = choices(Dataset, _("— escolha um dataset —"))
@@ -266,12 +276,12 @@ def new_experiment(project_id: int):
         model_code_id = form.model_code_id.data
         upload = request.files.get("model_file")
         if upload and upload.filename:
-            model_code_id = services.upload_model_code(g.project, current_user, upload=upload).id
+            model_code_id = asset_service.upload_model_code(g.project, current_user, upload=upload).id
         hyper_id = form.hyperparameter_file_id.data
         upload = request.files.get("hyperparameters_file")
         if upload and upload.filename:
-            hyper_id = services.upload_hyperparameters(g.project, current_user, upload=upload).id
-        experiment = services.create_experiment(
+            hyper_id = asset_service.upload_hyperparameters(g.project, current_user, upload=upload).id
+        experiment = runs.create_experiment(
             g.project,
             current_user,
             name=form.name.data,
@@ -309,7 +319,7 @@ def run(project_id: int, experiment_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.run_experiment(g.project, current_user, experiment)
+        runs.run_experiment(g.project, current_user, experiment)
     except UserFacingError as error:
         _flash_error(error)
     return redirect(url_for(".show", project_id=project_id, experiment_id=experiment_id))
@@ -322,7 +332,7 @@ def cancel(project_id: int, experiment_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.cancel_experiment(g.project, current_user, experiment)
+        runs.cancel_experiment(g.project, experiment)
         flash(_("Cancelamento pedido."), "info")
     except UserFacingError as error:
         _flash_error(error)
@@ -336,7 +346,7 @@ def delete(project_id: int, experiment_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        services.delete_experiment(g.project, current_user, experiment)
+        runs.delete_experiment(g.project, experiment)
     except UserFacingError as error:
         _flash_error(error)
         return redirect(url_for(".show", project_id=project_id, experiment_id=experiment_id))
@@ -415,7 +425,7 @@ def _panels(experiment: Experiment) -> Markup:
         "rounds_total": experiment.rounds_total,
         # While it runs, the page's script counts the elapsed time from data-started-at.
         "duration_s": int(experiment.duration_s) if terminal and experiment.duration_s is not None else None,
-        "sources": tuple(services.log_sources(experiment)),
+        "sources": tuple(log_sources(experiment)),
     }
     key = ("experiment-panels", str(get_locale()), tuple(view.items()))
     return Markup(cached_fragment(key, lambda: render_template("experiments/_panels.html", v=view)))
@@ -438,7 +448,7 @@ def models_fragment(project_id: int, experiment_id: int):
         "experiments/_models.html",
         project=g.project,
         experiment=experiment,
-        artifacts=services.experiment_artifacts(experiment),
+        artifacts=experiment_artifacts(experiment),
     )
 
 
@@ -504,7 +514,7 @@ def download_logs(project_id: int, experiment_id: int):
     def lines():
         after = 0
         while True:
-            rows = services.experiment_logs(experiment, attempt=attempt, after_id=after, source=source, limit=2000)
+            rows = experiment_logs(experiment, attempt=attempt, after_id=after, source=source, limit=2000)
             if not rows:
                 return
             buf = io.StringIO()
@@ -525,10 +535,8 @@ def download_logs(project_id: int, experiment_id: int):
 @require_role(Role.VIEWER)
 def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
-    artifact = services.artifact_or_404(g.project, artifact_id)
-    if artifact.experiment_id != experiment.id:
-        abort(404)
-    path = services.artifact_file(g.project, artifact)
+    artifact = artifact_in_experiment(g.project, experiment, artifact_id)
+    path = artifact_file(artifact)
     name = artifact_download_name(artifact, f"experimento-{experiment.id}-{{kind}}-rodada-{{round}}")
     return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name)
 
@@ -549,7 +557,7 @@ def compare(project_id: int):
         if ids
         else []
     )
-    all_experiments = services.list_experiments(g.project)
+    all_experiments = runs.list_experiments(g.project)
     return render_template(
         "experiments/compare.html",
         project=g.project,
