@@ -1,7 +1,7 @@
 """Response bodies built once per version of their data, with ETags.
 
-A 200-round run's metrics are ~10,000 numbers: reading and encoding them took ~100 ms per
-request, yet they change only when the worker stores a new batch. Views compute a cheap
+A run's metrics are thousands of numbers, costly to read and encode on every request, yet
+they change only when the worker stores a new batch. Views compute a cheap
 version of what they show (e.g. the newest metric row's id), then ask `cached_response` for
 the body under a key that names *everything* the body depends on. Because the key carries
 the version, nothing is ever invalidated by hand: new rows give a new key, and the old
