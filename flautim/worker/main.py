@@ -14,7 +14,7 @@ import redis
 from rq import Worker
 
 from flautim.config import Config
-from flautim.redis_connection import redis_url
+from flautim.redis_connection import client_for, redis_url
 
 from .app_context import current_config, use_config, worker_app
 from .heartbeat import MIN_TTL_S, heartbeat_key, is_alive
@@ -56,7 +56,7 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
     config = config or Config.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     use_config(config)
-    connection = redis.Redis.from_url(redis_url(config))
+    connection = client_for(redis_url(config))
     # What every maintenance does; a database that is away must not keep a worker from
     # starting (its maintenance tries again every WORKER_MAINTENANCE_INTERVAL_S).
     for task in (reap_orphans, requeue_lost):

@@ -28,7 +28,7 @@ from rq.job import Job
 from flautim.config import Config
 from flautim.live_messages import channel_for, encode, state_message
 from flautim.models import Dataset, Experiment, ExperimentState, HyperparameterFile, db, utcnow
-from flautim.redis_connection import redis_url
+from flautim.redis_connection import client_for, redis_url
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ def _config(config: Config | None) -> Config:
 
 
 def redis_for(config: Config | None = None) -> redis.Redis:
-    """A Redis client for the queues and the live channels (the embedded one in the demo)."""
-    return redis.Redis.from_url(redis_url(_config(config)))
+    """This process's Redis client for the queues and the live channels (the embedded one
+    in the demo)."""
+    return client_for(redis_url(_config(config)))
 
 
 def queue_for(name: str, config: Config | None = None) -> Queue:

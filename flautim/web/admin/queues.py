@@ -8,6 +8,8 @@ import redis
 from rq import Queue, Worker
 from rq.job import Job
 
+from flautim.redis_connection import client_for
+
 QUEUE_NAMES = ("experiments", "experiments-gpu")
 
 
@@ -61,7 +63,7 @@ def _rows(connection: redis.Redis, ids: list[str], status: str, limit: int) -> l
 
 def overview(redis_url: str, limit: int = 50) -> tuple[list[QueueOverview], list[WorkerRow]]:
     """Queued, started and failed jobs of each experiment queue, and the live workers."""
-    connection = redis.Redis.from_url(redis_url)
+    connection = client_for(redis_url)
     queues = []
     for name in QUEUE_NAMES:
         queue = Queue(name, connection=connection)
