@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from flautim.live_messages import score
+
 BAR_WIDTH = 30
 
 
@@ -23,7 +25,7 @@ class ProgressView:
         self.rounds = 0
         self.state = ""
         self._last_line = ""
-        self._central_seen = False
+        self._headline: dict = {}
 
     def feed(self, event: dict) -> None:
         """Update from one event of /events (type + payload)."""
@@ -36,15 +38,9 @@ class ProgressView:
             if kind == "aggregated" and payload.get("phase") != "evaluate":
                 return
             self.round = max(self.round, int(_number(payload.get("round")) or 0))
-            loss = _number(payload.get("loss"))
-            metrics = payload.get("metrics") if isinstance(payload.get("metrics"), dict) else {}
-            accuracy = _number(metrics.get("accuracy"))
-            # Central evaluation (held-out data) is preferred; federated evaluation otherwise.
-            if kind == "central_evaluate" or not self._central_seen:
-                self.loss = loss if loss is not None else self.loss
-                self.accuracy = accuracy if accuracy is not None else self.accuracy
-            if kind == "central_evaluate":
-                self._central_seen = True
+            score(self._headline, {**payload, "type": kind})
+            self.loss = self._headline.get("loss")
+            self.accuracy = self._headline.get("accuracy")
         elif kind == "warning":
             self.message(f"aviso: {payload.get('message', '')}")
         elif kind == "error":
