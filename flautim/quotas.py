@@ -36,6 +36,7 @@ from flask_babel import gettext as _
 from sqlalchemy import case, exists, func, select
 
 from flautim.config import Config
+from flautim.errors import UserFacingError
 from flautim.models import (
     Dataset,
     Experiment,
@@ -50,7 +51,6 @@ from flautim.models import (
     db,
     utcnow,
 )
-from flautim.web.uploads.errors import UserFacingError
 
 USER, PROJECT = "user", "project"
 # The limits as an admin edits them (the override's columns and the config's units).

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import UTCDateTime, created_at_column, db
 
 
-class User(UserMixin, db.Model):
+class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -36,12 +35,26 @@ class User(UserMixin, db.Model):
         "ApiToken", back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
 
+    # What Flask-Login asks of a user (its UserMixin's interface, so models need no Flask).
+    is_anonymous = False
+
     @property
-    def is_active(self) -> bool:  # Flask-Login
+    def is_active(self) -> bool:
         return self.active
 
-    def get_id(self) -> str:  # Flask-Login: the epoch ends stale sessions
+    @property
+    def is_authenticated(self) -> bool:
+        return self.is_active
+
+    def get_id(self) -> str:  # the epoch ends stale sessions
         return f"{self.id}.{self.session_epoch}"
+
+    def __eq__(self, other):
+        if isinstance(other, User):
+            return self.get_id() == other.get_id()
+        return NotImplemented
+
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"

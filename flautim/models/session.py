@@ -4,13 +4,15 @@ A read request on PostgreSQL used to make five round trips for two queries: a pi
 the two SELECTs, ROLLBACK. Each costs the server as much CPU as a small query. Two changes
 bring it down to the queries themselves:
 
-- **Reads in autocommit.** A session whose `info[READS_AUTOCOMMIT]` is set (one made
-  while serving a GET or HEAD request is) takes its connection in autocommit, so psycopg
+- **Reads in autocommit.** A session whose `info[READS_AUTOCOMMIT]` is set takes its
+  connection in autocommit, so psycopg
   sends no BEGIN and the end of the request no ROLLBACK. Under READ COMMITTED, which is what we run, each
   statement sees a fresh snapshot either way; all that autocommit could lose is the
   atomicity of a write. So a write in such a session (a flush, or an ORM
   INSERT/UPDATE/DELETE) opens a real transaction first, and `commit()` or `rollback()`
-  ends it as usual.
+  ends it as usual. Which sessions serve a read is the caller's choice: the web's
+  session setup (flautim.web.database) marks those made while serving a GET or HEAD
+  request through `reads_in_autocommit_when`; the worker never marks any.
 - **Ping only after idle.** `pool_pre_ping` pings on every checkout. A connection used a
   moment ago is as good as a ping. `ping_after_idle` pings only one that sat in the pool
   longer than `IDLE_BEFORE_PING`: the ones a database restart or a firewall's idle timeout
@@ -20,16 +22,24 @@ bring it down to the queries themselves:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
-from flask import has_request_context, request
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 
 READS_AUTOCOMMIT = "flautim.reads_autocommit"
-READ_METHODS = frozenset({"GET", "HEAD"})
 IDLE_BEFORE_PING = 10.0  # seconds in the pool after which a connection is pinged on checkout
+
+
+_serves_a_read: Callable[[], bool] | None = None
+
+
+def reads_in_autocommit_when(serves_a_read: Callable[[], bool]) -> None:
+    """Sessions made while `serves_a_read()` answers True read in autocommit (see above)."""
+    global _serves_a_read
+    _serves_a_read = serves_a_read
 
 
 class Session(FlaskSession):
@@ -38,7 +48,7 @@ class Session(FlaskSession):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Made on first use, so a request that never touches the database makes none.
-        if has_request_context() and request.method in READ_METHODS:
+        if _serves_a_read is not None and _serves_a_read():
             self.info[READS_AUTOCOMMIT] = True
 
     def get_bind(self, *args, **kwargs):

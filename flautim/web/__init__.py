@@ -45,10 +45,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.config["FLAUTIM_REDIS_URL_RESOLVED"] = redis_connection.redis_url(config)
 
-    from . import extensions
-
-    extensions.db.init_app(app)
-    from . import database
+    from . import database, extensions
 
     database.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=MIGRATIONS_DIR)

@@ -1,11 +1,19 @@
-"""The Flask app a worker process uses for database access (built once per process)."""
+"""The app a worker process uses for database access (built once per process).
+
+Only the database is bound to it (flautim.database, as the web binds it): no blueprints,
+translations, rate limits or CSRF, and nothing of flautim.web. Its `extensions` hold the
+Config under "flautim_config", as the web app's do.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 
+from flask import Flask
+
 from flautim.config import Config
+from flautim.database import bind_database
 
 _lock = threading.Lock()
 _apps: dict[int, object] = {}
@@ -27,16 +35,23 @@ def current_config() -> Config:
     return _config or Config.from_env()
 
 
-def worker_app():
+def worker_app() -> Flask:
     """This process's app. A forked work horse builds its own, so no pooled connection
     is ever shared across a fork."""
     pid = os.getpid()
     with _lock:
         app = _apps.get(pid)
         if app is None:
-            from flautim.web import create_app
-
-            app = create_app(current_config())
+            app = _database_app(current_config())
             _apps.clear()
             _apps[pid] = app
         return app
+
+
+def _database_app(config: Config) -> Flask:
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(config.data_path / "instance"))
+    app.config.from_mapping(config.as_flask_mapping())
+    app.extensions["flautim_config"] = config
+    bind_database(app)
+    return app

@@ -22,9 +22,9 @@ from .queue import (
     DEFAULT_QUEUES,
     GPU_QUEUE,
     RUN_JOB,
+    dispatch_waiting_runs,
     enqueue_experiment,
     publish_state,
-    settle_and_dispatch,
 )
 
 log = logging.getLogger(__name__)
@@ -379,6 +379,28 @@ def _fail_runs(config: Config, runs, reason: str) -> list[int]:
             failed.append(experiment_id)
         db.session.remove()
     return failed
+
+
+def settle_and_dispatch(config: Config, experiment_id: int | None = None) -> None:
+    """For the worker, after a job and in its maintenance: count the run time of finished
+    runs (`experiment_id`'s, or every recent one not yet counted), then hand over the
+    waiting runs. Never raises: the worker must keep serving."""
+    from flautim.models import db
+    from flautim.quotas import settle_usage
+
+    with worker_app().app_context():
+        try:
+            settle_usage(None if experiment_id is None else [experiment_id])
+        except Exception:
+            log.exception("could not count the run time of finished experiments")
+            db.session.rollback()
+        try:
+            dispatch_waiting_runs(config)
+        except Exception:
+            log.exception("could not hand waiting experiments to the queues")
+            db.session.rollback()
+        finally:
+            db.session.remove()
 
 
 def _embedded_main(config: Config) -> None:

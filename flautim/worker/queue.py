@@ -273,29 +273,6 @@ def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config
     return job_id
 
 
-def settle_and_dispatch(config: Config, experiment_id: int | None = None) -> None:
-    """For the worker, after a job and in its maintenance: count the run time of finished
-    runs (`experiment_id`'s, or every recent one not yet counted), then hand over the
-    waiting runs. Never raises: the worker must keep serving."""
-    from flautim.quotas import settle_usage
-
-    from .app_context import worker_app
-
-    with worker_app().app_context():
-        try:
-            settle_usage(None if experiment_id is None else [experiment_id])
-        except Exception:
-            log.exception("could not count the run time of finished experiments")
-            db.session.rollback()
-        try:
-            dispatch_waiting_runs(config)
-        except Exception:
-            log.exception("could not hand waiting experiments to the queues")
-            db.session.rollback()
-        finally:
-            db.session.remove()
-
-
 def publish_state(experiment: Experiment, config: Config | None = None) -> None:
     """Tell live pages the experiment's state changed (best effort: pages also poll the DB)."""
     try:
@@ -325,5 +302,5 @@ __all__ = [
     "DEFAULT_QUEUES", "EXPERIMENT_QUEUE", "GPU_QUEUE", "INSPECTION_QUEUE",
     "cancel_key", "channel_for", "dispatch_waiting_runs", "enqueue_dataset_inspection",
     "enqueue_experiment", "experiment_time_limit", "publish_state", "queue_for", "redis_for",
-    "request_cancel", "settle_and_dispatch",
+    "request_cancel",
 ]
