@@ -16,7 +16,7 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 
 from flautim.models import ApiToken, Membership, User, db, utcnow
 from flautim.web import flautim_config
@@ -87,14 +87,6 @@ def revoke_all_tokens(user: User) -> int:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
-
-
-def live_token_count(user: User) -> int:
-    return db.session.scalar(
-        select(func.count(ApiToken.id)).where(
-            ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None), ApiToken.expires_at > utcnow()
-        )
-    )
 
 
 def tokens_of(user: User) -> list[ApiToken]:
