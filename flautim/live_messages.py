@@ -170,6 +170,10 @@ def state_message(experiment: ExperimentLike) -> StateMessage:
 
 
 def encode(message: LogMessage | EventMessage | StateMessage) -> str:
-    """A message as the channel carries it (an event's payload may hold anything a run
-    printed: what JSON cannot say is sent as its text)."""
-    return json.dumps(message, default=str)
+    """A message as the channel carries it: datetimes in ISO 8601 as the catch-up sends
+    them, and anything else JSON cannot say (a run's payload may hold it) as its text."""
+    return json.dumps(message, default=_plain)
+
+
+def _plain(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
