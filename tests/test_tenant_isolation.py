@@ -125,6 +125,11 @@ def _make_victim(app, make_user, make_project) -> Victim:
                 token_hash=hashlib.sha256(b"victim-token").hexdigest(), expires_at=now + timedelta(days=1),
             ),
         ]
+        rows += [
+            m.QuotaOverride(project_id=pid, running=1),
+            m.RunUsage(experiment_id=exp.id, attempt=1, project_id=pid, user_id=owner, containers=3,
+                       wall_seconds=1.0, container_seconds=3.0, finished_at=now),
+        ]
         ticket = m.SupportTicket(user_id=owner, subject="help")
         db.session.add_all([*rows, ticket])
         db.session.flush()
@@ -355,7 +360,8 @@ def test_anonymous_is_sent_to_login_on_project_routes(app, client, victim):
     csrf = csrf_token_from(client.get("/").get_data(as_text=True))
     failures = []
     for rule in _id_rules(app):
-        if "project_id" not in rule.arguments:
+        # The admin panel's own gate (404 to all but admins) is checked on its own.
+        if "project_id" not in rule.arguments or rule.rule.startswith("/admin"):
             continue
         for values in _fillings(rule, victim)[:1]:
             url = _url(app, rule, values)
