@@ -111,6 +111,9 @@ class Config:
     # could never fit.
     SANDBOX_HOST_MEMORY_MB: int = 0
     SANDBOX_HOST_RESERVE_MB: int = 2048
+    # 1.0: the limits of every admitted run fit in memory at once (no OOM killer, ever). A
+    # site whose runs peak far below their limits (a client: ~250 MB of 1 GB) may set more.
+    SANDBOX_MEMORY_OVERCOMMIT: float = 1.0
     # At most the RQ job's margin over the run's time limit (worker.queue).
     SANDBOX_ADMISSION_WAIT_S: int = 240
     # A worker that cannot install the rule keeping sandbox networks off the host's own

@@ -40,9 +40,11 @@ def run_memory_mb(config: Config, plan: RunPlan) -> int:
 
 def host_capacity_mb(config: Config) -> int:
     """Memory this host gives to runs: all of it (or SANDBOX_HOST_MEMORY_MB) less the
-    reserve and the warm pool."""
+    reserve and the warm pool, times SANDBOX_MEMORY_OVERCOMMIT."""
     total = config.SANDBOX_HOST_MEMORY_MB or _meminfo_mb("MemTotal")
-    return total - config.SANDBOX_HOST_RESERVE_MB - max(0, config.SANDBOX_WARM_POOL) * POOL_CONTAINER_MB
+    free = total - config.SANDBOX_HOST_RESERVE_MB - max(0, config.SANDBOX_WARM_POOL) * POOL_CONTAINER_MB
+    # Limits are ceilings; a site that knows its runs peak well below them may overcommit.
+    return int(free * config.SANDBOX_MEMORY_OVERCOMMIT)
 
 
 def _meminfo_mb(field: str) -> int:

@@ -45,6 +45,8 @@ def test_the_run_s_memory_and_the_host_s_capacity(tmp_path):
     config = _config(tmp_path, SANDBOX_WARM_POOL=4)
     assert run_memory_mb(config, _plan(tmp_path, 1, 3)) == 5 * 1000  # prepare, server, 3 clients
     assert host_capacity_mb(config) == 8000 - 1000 - 4 * 240
+    overcommitted = _config(tmp_path, SANDBOX_WARM_POOL=4, SANDBOX_MEMORY_OVERCOMMIT=2.0)
+    assert host_capacity_mb(overcommitted) == 2 * (8000 - 1000 - 4 * 240)
 
 
 def test_a_run_that_can_never_fit_is_refused_at_once_with_the_numbers(tmp_path):
