@@ -41,6 +41,7 @@ def redis_url(config: Config) -> str:
 
 _clients_lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
+UNCAPPED = 2**31
 
 
 def client_for(url: str) -> redis.Redis:
@@ -51,7 +52,11 @@ def client_for(url: str) -> redis.Redis:
         with _clients_lock:
             client = _clients.get(url)
             if client is None:
-                client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url))
+                # No cap (redis-py's default is 100): each live stream holds a pub/sub
+                # connection for its whole life, and a server thread per viewer can hold
+                # more than 100 at once; a capped pool would fail the next ones.
+                pool = redis.ConnectionPool.from_url(url, max_connections=UNCAPPED)
+                client = redis.Redis(connection_pool=pool)
                 _clients[url] = client
     return client
 

@@ -17,6 +17,19 @@ def test_one_client_per_url_per_process():
     assert client.ping()
 
 
+def test_the_pool_holds_more_connections_than_redis_pys_default_cap():
+    """Each live stream holds a pub/sub connection: one process may hold over 100."""
+    client = client_for(redis_url)
+    subscribers = [client.pubsub() for _ in range(120)]
+    try:
+        for index, pubsub in enumerate(subscribers):
+            pubsub.subscribe(f"flautim:test-pool:{index}")
+        assert client.ping()
+    finally:
+        for pubsub in subscribers:
+            pubsub.close()
+
+
 def test_a_forked_child_gets_its_own_client():
     parent = client_for(redis_url)
     parent.ping()
