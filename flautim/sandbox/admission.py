@@ -9,22 +9,20 @@ to choose among dockerd, the worker and PostgreSQL.
 
 A run that can never fit is refused at once, with the numbers; one that fits once others end
 waits (saying so in its Logs) for up to SANDBOX_ADMISSION_WAIT_S, then is refused. Never is
-a run started half. Reservations are files under the host's pool folder, taken under a lock,
-so every worker of the host sees them; one whose process is gone is ignored.
+a run started half. Reservations are files under `host_state.admission_root`, taken under a
+lock, so every worker of the host sees them; one whose process is gone is ignored.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
 import time
-from contextlib import contextmanager
 
 from flautim.config import Config
 
 from .container_spec import role_memory_mb
+from .host_state import admission_root, exclusive
 from .plan import RunControl, RunPlan, RunSink, SandboxRefused
 
 WAIT_POLL_S = 2.0
@@ -61,7 +59,7 @@ class Admission:
     def __init__(self, config: Config, plan: RunPlan) -> None:
         self.config = config
         self.plan = plan
-        self.folder = config.data_path / "sandbox-pool" / socket.gethostname() / "admitted"
+        self.folder = admission_root(config)
         self.ticket = self.folder / f"e{plan.experiment_id}-a{plan.attempt}.json"
         self.need_mb = run_memory_mb(config, plan)
 
@@ -123,15 +121,8 @@ class Admission:
             else:
                 path.unlink(missing_ok=True)  # its run's process died without releasing it
 
-    @contextmanager
     def _lock(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return exclusive(self.folder / ".lock")
 
 
 def _alive(pid: int) -> bool:
@@ -140,7 +131,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, as another user's
     return True
 
 

@@ -99,7 +99,7 @@ class DockerSandbox:
         except DockerException as exc:
             log.exception("docker failed for experiment %s", plan.experiment_id)
             outcome = RunOutcome("failed", "infrastructure", f"Docker error: {exc}")
-        except (UnsafePath, OSError) as exc:
+        except UnsafePath as exc:
             log.exception("experiment %s: the run's folders are not as the worker made them", plan.experiment_id)
             outcome = RunOutcome("failed", "infrastructure", f"the run's folders were tampered with: {exc}")
         finally:

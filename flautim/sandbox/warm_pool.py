@@ -21,7 +21,6 @@ GPU runs never use the pool (device requests are fixed at creation).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ import secrets
 import shutil
 import socket
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +44,7 @@ from .container_spec import (
     pool_container_kwargs,
     pool_spec,
 )
+from .host_state import exclusive, pool_root
 from .plan import RunPlan
 from .supervision import sandbox_readonly, sandbox_writable
 
@@ -83,7 +82,7 @@ class WarmPool:
         self.config = config
         self.client = client
         self.size = max(0, int(config.SANDBOX_WARM_POOL))
-        self.root = config.data_path / "sandbox-pool" / socket.gethostname()
+        self.root = pool_root(config)
         self.spec = pool_spec(config)
 
     # --- claiming ---
@@ -235,13 +234,7 @@ class WarmPool:
         if remove_container(container):
             shutil.rmtree(slot, ignore_errors=True)
 
-    @contextmanager
     def _lock(self):
         """One refill at a time per host (several workers may share it)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root.parent / f".{self.root.name}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return exclusive(self.root.parent / f".{self.root.name}.lock")

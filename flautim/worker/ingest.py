@@ -72,7 +72,6 @@ class Ingestor:
         self.storage_limit = self.config.SANDBOX_OUTPUT_LIMIT_MB * 2**20
         self.events_stored = 0
         self.events_dropped = 0
-        self.metrics_dropped = 0
         # Items that could not be stored at all (a hostile or broken line): skipped, counted.
         self.skipped = 0
         self._metrics_per_round: dict[int, int] = {}
@@ -321,7 +320,6 @@ class Ingestor:
         for row in rows:
             count = self._metrics_per_round.get(row.round, 0)
             if count >= self.max_metrics_per_round:
-                self.metrics_dropped += 1
                 if count == self.max_metrics_per_round:
                     logs.append(self._log_row(
                         "platform", "stderr",
@@ -427,7 +425,7 @@ class Ingestor:
         except (CheckpointRejected, OSError, ValueError, RecursionError) as exc:
             self.line("platform", "stderr", f"[flautim] checkpoint card {relative[:200]!r} refused: {exc}")
             return {}
-        return _jsonable(card) if isinstance(card, dict) and _depth_ok(card) else {}
+        return _jsonable(card) if isinstance(card, dict) and depth(card) <= MAX_EVENT_DEPTH else {}
 
     _project_cache: int | None = None
 
@@ -563,10 +561,6 @@ def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = C
 def _round(value: Any) -> int | None:
     rnd = int_or_none(value)
     return rnd if rnd is not None and 0 <= rnd <= MAX_ROUND else None
-
-
-def _depth_ok(value: Any) -> bool:
-    return depth(value) <= MAX_EVENT_DEPTH
 
 
 def _size(path: Path) -> int:

@@ -49,6 +49,19 @@ def test_the_run_s_memory_and_the_host_s_capacity(tmp_path):
     assert host_capacity_mb(overcommitted) == 2 * (8000 - 1000 - 4 * 240)
 
 
+def test_tickets_live_outside_the_pool_slots_a_refill_sweeps(tmp_path):
+    from flautim.sandbox.warm_pool import WarmPool
+
+    config = _config(tmp_path, SANDBOX_WARM_POOL=2)
+    admission = Admission(config, _plan(tmp_path, 1, 1))
+    admission.wait(_Lines(), RunControl(60))
+    pool = WarmPool(config, client=None).root
+    # A refill removes every folder of the pool root that is not a live slot.
+    assert pool != admission.folder and pool not in admission.folder.parents
+    assert admission.ticket.exists()
+    admission.release()
+
+
 def test_a_run_that_can_never_fit_is_refused_at_once_with_the_numbers(tmp_path):
     config = _config(tmp_path)
     started = time.monotonic()
