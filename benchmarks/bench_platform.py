@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy import select
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -123,12 +125,12 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
     sampler.stop()
     with app.app_context():
         first_round = db.session.execute(
-            db.select(ExperimentEvent.payload).where(
+            select(ExperimentEvent.payload).where(
                 ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.type == "round_started"
             ).order_by(ExperimentEvent.id)
         ).scalars().first()
         run_finished = db.session.execute(
-            db.select(ExperimentEvent.payload).where(
+            select(ExperimentEvent.payload).where(
                 ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.type == "run_finished"
             ).order_by(ExperimentEvent.id.desc())
         ).scalars().first()

@@ -8,6 +8,8 @@ import io
 import zipfile
 from pathlib import Path
 
+from sqlalchemy import select
+
 from tests.conftest import login, submit_form
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +69,10 @@ def upload_mnist_assets(client, project_id: int) -> dict[str, int]:
     r = upload(client, project_id, "hyperparameters", {"file": ("hyperparameters.py", HYPERPARAMETERS)})
     assert r.status_code == 302, r.get_data(as_text=True)[:3000]
     return {
-        "dataset_id": db.session.scalar(db.select(Dataset.id).where(Dataset.project_id == project_id)),
-        "model_code_id": db.session.scalar(db.select(ModelCode.id).where(ModelCode.project_id == project_id)),
+        "dataset_id": db.session.scalar(select(Dataset.id).where(Dataset.project_id == project_id)),
+        "model_code_id": db.session.scalar(select(ModelCode.id).where(ModelCode.project_id == project_id)),
         "hyperparameter_file_id": db.session.scalar(
-            db.select(HyperparameterFile.id).where(HyperparameterFile.project_id == project_id)
+            select(HyperparameterFile.id).where(HyperparameterFile.project_id == project_id)
         ),
     }
 

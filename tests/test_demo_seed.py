@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from flautim.models import Dataset, Experiment, ExperimentState, Membership, Project, User, db
 from flautim.web.demo import DEMO_EMAIL, DEMO_PROJECT, seed_demo
 
@@ -11,11 +13,11 @@ def test_seed_demo_creates_the_mnist_example_once(app):
     again = seed_demo(app, start_run=False)  # a second start of the demo reuses everything
     assert login.email == DEMO_EMAIL and again.password == login.password
     with app.app_context():
-        user = db.session.scalar(db.select(User).where(User.email == DEMO_EMAIL))
-        project = db.session.scalar(db.select(Project).where(Project.name == DEMO_PROJECT))
-        assert db.session.scalar(db.select(Membership).where(
+        user = db.session.scalar(select(User).where(User.email == DEMO_EMAIL))
+        project = db.session.scalar(select(Project).where(Project.name == DEMO_PROJECT))
+        assert db.session.scalar(select(Membership).where(
             Membership.project_id == project.id, Membership.user_id == user.id)) is not None
-        experiments = db.session.scalars(db.select(Experiment).where(Experiment.project_id == project.id)).all()
+        experiments = db.session.scalars(select(Experiment).where(Experiment.project_id == project.id)).all()
         assert len(experiments) == 1 and experiments[0].state == ExperimentState.DRAFT
         assert login.path.endswith(f"/experiments/{experiments[0].id}")
         # The example's digits travel as its data files (4 gzipped IDX files).

@@ -9,6 +9,7 @@ import hashlib
 import io
 
 import pytest
+from sqlalchemy import select
 
 from tests.experiments_support import setup_project
 
@@ -93,7 +94,7 @@ def test_source_uploaded_under_a_hostile_name_downloads_under_a_plain_one(app, c
     ).encode()
     r = client.post(url, data=io.BytesIO(body), content_type=f"multipart/form-data; boundary={boundary}")
     assert r.status_code == 302, r.get_data(as_text=True)[:2000]
-    row = db.session.scalar(db.select(HyperparameterFile).where(HyperparameterFile.project_id == project_id))
+    row = db.session.scalar(select(HyperparameterFile).where(HyperparameterFile.project_id == project_id))
     assert "\r\n" in row.filename  # the hostile name really was stored
     download = client.get(f"/projects/{project_id}/hyperparameters/{row.id}/download")
     assert download.status_code == 200 and b"rounds = 3" in download.data

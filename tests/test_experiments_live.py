@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from tests.conftest import PASSWORD
 from tests.experiments_support import (
@@ -90,8 +91,8 @@ def test_catch_up_then_live_then_resume(app, ctx, live_server, db_session, tmp_p
     reader = SseReader(response)
     catch_up = reader.until(lambda m: m["event"] == "state")
     with app.app_context():
-        stored_logs = [r.id for r in db.session.scalars(db.select(LogRecord).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id))]
-        stored_events = [r.id for r in db.session.scalars(db.select(ExperimentEvent).where(ExperimentEvent.experiment_id == exp_id).order_by(ExperimentEvent.id))]
+        stored_logs = [r.id for r in db.session.scalars(select(LogRecord).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id))]
+        stored_events = [r.id for r in db.session.scalars(select(ExperimentEvent).where(ExperimentEvent.experiment_id == exp_id).order_by(ExperimentEvent.id))]
     assert ids_of(catch_up, "log") == stored_logs
     assert ids_of(catch_up, "event") == stored_events
     assert catch_up[-1]["data"]["state"] == "running"
@@ -109,8 +110,8 @@ def test_catch_up_then_live_then_resume(app, ctx, live_server, db_session, tmp_p
     response.close()
     every = catch_up + live
     with app.app_context():
-        stored_logs = [r.id for r in db.session.scalars(db.select(LogRecord).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id))]
-        stored_events = [r.id for r in db.session.scalars(db.select(ExperimentEvent).where(ExperimentEvent.experiment_id == exp_id).order_by(ExperimentEvent.id))]
+        stored_logs = [r.id for r in db.session.scalars(select(LogRecord).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id))]
+        stored_events = [r.id for r in db.session.scalars(select(ExperimentEvent).where(ExperimentEvent.experiment_id == exp_id).order_by(ExperimentEvent.id))]
     assert ids_of(every, "log") == stored_logs  # no gap, no duplicate, in order
     assert ids_of(every, "event") == stored_events
     assert [m["data"]["type"] for m in every if m["event"] == "event"][-1] == "run_finished"
@@ -183,7 +184,7 @@ def test_first_open_gets_the_tail_of_the_log(app, ctx, client, tmp_path, monkeyp
     feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path, rounds=2))
     with app.app_context():
         stored = list(db.session.scalars(
-            db.select(LogRecord.id).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id)))
+            select(LogRecord.id).where(LogRecord.experiment_id == exp_id).order_by(LogRecord.id)))
     assert len(stored) > 5
 
     def open_stream(headers=None) -> str:

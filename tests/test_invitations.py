@@ -7,6 +7,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from flautim.models import AuditEvent, Invitation, Membership, Role, db, utcnow
 from tests.conftest import csrf_token_from, login, submit_form
@@ -20,14 +21,14 @@ def logout(client) -> None:
 def membership_id(app, pid: int, uid: int) -> int:
     with app.app_context():
         return db.session.scalar(
-            db.select(Membership.id).where(Membership.project_id == pid, Membership.user_id == uid)
+            select(Membership.id).where(Membership.project_id == pid, Membership.user_id == uid)
         )
 
 
 def role_of(app, pid: int, uid: int) -> Role | None:
     with app.app_context():
         return db.session.scalar(
-            db.select(Membership.role).where(Membership.project_id == pid, Membership.user_id == uid)
+            select(Membership.role).where(Membership.project_id == pid, Membership.user_id == uid)
         )
 
 
@@ -57,7 +58,7 @@ def test_invitation_email_link_and_acceptance_after_signup(app, client, smtp_ser
     assert link.startswith(f"{base}/invitations/")
     token = link.rsplit("/", 1)[1]
     with app.app_context():
-        invitation = db.session.scalar(db.select(Invitation))
+        invitation = db.session.scalar(select(Invitation))
         # Only the hash is stored.
         assert invitation.token_hash == hashlib.sha256(token.encode()).hexdigest()
         assert token not in invitation.token_hash
@@ -90,7 +91,7 @@ def test_invitation_email_link_and_acceptance_after_signup(app, client, smtp_ser
     assert "já foi aceito" in r.get_data(as_text=True)
     with app.app_context():
         actions = db.session.scalars(
-            db.select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
+            select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
         ).all()
         assert actions == ["member.invited", "invitation.accepted"]
     activity = client.get(f"/projects/{pid}/activity").get_data(as_text=True)
@@ -120,7 +121,7 @@ def test_invalid_email_is_refused(app, client, team, email):
     body = r.get_data(as_text=True)
     assert "Este e-mail não é válido." in body or "Informe o e-mail" in body
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count()).select_from(Invitation)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Invitation)) == 0
 
 
 def test_inviting_an_existing_member_or_twice_is_refused(app, client, smtp_server, team, make_user):
@@ -142,7 +143,7 @@ def test_invalid_and_expired_tokens_get_a_clear_page(app, client, smtp_server, t
     invite(client, pid, "late@example.org")
     token = smtp_server.first_link(smtp_server.to("late@example.org")[0]).rsplit("/", 1)[1]
     with app.app_context():
-        invitation = db.session.scalar(db.select(Invitation))
+        invitation = db.session.scalar(select(Invitation))
         invitation.expires_at = utcnow() - timedelta(seconds=1)
         db.session.commit()
     r = client.get(f"/invitations/{token}")
@@ -155,7 +156,7 @@ def test_resend_rotates_the_token_and_revoke_kills_it(app, client, smtp_server, 
     invite(client, pid, "r@example.org")
     first = smtp_server.first_link(smtp_server.to("r@example.org")[0]).rsplit("/", 1)[1]
     with app.app_context():
-        iid = db.session.scalar(db.select(Invitation.id))
+        iid = db.session.scalar(select(Invitation.id))
     r = submit_form(client, f"/projects/{pid}/invitations/{iid}/resend", {}, page=f"/projects/{pid}/members")
     assert r.status_code == 302
     assert len(smtp_server.to("r@example.org")) == 2
@@ -216,7 +217,7 @@ def test_roles_remove_transfer_and_the_last_owner(app, client, team, make_user, 
     assert r.status_code == 404
     with app.app_context():
         actions = db.session.scalars(
-            db.select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
+            select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
         ).all()
     assert actions == [
         "member.role_changed", "member.removed", "project.ownership_transferred", "member.left",
@@ -249,7 +250,7 @@ def test_a_mail_failure_keeps_the_invitation_for_a_resend(app, client, team):
     assert "não pôde ser enviado" in page
     assert 'data-email="falha@example.org"' in page
     with app.app_context():
-        assert db.session.scalar(db.select(Invitation.email)) == "falha@example.org"
+        assert db.session.scalar(select(Invitation.email)) == "falha@example.org"
 
 
 def test_accepting_never_lowers_an_existing_role(app, client, smtp_server, team, make_user):

@@ -7,6 +7,7 @@ import io
 import re
 
 import pytest
+from sqlalchemy import func, select
 
 from flautim.models import AuditEvent, Membership, Project, Role, db
 from tests.conftest import csrf_token_from, login, submit_form
@@ -40,9 +41,9 @@ def test_create_project_makes_me_owner_and_shows_it(app, client, owner):
     with app.app_context():
         project = db.session.get(Project, pid)
         assert project.name == "Classificação de dígitos"  # stripped
-        membership = db.session.scalar(db.select(Membership).where(Membership.project_id == pid))
+        membership = db.session.scalar(select(Membership).where(Membership.project_id == pid))
         assert (membership.user_id, membership.role) == (owner, Role.OWNER)
-        actions = db.session.scalars(db.select(AuditEvent.action).where(AuditEvent.project_id == pid)).all()
+        actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.project_id == pid)).all()
         assert actions == ["project.created"]
 
 
@@ -60,7 +61,7 @@ def test_bad_project_names_are_refused_with_a_message(app, client, owner, name, 
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count()).select_from(Project)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Project)) == 0
 
 
 def test_unicode_name_of_100_characters_is_fine(app, client, owner):
@@ -92,7 +93,7 @@ def test_owner_renames_editor_only_describes(app, client, owner, make_user, make
         project = db.session.get(Project, pid)
         assert (project.name, project.description) == ("Novo", "d2")
         actions = db.session.scalars(
-            db.select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
+            select(AuditEvent.action).where(AuditEvent.project_id == pid).order_by(AuditEvent.id)
         ).all()
         assert actions == ["project.renamed", "project.described", "project.described"]
     # An editor trying an owner's action gets 403.
@@ -147,7 +148,7 @@ def test_delete_needs_the_exact_name(app, client, owner, make_project):
     assert r.status_code == 302
     with app.app_context():
         assert db.session.get(Project, pid) is None
-        event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "project.deleted"))
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "project.deleted"))
         assert event.detail["project_id"] == pid and event.target == "Meu projeto"
     assert client.get(f"/projects/{pid}").status_code == 404
     assert not stored.parent.parent.parent.exists()
@@ -157,7 +158,7 @@ def test_forged_csrf_token_is_refused(app, client, owner):
     r = client.post("/projects/new", data={"csrf_token": "forged", "name": "P"})
     assert r.status_code == 400
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count()).select_from(Project)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Project)) == 0
 
 
 def test_anonymous_is_sent_to_login(client, make_user, make_project):
@@ -270,7 +271,7 @@ def test_a_viewer_gets_403_on_every_write_and_an_editor_on_every_owner_action(
         db.session.commit()
         _, viewer_token = create_token(db.session.get(User, viewer), "v")
         _, editor_token = create_token(
-            db.session.scalar(db.select(User).where(User.email == "colleague@example.org")), "e"
+            db.session.scalar(select(User).where(User.email == "colleague@example.org")), "e"
         )
     login(client, "viewer@example.org")
     results = _post_every_write(app, client, victim, viewer_token, skip={"projects.leave_project"})

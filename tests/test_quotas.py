@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import flask_babel
 import pytest
+from sqlalchemy import select
 
 from flautim import quotas
 from flautim.models import Experiment, ExperimentState, RunUsage, User, db, utcnow
@@ -145,7 +146,7 @@ def test_run_time_is_wall_seconds_times_containers_counted_once_when_a_run_ends(
 
     assert quotas.settle_usage() == 1
     assert quotas.settle_usage() == 0  # once per attempt
-    row = db.session.scalar(db.select(RunUsage))
+    row = db.session.scalar(select(RunUsage))
     assert (row.containers, row.wall_seconds, row.container_seconds, row.gpu) == (3, 1800.0, 5400.0, False)
     for scope, subject in ((quotas.USER, ctx["owner"]), (quotas.PROJECT, ctx["project_id"])):
         usage = quotas.usage_for(scope, subject)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from flautim.models import Invitation, Role, User, db, utcnow
 from tests.conftest import PASSWORD, submit_form
@@ -26,7 +27,7 @@ def _signup(app, email: str, address: str = "203.0.113.7", next_path: str | None
 
 def _accounts(app) -> set[str]:
     with app.app_context():
-        return set(db.session.scalars(db.select(User.email)))
+        return set(db.session.scalars(select(User.email)))
 
 
 @pytest.mark.parametrize("config_overrides", [{"SIGNUP_LIMIT_PER_IP": "2 per hour"}])

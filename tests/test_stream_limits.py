@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import requests
+from sqlalchemy import delete, update
 
 from tests.experiments_support import setup_project
 from tests.test_experiments_live import SseReader, browser_session
@@ -106,10 +107,10 @@ def test_a_viewer_who_loses_access_stops_receiving_within_seconds(app, ctx, live
     assert watcher.is_alive(), seen
 
     if how == "removed from the project":
-        db.session.execute(db.delete(Membership).where(Membership.user_id == ctx["viewer"],
+        db.session.execute(delete(Membership).where(Membership.user_id == ctx["viewer"],
                                                        Membership.project_id == ctx["project_id"]))
     else:
-        db.session.execute(db.update(User).where(User.id == ctx["viewer"]).values(active=False))
+        db.session.execute(update(User).where(User.id == ctx["viewer"]).values(active=False))
     db.session.commit()
 
     watcher.join(10.0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from werkzeug.routing import Rule
 from werkzeug.routing.converters import AnyConverter, IntegerConverter
 
@@ -142,7 +143,7 @@ def _make_victim(app, make_user, make_project) -> Victim:
         victim.ids[m.Project] = pid
         victim.ids[m.User] = owner
         victim.ids[m.Membership] = db.session.scalar(
-            db.select(m.Membership.id).where(m.Membership.project_id == pid, m.Membership.user_id == colleague)
+            select(m.Membership.id).where(m.Membership.project_id == pid, m.Membership.user_id == colleague)
         )
     return victim
 
@@ -154,7 +155,7 @@ def _victim_snapshot(app, victim: Victim) -> dict:
         for mapper in m.db.Model.registry.mappers:
             model = mapper.class_
             snapshot[model.__name__] = m.db.session.scalar(
-                m.db.select(m.db.func.count()).select_from(model)
+                m.select(m.func.count()).select_from(model)
             )
             row = m.db.session.get(model, victim.ids[model]) if model in victim.ids else None
             snapshot[(model.__name__, "row")] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text, update
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, update
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .base import UTCDateTime, created_at_column, db, utcnow
@@ -186,7 +186,7 @@ class ExperimentEvent(db.Model):
     __tablename__ = "experiment_events"
     __table_args__ = (Index("ix_experiment_events_exp_seq", "experiment_id", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(default=1)
     type: Mapped[str] = mapped_column(String(32))
@@ -205,7 +205,7 @@ class MetricRow(db.Model):
         Index("ix_metric_rows_exp_id", "experiment_id", "attempt", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(default=1)
     round: Mapped[int] = mapped_column()
@@ -229,7 +229,7 @@ class LogRecord(db.Model):
         Index("ix_log_records_exp_source", "experiment_id", "attempt", "source", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(default=1)
     # "server", "superlink", "client-N", "platform".

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from sqlalchemy import delete
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import live_messages, storage
@@ -397,7 +398,7 @@ class Ingestor:
         """Delete the rows of retired copies (this batch's included); the kept new rows."""
         for kind in {row.kind for row in artifacts}:
             kept_rounds = [r for k, r in self._copies if k == kind]
-            db.session.execute(db.delete(ModelArtifact).where(
+            db.session.execute(delete(ModelArtifact).where(
                 ModelArtifact.experiment_id == self.experiment_id, ModelArtifact.attempt == self.attempt,
                 ModelArtifact.kind == kind, ModelArtifact.round.not_in(kept_rounds),
             ).execution_options(synchronize_session=False))

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import redis
 from rq import Worker
+from sqlalchemy import func, select
 
 from flautim.config import Config
 from flautim.redis_connection import client_for, redis_url
@@ -162,12 +163,12 @@ def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOS
     app = worker_app()
     with app.app_context():
         waiting = db.session.execute(
-            db.select(Experiment).where(
+            select(Experiment).where(
                 Experiment.state == ExperimentState.QUEUED,
                 # Only runs handed to RQ can be lost: the others wait in the database for the
                 # fair-share dispatcher. The age counts from the hand-over.
                 Experiment.job_id.is_not(None),
-                db.func.coalesce(Experiment.dispatched_at, Experiment.queued_at) <= cutoff,
+                func.coalesce(Experiment.dispatched_at, Experiment.queued_at) <= cutoff,
             )
         ).scalars().all()
         for experiment in waiting:
@@ -247,7 +248,7 @@ def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float
     app = worker_app()
     with app.app_context():
         active = db.session.execute(
-            db.select(Experiment.id, Experiment.attempt).where(
+            select(Experiment.id, Experiment.attempt).where(
                 Experiment.state.in_([ExperimentState.PREPARING, ExperimentState.RUNNING])
             )
         ).all()

@@ -24,6 +24,7 @@ from datetime import datetime
 import redis
 from rq import Queue
 from rq.job import Job
+from sqlalchemy import func, select, update
 
 from flautim.config import Config
 from flautim.live_messages import channel_for, encode, state_message
@@ -168,7 +169,7 @@ def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
     from flautim.quotas import Admission, run_uses_gpu, submitter
 
     waiting = db.session.execute(
-        db.select(
+        select(
             Experiment.id, Experiment.attempt, Experiment.project_id, submitter(), Experiment.wants_gpu,
             HyperparameterFile.values, Experiment.queued_at,
         )
@@ -184,7 +185,7 @@ def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
     in_queue = _runs_in_rq_queues(connection)
     last_handed: dict[int, datetime] = dict(
         db.session.execute(
-            db.select(Experiment.project_id, db.func.max(Experiment.dispatched_at))
+            select(Experiment.project_id, func.max(Experiment.dispatched_at))
             .where(Experiment.project_id.in_(list(by_project)), Experiment.dispatched_at.is_not(None))
             .group_by(Experiment.project_id)
         ).all()
@@ -233,7 +234,7 @@ def _runs_in_rq_queues(connection: redis.Redis) -> Counter:
     counts: Counter = Counter()
     if job_queue:
         rows = db.session.execute(
-            db.select(Experiment.project_id, Experiment.job_id).where(
+            select(Experiment.project_id, Experiment.job_id).where(
                 Experiment.job_id.in_(list(job_queue)), Experiment.state == ExperimentState.QUEUED
             )
         ).all()
@@ -254,7 +255,7 @@ def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config
     if claim:
         condition.append(Experiment.job_id.is_(None))
     taken = db.session.execute(
-        db.update(Experiment).where(*condition).values(job_id=job_id, dispatched_at=utcnow())
+        update(Experiment).where(*condition).values(job_id=job_id, dispatched_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from flautim.api_client.cli import download_main, submit_main
 
@@ -47,7 +48,7 @@ def _play_worker(app, experiment_name: str, rounds: int, final_state: str, artif
         deadline = time.monotonic() + 30
         exp = None
         while exp is None and time.monotonic() < deadline:
-            exp = db.session.scalar(db.select(Experiment).where(Experiment.name == experiment_name))
+            exp = db.session.scalar(select(Experiment).where(Experiment.name == experiment_name))
             if exp is None or exp.state != ExperimentState.QUEUED:
                 exp = None
                 db.session.rollback()
@@ -110,7 +111,7 @@ def test_submit_follows_to_success_then_download(app, live_server, owner, tmp_pa
     from flautim.models import Dataset, db
 
     with app.app_context():
-        dataset = db.session.scalars(db.select(Dataset)).one()
+        dataset = db.session.scalars(select(Dataset)).one()
         root = storage.absolute(app.extensions["flautim_config"].data_path, dataset.storage_path)
         assert (root / "data" / "sub" / "labels.csv").read_text() == "a,b\n1,2\n"
         assert dataset.file_count == 2
@@ -203,7 +204,7 @@ def test_submit_a_real_run_and_load_the_downloaded_model(app, live_server, owner
     with app.app_context():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            queued = db.session.scalar(db.select(Experiment).where(Experiment.state == ExperimentState.QUEUED))
+            queued = db.session.scalar(select(Experiment).where(Experiment.state == ExperimentState.QUEUED))
             db.session.rollback()
             if queued is not None:
                 break

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
 from .conftest import bearer
 
@@ -371,14 +372,14 @@ def test_an_experiments_url_checks_the_token_as_every_call_does(app, client, tea
     exp = seed_experiment(p)
     base = f"/api/v1/projects/{p}/experiments/{exp}"
     with app.app_context():
-        db.session.execute(db.update(ApiToken).values(last_used_at=None))
+        db.session.execute(update(ApiToken).values(last_used_at=None))
         db.session.commit()
     assert client.get(base, headers=team["viewer"]).json["id"] == exp
     with app.app_context():
-        viewer_token = db.session.scalars(db.select(ApiToken).join(User).where(User.email == "leitor@example.org")).one()
+        viewer_token = db.session.scalars(select(ApiToken).join(User).where(User.email == "leitor@example.org")).one()
         assert viewer_token.last_used_at is not None
         viewer_token.revoked_at = viewer_token.last_used_at
-        db.session.scalars(db.select(User).where(User.email == "fora@example.org")).one().active = False
+        db.session.scalars(select(User).where(User.email == "fora@example.org")).one().active = False
         db.session.commit()
     for headers in (team["viewer"], team["outsider"]):
         for url in (base, base + "/metrics", f"/api/v1/projects/{p}/experiments/{exp + 1}"):

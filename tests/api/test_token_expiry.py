@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from flautim.models import ApiToken, User, db, utcnow
 from flautim.web.auth.tokens import make_reset_token
@@ -25,7 +26,7 @@ def _create(client, **data):
 
 def _lifetime_days(app) -> float:
     with app.app_context():
-        token = db.session.scalars(db.select(ApiToken).order_by(ApiToken.id.desc())).first()
+        token = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).first()
         return (token.expires_at - token.created_at) / timedelta(days=1)
 
 
@@ -50,7 +51,7 @@ def test_an_expired_token_gets_a_401_that_says_so(app, client, make_user, make_t
     api = app.test_client()
     assert api.get("/api/v1/me", headers=bearer(secret)).status_code == 200
     with app.app_context():
-        token = db.session.scalars(db.select(ApiToken)).one()
+        token = db.session.scalars(select(ApiToken)).one()
         token.expires_at = utcnow() - timedelta(seconds=1)
         db.session.commit()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from sqlalchemy import select
+
 from flautim.models import ApiToken, db
 from tests.conftest import login, submit_form
 
@@ -27,7 +29,7 @@ def test_token_created_in_page_is_shown_once_and_stored_hashed(app, client, make
     secret = _created_secret(response.get_data(as_text=True))
 
     with app.app_context():
-        token = db.session.scalars(db.select(ApiToken)).one()
+        token = db.session.scalars(select(ApiToken)).one()
         assert token.token_hash == hashlib.sha256(secret.encode()).hexdigest()
         assert token.name == "notebook"
         assert secret.startswith(token.prefix) and len(token.prefix) < 12
@@ -40,7 +42,7 @@ def test_token_created_in_page_is_shown_once_and_stored_hashed(app, client, make
     me = api.get("/api/v1/me", headers=bearer(secret))
     assert me.status_code == 200 and me.json["email"] == "ana@example.org"
     with app.app_context():
-        assert db.session.scalars(db.select(ApiToken)).one().last_used_at is not None
+        assert db.session.scalars(select(ApiToken)).one().last_used_at is not None
 
 
 def test_token_name_required(client, make_user):
@@ -63,7 +65,7 @@ def test_revoked_token_gets_401(app, client, make_user):
     login(client, "ana@example.org")
     secret = _created_secret(submit_form(client, "/account/tokens/", {"name": "n"}).get_data(as_text=True))
     with app.app_context():
-        token_id = db.session.scalars(db.select(ApiToken.id)).one()
+        token_id = db.session.scalars(select(ApiToken.id)).one()
     api = app.test_client()
     assert api.get("/api/v1/me", headers=bearer(secret)).status_code == 200
 
@@ -83,7 +85,7 @@ def test_cannot_revoke_someone_elses_token(app, client, make_user, make_token):
     make_user("ana@example.org")
     login(client, "ana@example.org")
     with app.app_context():
-        token_id = db.session.scalars(db.select(ApiToken.id)).one()
+        token_id = db.session.scalars(select(ApiToken.id)).one()
     submit_form(client, f"/account/tokens/{token_id}/revoke", {}, page="/account/tokens/")
     assert app.test_client().get("/api/v1/me", headers=bearer(secret)).status_code == 200
 
@@ -132,7 +134,7 @@ def test_account_page_lists_tokens_and_revoke_returns_there(app, client, make_us
                           page="/auth/account")
     assert created.status_code == 201 and 'href="/auth/account#tokens"' in created.get_data(as_text=True)
     with app.app_context():
-        token_id = db.session.scalars(db.select(ApiToken.id).where(ApiToken.name == "servidor do lab")).one()
+        token_id = db.session.scalars(select(ApiToken.id).where(ApiToken.name == "servidor do lab")).one()
     revoked = submit_form(client, f"/account/tokens/{token_id}/revoke", {"next": "/auth/account#tokens"},
                           page="/auth/account")
     assert revoked.status_code == 302 and revoked.headers["Location"].endswith("/auth/account#tokens")

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import select
 
 from flautim.config import Config
 from flautim.models import Experiment, ExperimentState, LogRecord, db
@@ -114,6 +115,6 @@ def test_a_thousand_client_run_starts_no_container_and_says_why(app, worker_conf
         assert experiment.state == ExperimentState.FAILED
         assert experiment.failure_kind == "infrastructure"
         assert "1000 clients" in experiment.failure_reason and "5000 MB" in experiment.failure_reason
-        lines = db.session.execute(db.select(LogRecord.line).where(LogRecord.experiment_id == experiment_id)).scalars()
+        lines = db.session.execute(select(LogRecord.line).where(LogRecord.experiment_id == experiment_id)).scalars()
         assert any("1000 clients" in line for line in lines)
     assert leftovers(docker_client, experiment_id) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from flautim.models import Experiment, ExperimentState, LogRecord, ModelArtifact, db
 from flautim.worker import job
@@ -37,10 +38,10 @@ def test_docker_run_succeeds_and_leaves_nothing_behind(app, worker_config, owner
     assert state == ExperimentState.SUCCEEDED, reason
     assert summary["accuracy"] > 0.5
     with app.app_context():
-        sources = set(db.session.execute(db.select(LogRecord.source).where(
+        sources = set(db.session.execute(select(LogRecord.source).where(
             LogRecord.experiment_id == experiment_id)).scalars())
         assert {"server", "client-0", "client-1", "platform"} <= sources
-        assert db.session.execute(db.select(ModelArtifact).where(
+        assert db.session.execute(select(ModelArtifact).where(
             ModelArtifact.experiment_id == experiment_id)).scalars().first() is not None
     assert leftovers(docker_client, experiment_id) == []
 
@@ -53,18 +54,18 @@ def test_docker_run_with_the_flower_transport(app, worker_config, owner, tmp_pat
     attempt = _enqueue(app, experiment_id)
     result = job.run_experiment(experiment_id, attempt)
     with app.app_context():
-        log = [f"{r.source}: {r.line}" for r in db.session.execute(db.select(LogRecord).where(
+        log = [f"{r.source}: {r.line}" for r in db.session.execute(select(LogRecord).where(
             LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).scalars()]
     state, _, reason, summary = _state(app, experiment_id)
     assert result == "succeeded", reason + "\n" + "\n".join(log[-60:])
     assert state == ExperimentState.SUCCEEDED, reason
     assert summary["accuracy"] > 0.5
     with app.app_context():
-        lines = db.session.execute(db.select(LogRecord.source, LogRecord.line).where(
+        lines = db.session.execute(select(LogRecord.source, LogRecord.line).where(
             LogRecord.experiment_id == experiment_id)).all()
         assert any(source == "superlink" for source, _ in lines)
         assert any(source == "client-1" and "[supernode]" in line for source, line in lines)
-        assert db.session.execute(db.select(ModelArtifact).where(
+        assert db.session.execute(select(ModelArtifact).where(
             ModelArtifact.experiment_id == experiment_id)).scalars().first() is not None
     assert leftovers(docker_client, experiment_id) == []
 

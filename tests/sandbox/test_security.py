@@ -10,6 +10,7 @@ import socket
 import threading
 
 import pytest
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.models import Experiment, ExperimentState, LogRecord, ModelArtifact, db
@@ -39,7 +40,7 @@ def _state(app, experiment_id):
 def _logs(app, experiment_id) -> list[tuple[str, str]]:
     with app.app_context():
         return [(r.source, r.line) for r in db.session.execute(
-            db.select(LogRecord).where(LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)
+            select(LogRecord).where(LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)
         ).scalars()]
 
 
@@ -114,7 +115,7 @@ def test_network_files_processes_and_symlinks_are_contained_while_memory_bomb_ru
     assert sum("refused" in line for line in lines) >= 3
     with app.app_context():
         paths = [a.card.get("source_file") for a in db.session.execute(
-            db.select(ModelArtifact).where(ModelArtifact.experiment_id == attacker)).scalars()]
+            select(ModelArtifact).where(ModelArtifact.experiment_id == attacker)).scalars()]
     assert not {"evil.pt", "sub/link/passwd"} & set(paths)
     assert any("invalid event ignored" in line for line in lines)
     # Nothing stays behind: no container (so no leftover `sleep`), no network.

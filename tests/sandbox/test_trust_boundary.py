@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.models import Experiment, ExperimentState, LogRecord, MetricRow, ModelArtifact, db
@@ -98,13 +99,13 @@ def test_a_hostile_tenant_touches_nothing_outside_its_run_and_starves_no_one(
     assert results[ordinary] == "succeeded", reason
     with app.app_context():
         rounds = {m.round for m in db.session.execute(
-            db.select(MetricRow).where(MetricRow.experiment_id == ordinary, MetricRow.phase == "train")).scalars()}
+            select(MetricRow).where(MetricRow.experiment_id == ordinary, MetricRow.phase == "train")).scalars()}
         models = db.session.execute(
-            db.select(ModelArtifact).where(ModelArtifact.experiment_id == ordinary)).scalars().all()
+            select(ModelArtifact).where(ModelArtifact.experiment_id == ordinary)).scalars().all()
         hostile_logs = [r.line for r in db.session.execute(
-            db.select(LogRecord).where(LogRecord.experiment_id == hostile).order_by(LogRecord.id)).scalars()]
+            select(LogRecord).where(LogRecord.experiment_id == hostile).order_by(LogRecord.id)).scalars()]
         hostile_models = db.session.execute(
-            db.select(ModelArtifact).where(ModelArtifact.experiment_id == hostile)).scalars().all()
+            select(ModelArtifact).where(ModelArtifact.experiment_id == hostile)).scalars().all()
     assert rounds == {1, 2, 3}
     assert any(m.kind == "final" for m in models)
 

@@ -8,6 +8,7 @@ import socket
 import time
 
 import pytest
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.fl.transport.processes import POOL_READY
@@ -57,7 +58,7 @@ def _run(app, experiment_id):
     result = job.run_experiment(experiment_id, attempt)
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        logs = [(r.source, r.line) for r in db.session.execute(db.select(LogRecord).where(
+        logs = [(r.source, r.line) for r in db.session.execute(select(LogRecord).where(
             LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).scalars()]
         return result, experiment.state, experiment.failure_reason, dict(experiment.summary or {}), logs
 
@@ -89,7 +90,7 @@ def test_a_run_takes_warm_containers_once_and_the_pool_refills(app, worker_confi
     assert {"server", "client-0", "client-1"} <= {source for source, _ in logs}
     assert not any(POOL_READY in line for _, line in logs)  # the pool's own output is not the run's
     with app.app_context():
-        assert db.session.execute(db.select(ModelArtifact).where(
+        assert db.session.execute(select(ModelArtifact).where(
             ModelArtifact.experiment_id == experiment_id)).scalars().first() is not None
     assert leftovers(docker_client, experiment_id) == []
     # Used once: the run's containers are gone and the job's end started fresh ones.

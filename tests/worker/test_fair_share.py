@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from flautim.models import Experiment, ExperimentState, db
 from flautim.worker.main import FlautimWorker
@@ -34,7 +35,7 @@ def test_handing_over_keeps_one_run_per_project_on_rq_and_the_rest_in_the_databa
     a_ids, b_id = _tenants(app, make_user, make_project, tmp_path, a_runs=10)
     queue = queue_for(EXPERIMENT_QUEUE, worker_config)
     with app.app_context():
-        rows = {e.id: e for e in db.session.scalars(db.select(Experiment))}
+        rows = {e.id: e for e in db.session.scalars(select(Experiment))}
         on_rq = [job.args[0] for job in queue.get_jobs()]
         assert on_rq == [a_ids[0], b_id]
         assert all(rows[i].state == ExperimentState.QUEUED for i in [*a_ids, b_id])
@@ -52,7 +53,7 @@ def test_a_second_tenants_run_starts_before_the_first_tenants_tenth(
     worker.work(burst=True, max_jobs=3, with_scheduler=False, logging_level="WARNING")
 
     with app.app_context():
-        rows = {e.id: e for e in db.session.scalars(db.select(Experiment))}
+        rows = {e.id: e for e in db.session.scalars(select(Experiment))}
         started = sorted((e for e in rows.values() if e.started_at), key=lambda e: e.started_at)
         assert [e.id for e in started] == [a_ids[0], b_id, a_ids[1]]
         for e in started:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.models import Experiment, ExperimentState, FailureKind, LogRecord, db
@@ -104,7 +105,7 @@ def test_a_full_data_disk_mid_run_fails_it_as_infrastructure_and_frees_its_space
     assert experiment.failure_kind == FailureKind.INFRASTRUCTURE
     assert "data disk is full" in experiment.failure_reason and "not a fault of your code" in experiment.failure_reason
     with app.app_context():
-        notes = db.session.execute(db.select(LogRecord.line).where(
+        notes = db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id, LogRecord.source == "platform")).scalars().all()
         db.session.remove()
     assert any("data disk is full" in line for line in notes)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from sqlalchemy import select
 
 from flautim.models import Experiment, ExperimentState, db
 from flautim.worker.app_context import use_config
@@ -168,7 +169,7 @@ def _gated_bundle(path: Path, release: Path) -> Path:
 
 def _active(app) -> list[tuple[int, str]]:
     with app.app_context():
-        rows = db.session.execute(db.select(Experiment.id, Experiment.state).where(
+        rows = db.session.execute(select(Experiment.id, Experiment.state).where(
             Experiment.state.in_([ExperimentState.QUEUED, ExperimentState.PREPARING, ExperimentState.RUNNING])
         )).all()
         db.session.remove()

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from flautim.fl.events import EVENT_PREFIX, make_event
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
@@ -61,11 +62,11 @@ def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_pa
     ingest.close()
 
     with app.app_context():
-        events = db.session.execute(db.select(ExperimentEvent.type).where(
+        events = db.session.execute(select(ExperimentEvent.type).where(
             ExperimentEvent.experiment_id == experiment_id).order_by(ExperimentEvent.id)).scalars().all()
         assert events == ["run_started", "round_started", "client_train", "aggregated",
                           "central_evaluate", "checkpoint", "round_started", "central_evaluate"]
-        logs = db.session.execute(db.select(LogRecord).where(
+        logs = db.session.execute(select(LogRecord).where(
             LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).scalars().all()
         texts = [r.line for r in logs]
         assert any("broken json" in t and "invalid event ignored" in t for t in texts)
@@ -73,14 +74,14 @@ def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_pa
         assert "plain  line" in texts
         assert ("client-1", "stderr") in {(r.source, r.stream) for r in logs}
         metrics = {(m.phase, m.source, m.name, m.round): m.value for m in db.session.execute(
-            db.select(MetricRow).where(MetricRow.experiment_id == experiment_id)).scalars()}
+            select(MetricRow).where(MetricRow.experiment_id == experiment_id)).scalars()}
         assert metrics[("train", "client-0", "loss", 1)] == 0.9
         assert metrics[("train", "client-0", "accuracy", 1)] == 0.5
         assert ("train", "client-0", "bad", 1) not in metrics
         assert metrics[("evaluate", "aggregate", "accuracy", 1)] == 0.6
         assert metrics[("central", "server", "accuracy", 2)] == 0.6
         assert ("central", "server", "loss", 2) not in metrics  # NaN is not a number to plot
-        artifact = db.session.execute(db.select(ModelArtifact).where(
+        artifact = db.session.execute(select(ModelArtifact).where(
             ModelArtifact.experiment_id == experiment_id)).scalar_one()
         assert artifact.size_bytes == len(b"model-bytes") and artifact.format == "pytorch"
         experiment = db.session.get(Experiment, experiment_id)
@@ -107,11 +108,11 @@ def test_log_lines_past_the_cap_are_not_stored_but_events_are(app, experiment_id
     ingest.line("server", "stdout", _event("round_started", round=1))
     ingest.close()
     with app.app_context():
-        logs = db.session.execute(db.select(LogRecord.line).where(
+        logs = db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id)).scalars().all()
         assert len(logs) == 31
         assert "more than 30 lines" in logs[-1]
-        assert db.session.execute(db.select(ExperimentEvent).where(
+        assert db.session.execute(select(ExperimentEvent).where(
             ExperimentEvent.experiment_id == experiment_id)).scalar_one().type == "round_started"
     assert ingest.truncated
 
@@ -124,6 +125,6 @@ def test_redis_away_only_delays_live_updates(app, experiment_id, tmp_path):
     ingest.line("server", "stdout", _event("round_started", round=1))
     ingest.close()
     with app.app_context():
-        assert db.session.execute(db.select(LogRecord.line).where(
+        assert db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id)).scalars().all() == ["still stored"]
         assert db.session.get(Experiment, experiment_id).rounds_done == 0

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.fl.events import EVENT_PREFIX, make_event
@@ -63,7 +64,7 @@ def _ingest(app, experiment_id, out, lines):
 
 def _rows(app, model, experiment_id):
     with app.app_context():
-        return db.session.execute(db.select(model).where(model.experiment_id == experiment_id)).scalars().all()
+        return db.session.execute(select(model).where(model.experiment_id == experiment_id)).scalars().all()
 
 
 def _checkpoint_file(out, name, size=100):

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from flautim import storage
 from flautim.models import (
@@ -82,19 +83,19 @@ def test_a_run_through_the_real_queue_stores_logs_events_metrics_and_checkpoints
     assert "mean_round_s" in experiment.summary
     with app.app_context():
         sources = {s for (s,) in db.session.execute(
-            db.select(LogRecord.source).where(LogRecord.experiment_id == experiment_id)).all()}
+            select(LogRecord.source).where(LogRecord.experiment_id == experiment_id)).all()}
         assert {"platform", "server", "client-0", "client-1"} <= sources
         types = [t for (t,) in db.session.execute(
-            db.select(ExperimentEvent.type).where(ExperimentEvent.experiment_id == experiment_id)
+            select(ExperimentEvent.type).where(ExperimentEvent.experiment_id == experiment_id)
             .order_by(ExperimentEvent.id)).all()]
         assert types[0] == "partition_summary" and "run_started" in types
         assert types[-1] == "run_finished"
         assert types.count("client_train") == 6
-        train_losses = db.session.execute(db.select(MetricRow).where(
+        train_losses = db.session.execute(select(MetricRow).where(
             MetricRow.experiment_id == experiment_id, MetricRow.phase == "train",
             MetricRow.source == "client-1", MetricRow.name == "loss")).scalars().all()
         assert sorted(m.round for m in train_losses) == [1, 2, 3]
-        artifacts = db.session.execute(db.select(ModelArtifact).where(
+        artifacts = db.session.execute(select(ModelArtifact).where(
             ModelArtifact.experiment_id == experiment_id)).scalars().all()
         assert artifacts, "no checkpoint was ingested"
         for artifact in artifacts:
@@ -154,9 +155,9 @@ def test_a_failing_client_is_reported_as_user_code_with_its_traceback(app, worke
     assert experiment.failure_kind == FailureKind.USER_CODE
     assert "deliberate failure" in (experiment.failure_reason or "") or "api.py" in (experiment.failure_reason or "")
     with app.app_context():
-        lines = [line for (line,) in db.session.execute(db.select(LogRecord.line).where(
+        lines = [line for (line,) in db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id)).all()]
-        events = db.session.execute(db.select(ExperimentEvent).where(
+        events = db.session.execute(select(ExperimentEvent).where(
             ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.type == "error")).scalars().all()
     text = "\n".join(lines) + json.dumps([e.payload for e in events])
     assert "deliberate failure in training" in text
@@ -214,7 +215,7 @@ def test_time_limit_is_enforced_from_outside(app, worker_config, owner, tmp_path
     assert experiment.failure_kind == FailureKind.TIME_LIMIT
     assert "25 s" in experiment.failure_reason
     with app.app_context():
-        notes = db.session.execute(db.select(LogRecord.line).where(
+        notes = db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id, LogRecord.source == "platform")).scalars().all()
     assert any("time limit" in n for n in notes)
 

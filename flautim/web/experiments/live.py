@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 from flask import Flask
+from sqlalchemy import bindparam, func, select
 
 from flautim.live_messages import channel_for, event_message, log_message, state_message
 from flautim.models import Experiment, ExperimentEvent, Membership, User, db
@@ -91,13 +92,13 @@ class StreamSlots:
 
 
 ACCESS_QUERY = (
-    db.select(Membership.id)
+    select(Membership.id)
     .join(User, User.id == Membership.user_id)
     .join(Experiment, Experiment.project_id == Membership.project_id)
     .where(
-        Membership.user_id == db.bindparam("user_id"),
-        Membership.project_id == db.bindparam("project_id"),
-        Experiment.id == db.bindparam("experiment_id"),
+        Membership.user_id == bindparam("user_id"),
+        Membership.project_id == bindparam("project_id"),
+        Experiment.id == bindparam("experiment_id"),
         User.active.is_(True),
     )
     .limit(1)
@@ -184,11 +185,11 @@ def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int
     (bounded, from the metric rows), and the newest of each SUMMARY_EVENT_TYPES."""
     left_out = (ExperimentEvent.experiment_id == experiment.id, ExperimentEvent.attempt == attempt,
                 ExperimentEvent.id > after_id, ExperimentEvent.id < before_id)
-    skipped = db.session.scalar(db.select(db.func.count()).select_from(ExperimentEvent).where(*left_out))
-    newest_ids = db.select(db.func.max(ExperimentEvent.id)).where(
+    skipped = db.session.scalar(select(func.count()).select_from(ExperimentEvent).where(*left_out))
+    newest_ids = select(func.max(ExperimentEvent.id)).where(
         *left_out, ExperimentEvent.type.in_(SUMMARY_EVENT_TYPES)).group_by(ExperimentEvent.type)
     singles = db.session.execute(
-        db.select(*EVENT_COLUMNS).where(ExperimentEvent.id.in_(newest_ids)).order_by(ExperimentEvent.id)
+        select(*EVENT_COLUMNS).where(ExperimentEvent.id.in_(newest_ids)).order_by(ExperimentEvent.id)
     ).all()
     curves = curves_of(experiment, attempt)
     return {
@@ -215,7 +216,7 @@ def _catch_up(
         experiment = db.session.get(Experiment, experiment_id)
         attempt = experiment.attempt
         newest_events = db.session.execute(
-            db.select(*EVENT_COLUMNS)
+            select(*EVENT_COLUMNS)
             .where(ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.attempt == attempt,
                    ExperimentEvent.id > cursor.event_id)
             .order_by(ExperimentEvent.id.desc())
