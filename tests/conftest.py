@@ -126,6 +126,9 @@ def app(database_url, tmp_path, config_overrides, request):
         smtp = request.getfixturevalue("smtp_server")
         overrides.setdefault("SMTP_HOST", smtp.host)
         overrides.setdefault("SMTP_PORT", smtp.port)
+    if "seaweedfs" in request.fixturenames:
+        for key, value in request.getfixturevalue("seaweedfs").settings().items():
+            overrides.setdefault(key, value)
     application = create_app(_config(database_url, tmp_path / "data", **overrides))
     yield application
     _truncate_all(application)
@@ -332,3 +335,21 @@ def smtp_server():
     server = SmtpServer().start()
     yield server
     server.stop()
+
+
+# --- object store -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory):
+    from tests.seaweedfs import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def seaweedfs(seaweedfs_server):
+    """A real S3 server (SeaweedFS) with an empty bucket; the `app` fixture stores there."""
+    seaweedfs_server.empty_bucket()
+    return seaweedfs_server
