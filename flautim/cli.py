@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import click
 
+# `run`, `submit` and `download` hand their whole line (--help too) to their own command,
+# imported only when called.
+PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+
 
 @click.group()
 def main() -> None:
@@ -53,7 +57,7 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     run_worker(list(queues) or None, burst=burst)
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings=PASS_THROUGH, add_help_option=False)
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run an experiment bundle on this machine: `flautim run DIR [--transport flower]`."""
@@ -62,7 +66,7 @@ def run(ctx: click.Context) -> None:
     raise SystemExit(run_main(ctx.args))
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings=PASS_THROUGH, add_help_option=False)
 @click.pass_context
 def submit(ctx: click.Context) -> None:
     """Upload a local experiment folder through the API, start it and follow it."""
@@ -71,7 +75,7 @@ def submit(ctx: click.Context) -> None:
     raise SystemExit(submit_main(ctx.args))
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings=PASS_THROUGH, add_help_option=False)
 @click.pass_context
 def download(ctx: click.Context) -> None:
     """Download a trained model (a checkpoint) of an experiment through the API."""

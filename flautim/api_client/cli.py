@@ -12,12 +12,16 @@ Exit codes (scripts rely on them):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import click
+
+from flautim.fl.command_line import run
 
 from .bundle import BundleError, read_bundle
 from .http import ApiClient, ApiClientError, FilePart
@@ -31,12 +35,15 @@ EXIT_BY_STATE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "timed_out": EXIT_
 TERMINAL_STATES = frozenset(EXIT_BY_STATE)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", required=True, type=int, help="id do projeto")
-    parser.add_argument("--url", default=os.environ.get("FLAUTIM_URL", DEFAULT_URL),
-                        help="endereço do Flautim (padrão: $FLAUTIM_URL ou %(default)s)")
-    parser.add_argument("--token", default=None,
-                        help="token de acesso pessoal (padrão: $FLAUTIM_TOKEN)")
+def _common(command: click.Command) -> click.Command:
+    for option in reversed((
+        click.option("--project", required=True, type=int, help="id do projeto"),
+        click.option("--url", default=lambda: os.environ.get("FLAUTIM_URL", DEFAULT_URL),
+                     help=f"endereço do Flautim (padrão: $FLAUTIM_URL ou {DEFAULT_URL})"),
+        click.option("--token", default=None, help="token de acesso pessoal (padrão: $FLAUTIM_TOKEN)"),
+    )):
+        command = option(command)
+    return command
 
 
 def _client(args, err) -> ApiClient | None:
@@ -50,30 +57,29 @@ def _client(args, err) -> ApiClient | None:
 
 # --- submit -----------------------------------------------------------------------------
 
-def submit_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flautim submit",
-        description="Envia uma pasta de experimento (dataset.py, data/, api.py, "
-                    "hyperparameters.py), cria e executa o experimento e acompanha o progresso.",
-    )
-    parser.add_argument("folder", metavar="EXPERIMENT_DIR")
-    _common(parser)
-    parser.add_argument("--name", help="nome do experimento (padrão: o nome da pasta)")
-    parser.add_argument("--description", default="")
-    parser.add_argument("--no-follow", action="store_true",
-                        help="só enviar e iniciar; não acompanhar até o fim")
-    parser.add_argument("--poll", type=float, default=1.0, help="segundos entre consultas")
-    parser.add_argument("--timeout", type=float, default=0,
-                        help="parar de acompanhar após N segundos (0: sem limite)")
-    return parser
+@click.command(
+    "flautim submit",
+    help="Envia uma pasta de experimento (dataset.py, data/, api.py, hyperparameters.py), "
+         "cria e executa o experimento e acompanha o progresso.",
+)
+@click.argument("folder", metavar="EXPERIMENT_DIR")
+@_common
+@click.option("--name", help="nome do experimento (padrão: o nome da pasta)")
+@click.option("--description", default="")
+@click.option("--no-follow", is_flag=True, help="só enviar e iniciar; não acompanhar até o fim")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="segundos entre consultas")
+@click.option("--timeout", type=float, default=0, help="parar de acompanhar após N segundos (0: sem limite)")
+@click.pass_obj
+def submit_command(streams, **params) -> int:
+    return _submit(SimpleNamespace(**params), *streams)
 
 
 def submit_main(argv: list[str], out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        args = submit_parser().parse_args(argv)
-    except SystemExit as exc:
-        return EXIT_USAGE if exc.code else EXIT_OK
+    return run(submit_command, argv, err, obj=(out, err))
+
+
+def _submit(args: SimpleNamespace, out, err) -> int:
     try:
         bundle = read_bundle(args.folder)
     except BundleError as exc:
@@ -167,17 +173,15 @@ def follow(client: ApiClient, project: int, experiment_id: int, poll: float, tim
 
 # --- download ---------------------------------------------------------------------------
 
-def download_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flautim download",
-        description="Baixa um modelo treinado (checkpoint) de um experimento.",
-    )
-    parser.add_argument("experiment", metavar="EXPERIMENT", help="id ou nome do experimento")
-    _common(parser)
-    parser.add_argument("--kind", choices=("final", "best"), default="final")
-    parser.add_argument("--format", choices=("pytorch", "safetensors"), default="pytorch")
-    parser.add_argument("-o", "--output", help="arquivo de saída (padrão: o nome dado pelo servidor)")
-    return parser
+@click.command("flautim download", help="Baixa um modelo treinado (checkpoint) de um experimento.")
+@click.argument("experiment", metavar="EXPERIMENT")
+@_common
+@click.option("--kind", type=click.Choice(("final", "best")), default="final", show_default=True)
+@click.option("--format", "file_format", type=click.Choice(("pytorch", "safetensors")), default="pytorch", show_default=True)
+@click.option("-o", "--output", help="arquivo de saída (padrão: o nome dado pelo servidor)")
+@click.pass_obj
+def download_command(streams, **params) -> int:
+    return _download(SimpleNamespace(**params), *streams)
 
 
 def _find_experiment(client: ApiClient, project: int, ref: str) -> dict:
@@ -191,25 +195,25 @@ def _find_experiment(client: ApiClient, project: int, ref: str) -> dict:
 
 def download_main(argv: list[str], out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        args = download_parser().parse_args(argv)
-    except SystemExit as exc:
-        return EXIT_USAGE if exc.code else EXIT_OK
+    return run(download_command, argv, err, obj=(out, err))
+
+
+def _download(args: SimpleNamespace, out, err) -> int:
     client = _client(args, err)
     if client is None:
         return EXIT_USAGE
     try:
         experiment = _find_experiment(client, args.project, args.experiment)
         base = f"/projects/{args.project}/experiments/{experiment['id']}"
-        artifacts = client.get(base + "/artifacts", kind=args.kind, format=args.format)["items"]
+        artifacts = client.get(base + "/artifacts", kind=args.kind, format=args.file_format)["items"]
         if not artifacts:
             err.write(
                 f"flautim: o experimento {experiment['id']} ({experiment['state']}) não tem modelo "
-                f"{args.kind} em {args.format}\n"
+                f"{args.kind} em {args.file_format}\n"
             )
             return EXIT_FAILED
         artifact = max(artifacts, key=lambda a: (a["round"], a["id"]))
-        suffix = ".safetensors" if args.format == "safetensors" else ".pt"
+        suffix = ".safetensors" if args.file_format == "safetensors" else ".pt"
         target = Path(args.output or f"experiment-{experiment['id']}-{args.kind}{suffix}")
         partial = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
@@ -227,7 +231,7 @@ def download_main(argv: list[str], out=None, err=None) -> int:
     except OSError as exc:
         err.write(f"flautim: não foi possível gravar: {exc}\n")
         return EXIT_USAGE
-    out.write(f"{target} ({artifact['size_bytes']} bytes, rodada {artifact['round']}, {args.kind}, {args.format})\n")
+    out.write(f"{target} ({artifact['size_bytes']} bytes, rodada {artifact['round']}, {args.kind}, {args.file_format})\n")
     return EXIT_OK
 
 

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from flautim.fl.transport.processes import main
+from flautim.fl.commands import main
 
 code = main()
 sys.stdout.flush()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import os
 
+# Printed once a pooled process has imported everything (the warm pool counts it as ready).
+POOL_READY = "flautim: pooled process ready"
+
 
 def warm_client_imports() -> None:
     """Import what every client needs once, in the parent, before forking them."""

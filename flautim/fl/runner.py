@@ -16,7 +16,6 @@ Transports (`--transport`):
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import signal
 import subprocess
@@ -24,8 +23,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
+from flautim.fl.command_line import run
 from flautim.fl.process_group import Console, ProcessGroup, fail, free_port, module_command
 from flautim.fl.run_settings import peek, run_limits
 from flautim.fl.transport.flower_deployment import (
@@ -41,7 +44,7 @@ KILL_MARGIN_S = 30.0
 CLIENT_EXIT_GRACE_S = 10.0
 
 
-def run_prepare(args: argparse.Namespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float) -> int | None:
+def run_prepare(args: SimpleNamespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float) -> int | None:
     cmd = module_command("prepare", str(args.bundle), str(workdir), *overrides(args))
     proc = group.start("prepare", cmd, events_ok=True)
     try:
@@ -52,7 +55,7 @@ def run_prepare(args: argparse.Namespace, group: ProcessGroup, workdir: Path, co
     return code
 
 
-def overrides(args: argparse.Namespace) -> list[str]:
+def overrides(args: SimpleNamespace) -> list[str]:
     out = []
     if args.clients is not None:
         out += ["--clients", str(args.clients)]
@@ -61,13 +64,13 @@ def overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def num_clients(args: argparse.Namespace, workdir: Path) -> int:
+def num_clients(args: SimpleNamespace, workdir: Path) -> int:
     if args.clients is not None:
         return int(args.clients)
     return len([p for p in workdir.iterdir() if p.name.startswith("client-")])
 
 
-def prepare_or_fail(args: argparse.Namespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float, started: float) -> int | None:
+def prepare_or_fail(args: SimpleNamespace, group: ProcessGroup, workdir: Path, console: Console, deadline: float, started: float) -> int | None:
     """Run `prepare`; None when the data is ready, else the run's exit code (failure reported)."""
     code = run_prepare(args, group, workdir, console, deadline)
     if code is None:
@@ -78,14 +81,14 @@ def prepare_or_fail(args: argparse.Namespace, group: ProcessGroup, workdir: Path
     return None
 
 
-def planned_clients(args: argparse.Namespace) -> int | None:
+def planned_clients(args: SimpleNamespace) -> int | None:
     """How many clients the run will have, known before `prepare` (None: unreadable file)."""
     if args.clients is not None:
         return int(args.clients)
     return peek(Path(args.bundle), "num_clients", None)
 
 
-def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
+def run_fast(args: SimpleNamespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
     # The server and the clients start while `prepare` partitions the data: their imports
     # (torch, flwr: ~2 s of CPU each) overlap it, and they wait for the `ready` file.
     n = planned_clients(args)
@@ -139,7 +142,7 @@ def run_fast(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: 
     return 0 if console.finished().get("status") == "completed" else 1
 
 
-def run_flower(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
+def run_flower(args: SimpleNamespace, group: ProcessGroup, workdir: Path, out: Path, console: Console, deadline: float, started: float) -> int:
     """A SuperLink and N SuperNodes on this machine, once `prepare` is done."""
     n = num_clients(args, workdir)
     home = out / "flwr-home"
@@ -165,22 +168,25 @@ def run_flower(args: argparse.Namespace, group: ProcessGroup, workdir: Path, out
             shutil.rmtree(warm_dir, ignore_errors=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flautim run", description="Run an experiment bundle on this machine.")
-    parser.add_argument("bundle", type=Path, help="folder with dataset.py, data/, api.py, hyperparameters.py")
-    parser.add_argument("--transport", choices=("fast", "flower"), help="default: the hyperparameters' transport (fast)")
-    parser.add_argument("--clients", type=int, help="number of clients (default: num_clients)")
-    parser.add_argument("--rounds", type=int, help="number of rounds (default: rounds)")
-    parser.add_argument("--out", type=Path, help="where checkpoints and the work folder go (default: a new temporary folder)")
-    parser.add_argument("--json", action="store_true", help="print the raw events (JSON lines) on stdout, logs on stderr")
-    parser.add_argument("--separate-clients", action="store_true", help="start each client as its own fresh interpreter, as the Docker sandbox does (slower start)")
-    return parser
+@click.command("flautim run", help="Run an experiment bundle on this machine.")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--transport", type=click.Choice(("fast", "flower")), help="default: the hyperparameters' transport (fast)")
+@click.option("--clients", type=int, help="number of clients (default: num_clients)")
+@click.option("--rounds", type=int, help="number of rounds (default: rounds)")
+@click.option("--out", type=click.Path(path_type=Path), help="where checkpoints and the work folder go (default: a new temporary folder)")
+@click.option("--json", "json_events", is_flag=True, help="print the raw events (JSON lines) on stdout, logs on stderr")
+@click.option("--separate-clients", is_flag=True, help="start each client as its own fresh interpreter, as the Docker sandbox does (slower start)")
+def run_command(**params: Any) -> int:
+    return run_bundle(SimpleNamespace(**params))
 
 
 def main(argv: list[str] | None = None) -> int:
     """`flautim run ...`; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    console = Console(args.json)
+    return run(run_command, argv)
+
+
+def run_bundle(args: SimpleNamespace) -> int:
+    console = Console(args.json_events)
     started = time.time()
     bundle: Path = args.bundle
     if not bundle.is_dir():
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_flower(args, group, workdir, out, console, deadline, started)
         else:
             result = run_fast(args, group, workdir, out, console, deadline, started)
-        if not args.json:
+        if not args.json_events:
             console.out.write(f"output: {out}\n")
         return result
     except KeyboardInterrupt:

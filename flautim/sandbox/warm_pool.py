@@ -34,7 +34,7 @@ from pathlib import Path
 from docker.errors import APIError, DockerException, NotFound
 
 from flautim.config import Config
-from flautim.fl.transport.processes import POOL_READY
+from flautim.fl.process_setup import POOL_READY
 
 from .container_spec import (
     LABEL_HOST,

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from flautim import storage
-from flautim.fl.transport.processes import POOL_READY
+from flautim.fl.process_setup import POOL_READY
 from flautim.models import Experiment, ExperimentState, LogRecord, ModelArtifact, db
 from flautim.sandbox.container_spec import LABEL_HOST, LABEL_POOL
 from flautim.sandbox.warm_pool import WarmPool
@@ -53,7 +53,7 @@ def _idle_ids(pool) -> set[str]:
 def _run(app, experiment_id):
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, app.extensions["flautim_config"])
         attempt = experiment.attempt
     result = job.run_experiment(experiment_id, attempt)
     with app.app_context():

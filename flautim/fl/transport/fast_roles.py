@@ -11,11 +11,11 @@ travel to the server, which reports the run's one error), they only print log li
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from flwr.app import Context, RecordDict
@@ -42,7 +42,7 @@ CONNECT_TIMEOUT_S = 120.0
 DEFAULT_LOAD_TIMEOUT_S = 600.0
 
 
-def cmd_server(args: argparse.Namespace) -> int:
+def cmd_server(args: SimpleNamespace) -> int:
     """The ServerApp over a DirectGrid; prints the event stream."""
     events = EventWriter()
     bundle_dir = Path(args.bundle)
@@ -85,7 +85,7 @@ def run_one_client(bundle_dir: Path, data_dir: Path, server: str, client_id: int
     return serve_client(server, client_id, load_app, CONNECT_TIMEOUT_S, error_fields)
 
 
-def cmd_client(args: argparse.Namespace) -> int:
+def cmd_client(args: SimpleNamespace) -> int:
     """One warm client process."""
     try:
         if args.after:  # started while `prepare` runs: pay the first optimizer's warm-up now
@@ -97,7 +97,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_clients(args: argparse.Namespace) -> int:
+def cmd_clients(args: SimpleNamespace) -> int:
     """Several clients from one warm parent: each is a forked child with its own partition."""
     ids = parse_ids(args.ids)
     warm_client_imports()

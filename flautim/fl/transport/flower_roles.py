@@ -11,11 +11,11 @@ warm ClientApp parent) against the server's SuperLink.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from flautim.fl.process_group import (
     Console,
@@ -33,7 +33,7 @@ from flautim.fl.transport.flower_deployment import (
 )
 
 
-def cmd_flower_server(args: argparse.Namespace) -> int:
+def cmd_flower_server(args: SimpleNamespace) -> int:
     wait_until_prepared(args.after)
     started = time.time()
     console = EventConsole()
@@ -57,7 +57,7 @@ def cmd_flower_server(args: argparse.Namespace) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def cmd_flower_client(args: argparse.Namespace) -> int:
+def cmd_flower_client(args: SimpleNamespace) -> int:
     wait_until_prepared(args.after)
     group = ProcessGroup(Console(as_json=False))
     scratch = Path(tempfile.mkdtemp(prefix="flautim-flower-"))

@@ -20,7 +20,6 @@ the apps are imported inside `serve` (the parent's warm-up, once) and `run_task`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -31,6 +30,9 @@ import time
 import traceback
 from pathlib import Path
 
+import click
+
+from flautim.fl.command_line import run
 from flautim.fl.process_setup import limit_torch_threads, warm_client_imports
 
 MAX_REQUEST = 64 * 1024
@@ -178,13 +180,16 @@ def serve(socket_path: Path, share: int) -> None:
                 waiting[pid] = conn
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flautim.fl.transport.warm_clientapp")
-    parser.add_argument("socket", type=Path)
-    parser.add_argument("--share", type=int, default=1, help="clients training at once (torch threads = cores / share)")
-    args = parser.parse_args(argv)
-    serve(args.socket, max(1, args.share))
+@click.command("python -m flautim.fl.transport.warm_clientapp")
+@click.argument("socket", type=click.Path(path_type=Path))
+@click.option("--share", type=int, default=1, show_default=True, help="clients training at once (torch threads = cores / share)")
+def serve_command(socket: Path, share: int) -> int:
+    serve(socket, max(1, share))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(serve_command, argv)
 
 
 if __name__ == "__main__":
