@@ -151,6 +151,7 @@ def run_federation(
     strategy = ObservedStrategy(
         inner, events, client_of, server_session.check_update, reply_timeout_s=timeout,
         drop_late_clients=bool(getattr(hyperparameters, "drop_late_clients", True)),
+        sampling_seed=int(getattr(hyperparameters, "seed", 0)),
     )
     if progress is not None:
         progress["strategy"] = strategy

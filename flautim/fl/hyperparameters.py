@@ -368,7 +368,7 @@ def _checkpoint(key: str, value: Any, filename: str, line: int | None) -> dict[s
 
 _CHECKS = {
     "rounds": _int(1, 10_000),
-    "num_clients": _int(1, 1000),
+    "num_clients": _int(1, 10_000),
     "fraction_fit": _float(0.0, 1.0, low_open=True),
     "fraction_evaluate": _float(0.0, 1.0),
     "local_epochs": _int(1, 1000),

@@ -204,15 +204,34 @@ class ClientSession(_Session):
         device: str = "cpu",
     ) -> None:
         super().__init__(bundle, hyperparameters, client_id, device)
-        self.train_data, self.val_data = load_partition(data_dir)
-        if len(self.train_data) == 0:
-            raise FlautimError(
-                f"client {client_id} has no training examples", where=str(data_dir),
-                hint="use fewer clients or a partitioning with less skew", kind="data", client=client_id,
-            )
+        self._load_data(data_dir)
         with self.user_call("configure_optimizer(model) failed"):
             self.experiment.optimizer = self.experiment.configure_optimizer(self.model)
         self.preflight_done = False
+
+    def _load_data(self, data_dir: str | Path) -> None:
+        self.train_data, self.val_data = load_partition(data_dir)
+        if len(self.train_data) == 0:
+            raise FlautimError(
+                f"client {self.client_id} has no training examples", where=str(data_dir),
+                hint="use fewer clients or a partitioning with less skew", kind="data", client=self.client_id,
+            )
+
+    def become(self, client_id: int, data_dir: str | Path) -> None:
+        """Act as another client of the run from now on (virtual clients): its id in the
+        user's Experiment, its logs and errors, and its partition, read now in place of the
+        previous one. The model and the Experiment are reused: fit and evaluate load the
+        server's weights first, and fit makes a fresh optimizer."""
+        if client_id == self.client_id:
+            return
+        self.client_id = client_id
+        self.experiment.client_id = client_id
+        self.train_data = self.val_data = None  # drop the previous partition before reading
+        try:
+            self._load_data(data_dir)
+        except BaseException:
+            self.client_id = None  # no partition held: the next call for any client reads one
+            raise
 
     def preflight(self) -> None:
         """Run the model on one batch before round 1; FlautimError "expected … got …" naming

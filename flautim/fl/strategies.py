@@ -14,9 +14,11 @@ failed, did not reply, or sent an update that does not fit the global model.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Callable, Iterable
+import random
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -183,8 +185,10 @@ class ObservedStrategy(flower_strategies.Strategy):
         check_update: Callable[[dict, Any], None] | None = None,
         reply_timeout_s: float = 600.0,
         drop_late_clients: bool = True,
+        sampling_seed: int | None = None,
     ) -> None:
         self.inner = inner
+        self.sampling_seed = sampling_seed
         self.drop_late_clients = drop_late_clients
         self._grid: Grid | None = None
         self.events = events
@@ -203,7 +207,8 @@ class ObservedStrategy(flower_strategies.Strategy):
     ) -> Iterable[Message]:
         self.events.emit("round_started", round=server_round)
         self._grid = grid
-        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        with self._seeded_sampling(server_round, "train"):
+            messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._expected["train"] = {m.metadata.dst_node_id for m in messages}
         return messages
 
@@ -211,9 +216,25 @@ class ObservedStrategy(flower_strategies.Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._grid = grid
-        messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
+        with self._seeded_sampling(server_round, "evaluate"):
+            messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
         self._expected["evaluate"] = {m.metadata.dst_node_id for m in messages}
         return messages
+
+    @contextlib.contextmanager
+    def _seeded_sampling(self, server_round: int, phase: str) -> Iterator[None]:
+        """Flower's strategies sample clients with the global `random` module: seed it from
+        the experiment's seed, the round and the phase while they sample, so a run's sampled
+        clients are reproducible, and leave the module's state as it was."""
+        if self.sampling_seed is None:
+            yield
+            return
+        saved = random.getstate()
+        random.seed(f"{self.sampling_seed}:{server_round}:{phase}")
+        try:
+            yield
+        finally:
+            random.setstate(saved)
 
     def _check_replies(self, phase: str, server_round: int, replies: list[Message]) -> None:
         for reply in replies:

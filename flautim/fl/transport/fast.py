@@ -48,9 +48,12 @@ def node_id_of(client_id: int) -> int:
 
 
 class _Peer:
-    def __init__(self, channel: Channel, client_id: int) -> None:
+    """One client process: the clients it hosts (several with virtual clients) answer in
+    the order their messages arrive."""
+
+    def __init__(self, channel: Channel, client_ids: list[int]) -> None:
         self.channel = channel
-        self.client_id = client_id
+        self.client_ids = client_ids
         self.ready = False
         self.alive = True
         self.info: dict[str, Any] = {}
@@ -98,13 +101,17 @@ class DirectGrid(Grid):
                 channel.close()
                 return
             client_id = int(hello["client_id"])
-            peer = _Peer(channel, client_id)
+            hosted = [int(c) for c in hello.get("client_ids") or [client_id]]
+            peer = _Peer(channel, hosted)
             with self._cond:
-                if client_id in self._peers and self._peers[client_id].alive:
-                    channel.send_json({"type": "refused", "reason": f"client {client_id} is already connected"})
+                taken = [c for c in hosted if c in self._peers and self._peers[c].alive]
+                if taken:
+                    channel.send_json({"type": "refused", "reason": f"client {taken[0]} is already connected"})
                     channel.close()
                     return
-                self._peers[client_id] = peer
+                # Every client the process hosts maps to it: the grid's node ids stay the
+                # logical clients, and a message goes to the process that hosts its client.
+                self._peers.update(dict.fromkeys(hosted, peer))
                 self._cond.notify_all()
             while True:
                 frame = channel.receive()
@@ -154,8 +161,9 @@ class DirectGrid(Grid):
         self._raise_client_errors()
         dead = self._dead_clients()
         if dead:
+            named = ", ".join(map(str, dead[:10])) + (f" and {len(dead) - 10} more" if len(dead) > 10 else "")
             raise FlautimError(
-                what=f"client {', '.join(map(str, dead))} stopped: its process ended or lost "
+                what=f"client {named} stopped: its process ended or lost "
                 "its connection to the server",
                 where=f"client {dead[0]}",
                 hint="see that client's log; a process killed for memory ends like this",
@@ -272,55 +280,76 @@ class DirectGrid(Grid):
         waiting = set(self.push_messages(messages))
         deadline = None if timeout is None else sent_at + timeout
         replies: list[Message] = []
-        answered_s: list[float] = []  # how long each client that answered took
+        # How long each answer took its process: a process hosting several sampled clients
+        # trains them one after another, so a client's clock starts when its process last
+        # answered (or at sending), not when the round's messages left.
+        answered_s: list[float] = []
+        busy_since: dict[int, float] = {}  # id(peer) -> when its current client started
+        late_nodes: list[int] = []
         self.late = None
         with self._cond:
             while waiting:
                 for message_id in list(waiting):
                     reply = self._replies.pop(message_id, None)
                     if reply is not None:
-                        self._pending.pop(message_id, None)
+                        node_id = self._pending.pop(message_id, None)
+                        peer = self._peers.get(self.client_of(node_id)) if node_id is not None else None
+                        now = time.monotonic()
+                        answered_s.append(now - busy_since.get(id(peer), sent_at))
+                        busy_since[id(peer)] = now
                         replies.append(reply)
-                        answered_s.append(time.monotonic() - sent_at)
                         waiting.discard(message_id)
                 if not waiting:
                     break
                 # A peer that died while we wait will never answer; stop now, not at timeout.
-                pending_nodes = {self._pending[m] for m in waiting}
-                if any(not self._peers[self.client_of(n)].alive for n in pending_nodes):
+                pending = {m: self._pending[m] for m in waiting}
+                if any(not self._peers[self.client_of(n)].alive for n in pending.values()):
                     self._raise_if_lost()
                 now = time.monotonic()
                 limit = self.round_deadline.limit_s(phase, answered_s) if self.round_deadline else None
-                end = deadline
-                if limit is not None and (end is None or sent_at + limit < end):
-                    end = sent_at + limit
-                remaining = None if end is None else end - now
-                if remaining is not None and remaining <= 0:
-                    if end != deadline:
-                        self.late = LateClients(
-                            phase, sorted(pending_nodes), now - sent_at, self.round_deadline.rule(phase, answered_s)
-                        )
+                if deadline is not None and now >= deadline:
                     for message_id in waiting:
                         self._pending.pop(message_id, None)
-                    break  # the strategy wrapper reports who did not answer
-                self._cond.wait(remaining if remaining is not None else 1.0)
+                    break
+                if limit is not None:
+                    # A process silent past the deadline: every client still queued on it is late.
+                    for message_id, node_id in pending.items():
+                        peer = self._peers[self.client_of(node_id)]
+                        if now - busy_since.get(id(peer), sent_at) >= limit:
+                            late_nodes.append(node_id)
+                            waiting.discard(message_id)
+                            self._pending.pop(message_id, None)
+                    if not waiting:
+                        break
+                ends = [deadline] if deadline is not None else []
+                if limit is not None:
+                    ends += [busy_since.get(id(self._peers[self.client_of(n)]), sent_at) + limit for m, n in pending.items() if m in waiting]
+                remaining = min(ends) - now if ends else None
+                self._cond.wait(max(0.0, remaining) if remaining is not None else 1.0)
+            if late_nodes:
+                self.late = LateClients(
+                    phase, sorted(late_nodes), time.monotonic() - sent_at, self.round_deadline.rule(phase, answered_s)
+                )
         if self.round_deadline is not None:
             self.round_deadline.record(phase, answered_s)
         return replies
 
     def traffic(self) -> dict[str, int]:
         with self._cond:
-            peers = list(self._peers.values())
+            peers = self._processes()
         return {
             "bytes_sent": sum(p.channel.bytes_sent for p in peers),
             "bytes_received": sum(p.channel.bytes_received for p in peers),
         }
 
+    def _processes(self) -> list[_Peer]:
+        return list({id(p): p for p in self._peers.values()}.values())
+
     def close(self) -> None:
         """Tell every client the run is over and stop listening."""
         self._closing = True
         with self._cond:
-            peers = list(self._peers.values())
+            peers = self._processes()
         for peer in peers:
             try:
                 peer.channel.send_json({"type": "bye"})
@@ -334,19 +363,23 @@ class DirectGrid(Grid):
 
 def serve_client(
     server: str,
-    client_id: int,
+    client_ids: int | list[int],
     load_app: Callable[[], Any],
     connect_timeout_s: float = 120.0,
     on_error: Callable[[BaseException], dict[str, Any]] | None = None,
 ) -> int:
     """Client side: connect, load the app once (warm), answer messages until the server says bye.
 
-    `load_app()` returns the ClientApp; it runs after the connection is made so the server
-    sees the client arrive early and gets a clear error if loading the user's code fails.
-    Returns the process exit code.
+    `client_ids`: the client this process is, or the clients it hosts (virtual clients),
+    answered one message at a time with the same app; the Context of each message names
+    its client (`node_id`, `node_config["client-id"]`). `load_app()` returns the ClientApp;
+    it runs after the connection is made so the server sees the client arrive early and
+    gets a clear error if loading the user's code fails. Returns the process exit code.
     """
+    hosted = [client_ids] if isinstance(client_ids, int) else list(client_ids)
+    client_id = hosted[0]
     channel = Channel.connect(server, connect_timeout_s)
-    channel.send_json({"type": "hello", "client_id": client_id, "pid": os.getpid()})
+    channel.send_json({"type": "hello", "client_id": client_id, "client_ids": hosted, "pid": os.getpid()})
     try:
         client_app = load_app()
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the server
@@ -369,6 +402,8 @@ def serve_client(
                     return 0 if frame.get("type") == "bye" else 1
                 continue
             context.run_id = frame.metadata.run_id
+            context.node_id = frame.metadata.dst_node_id
+            context.node_config["client-id"] = int(frame.metadata.dst_node_id) - NODE_ID_BASE
             reply = client_app(message=frame, context=context)
             channel.send_message(reply)
     except ChannelClosed:

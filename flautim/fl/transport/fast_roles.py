@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +36,7 @@ from flautim.fl.process_setup import limit_torch_threads, warm_client_imports
 from flautim.fl.run_settings import load_run_hyperparameters
 from flautim.fl.session import ServerSession
 from flautim.fl.transport.fast import DirectGrid, serve_client
+from flautim.fl.virtual_clients import available_memory_bytes, client_processes, split_clients
 
 # How long a client keeps trying to reach the server.
 CONNECT_TIMEOUT_S = 120.0
@@ -72,17 +74,35 @@ def cmd_server(args: SimpleNamespace) -> int:
             grid.close()
 
 
-def run_one_client(bundle_dir: Path, data_dir: Path, server: str, client_id: int, clients: int | None, rounds: int | None, threads_share: int) -> int:
+def run_client_process(
+    bundle_dir: Path, data_dir_of: Callable[[int], Path], server: str, client_ids: list[int],
+    clients: int | None, rounds: int | None, threads_share: int,
+) -> int:
+    """One warm client process hosting `client_ids` (virtual clients when several): the
+    model is built once, each message is trained as the client it is addressed to, whose
+    partition (`data_dir_of(client)`) is read only then."""
+    first = client_ids[0]
+
     def load_app() -> Any:
         hp = load_run_hyperparameters(bundle_dir, clients, rounds)
         limit_torch_threads(threads_share)
-        session = load_client_session(bundle_dir, hp, data_dir, client_id, device=str(hp.device))
-        return make_client_app(lambda _c: session, lambda _c: client_id, bundle_dir)
+        session = load_client_session(bundle_dir, hp, data_dir_of(first), first, device=str(hp.device))
+
+        def session_for(context: Context) -> Any:
+            client_id = client_of(context)
+            session.become(client_id, data_dir_of(client_id))
+            return session
+
+        return make_client_app(session_for, client_of, bundle_dir)
 
     def error_fields(exc: BaseException) -> dict[str, Any]:
-        return as_flautim_error(exc, bundle_dir, "the client could not start", client_id).event_fields()
+        return as_flautim_error(exc, bundle_dir, "the client could not start", first).event_fields()
 
-    return serve_client(server, client_id, load_app, CONNECT_TIMEOUT_S, error_fields)
+    return serve_client(server, client_ids, load_app, CONNECT_TIMEOUT_S, error_fields)
+
+
+def client_of(context: Context) -> int:
+    return int(context.node_config["client-id"])
 
 
 def cmd_client(args: SimpleNamespace) -> int:
@@ -91,36 +111,41 @@ def cmd_client(args: SimpleNamespace) -> int:
         if args.after:  # started while `prepare` runs: pay the first optimizer's warm-up now
             warm_client_imports()
             wait_until_prepared(args.after)
-        return run_one_client(Path(args.bundle), Path(args.data), args.server, args.client_id, args.clients, args.rounds, args.clients or 1)
+        data = Path(args.data)
+        return run_client_process(Path(args.bundle), lambda _c: data, args.server, [args.client_id], args.clients, args.rounds, args.clients or 1)
     except ConnectionError as exc:
         print(f"[client {args.client_id}] {exc}", file=sys.stderr, flush=True)
         return 1
 
 
 def cmd_clients(args: SimpleNamespace) -> int:
-    """Several clients from one warm parent: each is a forked child with its own partition."""
+    """Several clients from one warm parent, in K forked children (`virtual_clients`): one
+    child per client when they are few, else each child hosts a contiguous group."""
     ids = parse_ids(args.ids)
+    groups = split_clients(ids, client_processes(len(ids), memory_bytes=available_memory_bytes()))
+    data_root = Path(args.data_root)
     warm_client_imports()
     wait_until_prepared(args.after)
-    children: dict[int, int] = {}
-    for client_id in ids:
+    children: dict[int, list[int]] = {}
+    for group in groups:
         pid = os.fork()
         if pid == 0:
             code = 1
+            name = f"client {group[0]}" if len(group) == 1 else f"clients {group[0]}-{group[-1]}"
             try:
-                code = run_one_client(
-                    Path(args.bundle), Path(args.data_root) / f"client-{client_id}", args.server,
-                    client_id, args.clients, args.rounds, len(ids),
+                code = run_client_process(
+                    Path(args.bundle), lambda cid: data_root / f"client-{cid}", args.server,
+                    group, args.clients, args.rounds, len(groups),
                 )
             except ConnectionError as exc:
-                print(f"[client {client_id}] {exc}", file=sys.stderr, flush=True)
+                print(f"[{name}] {exc}", file=sys.stderr, flush=True)
             except BaseException as exc:  # noqa: BLE001
-                print(f"[client {client_id}] {exc!r}", file=sys.stderr, flush=True)
+                print(f"[{name}] {exc!r}", file=sys.stderr, flush=True)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        children[pid] = client_id
+        children[pid] = group
     worst = 0
     while children:
         pid, status = os.wait()
