@@ -36,7 +36,9 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def client_processes(num_clients: int, cores: int | None = None, memory_bytes: int | None = None) -> int:
+def client_processes(
+    num_clients: int, cores: int | None = None, memory_bytes: int | None = None
+) -> int:
     """K: how many processes host a run's `num_clients` clients, given the cores and the
     memory the run may use (None: not bounded by memory). Never more than `num_clients`.
 

@@ -57,7 +57,9 @@ def _sampled(seed: int, server_round: int) -> list[int]:
     TaskIdentity.task_id = 0
     strategy = ObservedStrategy(
         FedAvg(fraction_train=0.1, min_available_nodes=1000, min_train_nodes=100),
-        EventWriter(open(os.devnull, "w")), lambda node, _c=None: node, sampling_seed=seed,
+        EventWriter(open(os.devnull, "w")),
+        lambda node, _c=None: node,
+        sampling_seed=seed,
     )
     messages = strategy.configure_train(server_round, ArrayRecord(), ConfigRecord(), _Nodes(1000))
     return sorted(m.metadata.dst_node_id for m in messages)
@@ -77,21 +79,42 @@ def test_sampling_is_seeded_per_round():
     assert random.random() == before  # the global generator's state is left alone
 
 
-IDENTITY_LOOP = '''    def training_loop(self, data_loader):
+IDENTITY_LOOP = """    def training_loop(self, data_loader):
         import os
         if self.client_id == FAILING:
             raise RuntimeError(f"client {self.client_id} refuses")
-        self.model.train()'''
+        self.model.train()"""
 
 
 def _virtual_run(tmp_path, fraction_fit: str, failing: int, rounds: int):
     bundle = copy_bundle(tmp_path)
     api = bundle / "api.py"
-    edit(api, "    def training_loop(self, data_loader):\n        self.model.train()", IDENTITY_LOOP.replace("FAILING", str(failing)))
+    edit(
+        api,
+        "    def training_loop(self, data_loader):\n        self.model.train()",
+        IDENTITY_LOOP.replace("FAILING", str(failing)),
+    )
     # What user code sees: its client id and the process it runs in, reported as metrics.
-    edit(api, "return total / max(seen, 1), {}", 'return total / max(seen, 1), {"me": self.client_id, "pid": os.getpid()}')
-    edit(bundle / "hyperparameters.py", "num_clients = 2", f"num_clients = {CLIENTS}\nfraction_fit = {fraction_fit}\nfraction_evaluate = 0.1")
-    cmd = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--rounds", str(rounds)]
+    edit(
+        api,
+        "return total / max(seen, 1), {}",
+        'return total / max(seen, 1), {"me": self.client_id, "pid": os.getpid()}',
+    )
+    edit(
+        bundle / "hyperparameters.py",
+        "num_clients = 2",
+        f"num_clients = {CLIENTS}\nfraction_fit = {fraction_fit}\nfraction_evaluate = 0.1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "flautim.cli",
+        "run",
+        str(bundle),
+        "--json",
+        "--rounds",
+        str(rounds),
+    ]
     env = {**os.environ, "FLAUTIM_CLIENT_PROCESSES": str(PROCESSES)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
     import json
@@ -108,7 +131,9 @@ def test_fifty_clients_in_two_processes_keep_their_identity(tmp_path):
     trained = [e for e in events if e["type"] == "client_train"]
     by_round = {r: sorted(e["client"] for e in trained if e["round"] == r) for r in (1, 2)}
     for clients in by_round.values():
-        assert len(clients) == 10 and len(set(clients)) == 10 and set(clients) <= set(range(CLIENTS))
+        assert (
+            len(clients) == 10 and len(set(clients)) == 10 and set(clients) <= set(range(CLIENTS))
+        )
     assert by_round[1] != by_round[2]  # sampled afresh each round
     for e in trained:
         assert e["metrics"]["me"] == e["client"]  # self.client_id is the client trained
