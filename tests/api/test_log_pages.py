@@ -47,14 +47,14 @@ def long_log(app, team, seed_experiment):
 def _from_database(app, experiment_id, after, limit, source):
     """The page as the API built it before blocks: one query, one dict per line."""
     from flautim.models import Experiment, db
-    from flautim.web.api import serializers as ser
+    from flautim.web.api.schemas import log_rows
     from flautim.web.experiments import results
     from flautim.web.response_cache import json_bytes
 
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
         rows = results.experiment_logs(experiment, attempt=1, after_id=after, source=source, limit=limit + 1)
-        items = ser.log_rows(rows[:limit])
+        items = log_rows(rows[:limit])
         return json_bytes({"items": items, "next_after": items[-1]["id"] if items else after,
                            "has_more": len(rows) > limit})
 

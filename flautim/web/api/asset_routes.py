@@ -3,25 +3,20 @@ hyperparameter files. Multipart forms; validation is `flautim.web.experiments.as
 
 from __future__ import annotations
 
-from flask import jsonify, request
-from flask_babel import gettext as _
-
-from flautim.models import Dataset, HyperparameterFile, ModelCode, Role
+from flautim import models as orm
+from flautim.models import Role
 from flautim.web.experiments import assets
 from flautim.web.uploads import UserFacingError
 
 from . import bp
-from . import serializers as ser
+from . import schemas as s
 from .auth import api_user
-from .errors import ApiError, field_error
-from .params import page_args
-from .scoping import page, scoped_project
+from .errors import ApiError
+from .operations import answer, form_fields, operation, query_args
+from .scoping import scoped_project
 
-KINDS = {
-    "datasets": (Dataset, ser.dataset),
-    "models": (ModelCode, ser.model_code),
-    "hyperparameters": (HyperparameterFile, ser.hyperparameter_file),
-}
+LIST_ERRORS = (400, 401, 404)
+UPLOAD_ERRORS = (400, 401, 403, 404, 409, 413, 415)
 
 
 def user_error(exc: UserFacingError, status: int = 400) -> ApiError:
@@ -35,88 +30,72 @@ def user_error(exc: UserFacingError, status: int = 400) -> ApiError:
     )
 
 
-def _form_text(name: str, max_length: int) -> str:
-    value = request.form.get(name, "")
-    if len(value) > max_length:
-        raise field_error(name, _("O campo %(name)s passa de %(max)s caracteres.", name=name, max=max_length))
-    return value
-
-
-def _require_multipart() -> None:
-    if not request.mimetype.startswith("multipart/form-data"):
-        raise field_error("body", _("Envie os arquivos como multipart/form-data."), status=415)
-
-
-def _list(project_id: int, kind: str):
+def _list(project_id: int, row_model, answer_model):
     project = scoped_project(project_id)
-    model, serialize = KINDS[kind]
-    limit, offset = page_args()
-    rows = assets.list_assets(project, model)
-    return jsonify(page([serialize(r) for r in rows[offset : offset + limit]], len(rows), limit, offset))
+    args = query_args()
+    rows = assets.list_assets(project, row_model)
+    items = [answer_model.model_validate(r) for r in rows[args.offset : args.offset + args.limit]]
+    return answer(s.Page[answer_model](items=items, total=len(rows), limit=args.limit, offset=args.offset))
 
 
 @bp.get("/projects/<int:project_id>/datasets")
+@operation("Datasets do projeto", "assets", query=s.PageQuery, responses={200: s.Page[s.Dataset]},
+           errors=LIST_ERRORS)
 def list_datasets(project_id: int):
-    return _list(project_id, "datasets")
+    return _list(project_id, orm.Dataset, s.Dataset)
 
 
 @bp.get("/projects/<int:project_id>/models")
+@operation("Versões do código do modelo", "assets", query=s.PageQuery, responses={200: s.Page[s.ModelCode]},
+           errors=LIST_ERRORS)
 def list_models(project_id: int):
-    return _list(project_id, "models")
+    return _list(project_id, orm.ModelCode, s.ModelCode)
 
 
 @bp.get("/projects/<int:project_id>/hyperparameters")
+@operation("Arquivos de hiperparâmetros", "assets", query=s.PageQuery,
+           responses={200: s.Page[s.HyperparameterFile]}, errors=LIST_ERRORS)
 def list_hyperparameters(project_id: int):
-    return _list(project_id, "hyperparameters")
+    return _list(project_id, orm.HyperparameterFile, s.HyperparameterFile)
 
 
 @bp.post("/projects/<int:project_id>/datasets")
+@operation("Enviar um dataset: a classe Dataset (.py) e os dados (vários arquivos ou um .zip)", "assets",
+           form=s.DatasetUpload, responses={201: s.Dataset}, errors=UPLOAD_ERRORS)
 def upload_dataset(project_id: int):
     project = scoped_project(project_id, Role.EDITOR)
-    _require_multipart()
+    form = form_fields()
     try:
-        row = assets.upload_dataset(
-            project,
-            api_user(),
-            name=_form_text("name", 100),
-            description=_form_text("description", 5000),
-            dataset_file=request.files.get("dataset_file"),
-            data_files=request.files.getlist("data_files"),
-        )
+        row = assets.upload_dataset(project, api_user(), name=form.name, description=form.description,
+                                    dataset_file=form.dataset_file, data_files=form.data_files)
     except UserFacingError as exc:
         raise user_error(exc) from None
-    return jsonify(ser.dataset(row)), 201
+    return answer(s.Dataset.model_validate(row), 201)
 
 
 @bp.post("/projects/<int:project_id>/models")
+@operation("Enviar o código da API do modelo (.py), verificado no envio", "assets",
+           form=s.ModelUpload, responses={201: s.ModelCode}, errors=UPLOAD_ERRORS)
 def upload_model(project_id: int):
     project = scoped_project(project_id, Role.EDITOR)
-    _require_multipart()
+    form = form_fields()
     try:
-        row = assets.upload_model_code(
-            project,
-            api_user(),
-            upload=request.files.get("model_file"),
-            name=_form_text("name", 100),
-            description=_form_text("description", 5000),
-        )
+        row = assets.upload_model_code(project, api_user(), upload=form.model_file, name=form.name,
+                                       description=form.description)
     except UserFacingError as exc:
         raise user_error(exc) from None
-    return jsonify(ser.model_code(row)), 201
+    return answer(s.ModelCode.model_validate(row), 201)
 
 
 @bp.post("/projects/<int:project_id>/hyperparameters")
+@operation("Enviar hiperparâmetros (.py só com literais; nunca executado)", "assets",
+           form=s.HyperparametersUpload, responses={201: s.HyperparameterFile}, errors=UPLOAD_ERRORS)
 def upload_hyperparameters(project_id: int):
     project = scoped_project(project_id, Role.EDITOR)
-    _require_multipart()
+    form = form_fields()
     try:
-        row = assets.upload_hyperparameters(
-            project,
-            api_user(),
-            upload=request.files.get("hyperparameters_file"),
-            name=_form_text("name", 100),
-            description=_form_text("description", 5000),
-        )
+        row = assets.upload_hyperparameters(project, api_user(), upload=form.hyperparameters_file,
+                                            name=form.name, description=form.description)
     except UserFacingError as exc:
         raise user_error(exc) from None
-    return jsonify(ser.hyperparameter_file(row)), 201
+    return answer(s.HyperparameterFile.model_validate(row), 201)

@@ -3,118 +3,95 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, send_file
-from flask_babel import gettext as _
+from flask import Response
 from sqlalchemy import func, select
 
-from flautim.models import MAX_ID, Experiment, ExperimentState, Role, db
+from flautim.models import Experiment, ExperimentState, Role, db
 from flautim.web.experiments import results, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
+from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import bp, log_pages
-from . import serializers as ser
+from . import schemas as s
 from .asset_routes import user_error
 from .auth import api_user
-from .errors import field_error
-from .params import (
-    body_bool,
-    body_id,
-    body_str,
-    int_arg,
-    json_body,
-    page_args,
-    reject_unknown_fields,
-    str_arg,
-)
-from .scoping import existing_id, page, scoped_experiment, scoped_project
+from .operations import answer, json_body, operation, query_args
+from .scoping import existing_id, scoped_experiment, scoped_project
 
-MAX_BIGINT = 2**63 - 1
-STATES = {s.value for s in ExperimentState}
-EXPERIMENT_FIELDS = {"name", "description", "dataset_id", "model_code_id", "hyperparameter_file_id", "run"}
+E = "/projects/<int:project_id>/experiments/<int:experiment_id>"
+CHANGE_ERRORS = (400, 401, 403, 404, 409, 415)
+ACTION_ERRORS = (401, 403, 404, 409)
+READ_ERRORS = (400, 401, 404)
 
 
-def _run_then_serialize(project, experiment: Experiment, run: bool):
+def _run_then_answer(project, experiment: Experiment, run: bool):
     if run:
         try:
             experiment = runs.run_experiment(project, api_user(), experiment)
         except UserFacingError as exc:
             # The experiment was created; say so, and why it did not start.
             raise user_error(exc, status=409) from None
-    return jsonify(ser.experiment(experiment)), 201
+    return answer(s.Experiment.model_validate(experiment), 201)
 
 
 @bp.get("/projects/<int:project_id>/experiments")
+@operation("Experimentos do projeto, mais novos primeiro", "experiments", query=s.ExperimentsQuery,
+           responses={200: s.Page[s.Experiment]}, errors=READ_ERRORS)
 def list_experiments(project_id: int):
     project = scoped_project(project_id)
-    limit, offset = page_args()
+    args = query_args()
     query = scoped(Experiment, project)
-    name = str_arg("name")
-    if name is not None:
-        query = query.where(Experiment.name == name)
-    state = str_arg("state", 16)
-    if state is not None:
-        if state not in STATES:
-            raise field_error("state", _("state deve ser um de: %(states)s", states=", ".join(sorted(STATES))))
-        query = query.where(Experiment.state == ExperimentState(state))
+    if args.name is not None:
+        query = query.where(Experiment.name == args.name)
+    if args.state is not None:
+        query = query.where(Experiment.state == ExperimentState(args.state))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(query.order_by(Experiment.id.desc()).limit(limit).offset(offset))
-    return jsonify(page([ser.experiment(e) for e in rows], total, limit, offset))
+    rows = db.session.scalars(query.order_by(Experiment.id.desc()).limit(args.limit).offset(args.offset))
+    items = [s.Experiment.model_validate(e) for e in rows]
+    return answer(s.Page[s.Experiment](items=items, total=total, limit=args.limit, offset=args.offset))
 
 
 @bp.post("/projects/<int:project_id>/experiments")
+@operation("Criar um experimento (e, com run=true, executá-lo)", "experiments", body=s.NewExperiment,
+           responses={201: s.Experiment}, errors=CHANGE_ERRORS)
 def create_experiment(project_id: int):
     project = scoped_project(project_id, Role.EDITOR)
     data = json_body()
-    reject_unknown_fields(data, EXPERIMENT_FIELDS)
-    fields = dict(
-        name=body_str(data, "name", required=True),
-        description=body_str(data, "description", max_length=5000) or "",
-        dataset_id=body_id(data, "dataset_id", required=True),
-        model_code_id=body_id(data, "model_code_id", required=True),
-        hyperparameter_file_id=body_id(data, "hyperparameter_file_id", required=True),
-    )
-    run = body_bool(data, "run", default=False)
+    fields = data.model_dump(exclude={"run"})
+    fields["description"] = fields["description"] or ""
     try:
         experiment = runs.create_experiment(project, api_user(), **fields)
     except UserFacingError as exc:
         raise user_error(exc) from None
-    return _run_then_serialize(project, experiment, run)
+    return _run_then_answer(project, experiment, data.run)
 
 
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>")
+@bp.get(E)
+@operation("Um experimento", "experiments", responses={200: s.Experiment}, errors=(401, 404))
 def show_experiment(project_id: int, experiment_id: int):
     _project, experiment = scoped_experiment(project_id, experiment_id)
-    return jsonify(ser.experiment(experiment))
+    return answer(s.Experiment.model_validate(experiment))
 
 
-@bp.post("/projects/<int:project_id>/experiments/<int:experiment_id>/clone")
+@bp.post(E + "/clone")
+@operation("Clonar com mudanças (os campos omitidos vêm do original)", "experiments", body=s.CloneExperiment,
+           responses={201: s.Experiment}, errors=CHANGE_ERRORS)
 def clone_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     data = json_body()
-    reject_unknown_fields(data, EXPERIMENT_FIELDS)
-    changes = {
-        key: value
-        for key, value in (
-            ("description", body_str(data, "description", max_length=5000)),
-            ("dataset_id", body_id(data, "dataset_id")),
-            ("model_code_id", body_id(data, "model_code_id")),
-            ("hyperparameter_file_id", body_id(data, "hyperparameter_file_id")),
-        )
-        if value is not None
-    }
-    name = body_str(data, "name")
-    run = body_bool(data, "run", default=False)
+    changes = data.model_dump(exclude={"name", "run"}, exclude_none=True)
     try:
-        clone = runs.clone_experiment(project, api_user(), experiment, name=name or None, **changes)
+        clone = runs.clone_experiment(project, api_user(), experiment, name=data.name or None, **changes)
     except UserFacingError as exc:
         raise user_error(exc) from None
-    return _run_then_serialize(project, clone, run)
+    return _run_then_answer(project, clone, data.run)
 
 
-@bp.post("/projects/<int:project_id>/experiments/<int:experiment_id>/run")
+@bp.post(E + "/run")
+@operation("Executar (uma nova tentativa)", "experiments", responses={202: s.Experiment}, errors=ACTION_ERRORS)
 def run_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     try:
@@ -122,29 +99,31 @@ def run_experiment(project_id: int, experiment_id: int):
     except UserFacingError as exc:
         # The only input is the experiment's state: any refusal is a conflict with it.
         raise user_error(exc, status=409) from None
-    return jsonify(ser.experiment(experiment)), 202
+    return answer(s.Experiment.model_validate(experiment), 202)
 
 
-@bp.post("/projects/<int:project_id>/experiments/<int:experiment_id>/cancel")
+@bp.post(E + "/cancel")
+@operation("Cancelar (na fila: já; em execução: em segundos)", "experiments", responses={202: s.Experiment},
+           errors=ACTION_ERRORS)
 def cancel_experiment(project_id: int, experiment_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
     try:
         experiment = runs.cancel_experiment(project, experiment)
     except UserFacingError as exc:
         raise user_error(exc, status=409) from None
-    return jsonify(ser.experiment(experiment)), 202
+    return answer(s.Experiment.model_validate(experiment), 202)
 
 
 # --- results ----------------------------------------------------------------------------
 
-def _attempt_arg(experiment: Experiment) -> int:
-    return int_arg("attempt", experiment.attempt, minimum=0, maximum=MAX_ID)
+def _attempt(args, experiment: Experiment) -> int:
+    return experiment.attempt if args.attempt is None else args.attempt
 
 
-MAX_ROUNDS_PER_PAGE = 10_000
-
-
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/metrics")
+@bp.get(E + "/metrics")
+@operation("Métricas por rodada (filtre por fonte, fase, nome; format=series para gráficos)", "results",
+           query=s.MetricsQuery, errors=READ_ERRORS,
+           responses={200: s.Metrics, 304: "Não mudou desde o ETag enviado em If-None-Match"})
 def experiment_metrics(project_id: int, experiment_id: int):
     """Every number per round of one attempt, filtered by source, phase, name and rounds.
 
@@ -158,86 +137,80 @@ def experiment_metrics(project_id: int, experiment_id: int):
     check above runs on every request.
     """
     _project, experiment = scoped_experiment(project_id, experiment_id)
-    attempt = _attempt_arg(experiment)
-    fmt = str_arg("format", 8) or "rows"
-    if fmt not in ("rows", "series"):
-        raise field_error("format", _("format deve ser rows ou series."))
-    filters = {key: str_arg(key, size) for key, size in (("source", 32), ("phase", 16), ("name", 64))}
-    round_min = int_arg("round_min", None, minimum=0, maximum=MAX_ID)
-    round_max = int_arg("round_max", None, minimum=0, maximum=MAX_ID)
-    after_round = int_arg("after_round", None, minimum=-1, maximum=MAX_ID)
-    limit = int_arg("limit", None, minimum=1, maximum=MAX_ROUNDS_PER_PAGE)
+    args = query_args()
+    attempt = _attempt(args, experiment)
+    filters = {"source": args.source, "phase": args.phase, "name": args.name}
+    pages = {"round_min": args.round_min, "round_max": args.round_max, "after_round": args.after_round,
+             "limit": args.limit}
     version = results.metrics_version(experiment, attempt)
     # Everything the body depends on; created_at tells apart a re-created database's ids.
-    key = ("metrics", experiment.id, experiment.created_at.isoformat(), attempt, version, fmt,
-           tuple(filters.items()), round_min, round_max, after_round, limit)
+    key = ("metrics", experiment.id, experiment.created_at.isoformat(), attempt, version, args.format,
+           tuple(filters.items()), tuple(pages.values()))
 
     def build() -> bytes:
-        return json_bytes(results.metric_rows(experiment, attempt, fmt=fmt, **filters, round_min=round_min,
-                                              round_max=round_max, after_round=after_round, limit=limit))
+        return json_bytes(results.metric_rows(experiment, attempt, fmt=args.format, **filters, **pages))
 
     return cached_response(key, build)
 
 
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/logs")
+@bp.get(E + "/logs")
+@operation("Linhas de log com id maior que `after` (retomada)", "results", query=s.LogsQuery,
+           responses={200: s.Logs}, errors=READ_ERRORS)
 def experiment_logs(project_id: int, experiment_id: int):
     """Catch-up: lines with id > `after`, oldest first, at most `limit`. Pass `next_after`
     back as `after` to continue (the same ids as the live stream's `id:`). Without a search,
     the page is put together from lines encoded once and kept (`log_pages`)."""
     _project, experiment = scoped_experiment(project_id, experiment_id)
-    attempt = _attempt_arg(experiment)
-    after = int_arg("after", 0, minimum=0, maximum=MAX_BIGINT)
-    limit = int_arg("limit", 1000, minimum=1, maximum=5000)
-    source, search = str_arg("source", 32), str_arg("search", 200)
-    if search is None:
-        return Response(log_pages.page_body(experiment, attempt, after, limit, source), mimetype="application/json")
-    rows = results.experiment_logs(
-        experiment, attempt=attempt, after_id=after, source=source, search=search, limit=limit + 1,
-    )
-    items = ser.log_rows(rows[:limit])
-    body = {"items": items, "next_after": items[-1]["id"] if items else after, "has_more": len(rows) > limit}
+    args = query_args()
+    attempt = _attempt(args, experiment)
+    if args.search is None:
+        body = log_pages.page_body(experiment, attempt, args.after, args.limit, args.source)
+        return Response(body, mimetype="application/json")
+    rows = results.experiment_logs(experiment, attempt=attempt, after_id=args.after, source=args.source,
+                                   search=args.search, limit=args.limit + 1)
+    items = s.log_rows(rows[: args.limit])
+    body = {"items": items, "next_after": items[-1]["id"] if items else args.after,
+            "has_more": len(rows) > args.limit}
     return Response(json_bytes(body), mimetype="application/json")
 
 
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/events")
+@bp.get(E + "/events")
+@operation("Eventos da execução com id maior que `after`", "results", query=s.EventsQuery,
+           responses={200: s.Events}, errors=READ_ERRORS)
 def experiment_events(project_id: int, experiment_id: int):
     """Events with id > `after` plus the experiment's state: what `flautim submit` follows."""
     _project, experiment = scoped_experiment(project_id, experiment_id)
-    attempt = _attempt_arg(experiment)
-    after = int_arg("after", 0, minimum=0, maximum=MAX_BIGINT)
-    limit = int_arg("limit", 500, minimum=1, maximum=5000)
-    rows = results.experiment_events(experiment, attempt=attempt, after_id=after, limit=limit + 1)
-    items = [ser.event(ev) for ev in rows[:limit]]
-    return jsonify(
-        {
-            "items": items,
-            "next_after": items[-1]["id"] if items else after,
-            "has_more": len(rows) > limit,
-            "experiment": ser.experiment(experiment),
-        }
-    )
+    args = query_args()
+    rows = results.experiment_events(experiment, attempt=_attempt(args, experiment), after_id=args.after,
+                                     limit=args.limit + 1)
+    items = [s.Event.model_validate(ev) for ev in rows[: args.limit]]
+    return answer(s.Events(items=items, next_after=items[-1].id if items else args.after,
+                           has_more=len(rows) > args.limit, experiment=s.Experiment.model_validate(experiment)))
 
 
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/artifacts")
+@bp.get(E + "/artifacts")
+@operation("Modelos salvos (por rodada, o melhor e o final)", "models", query=s.ArtifactsQuery,
+           responses={200: s.Artifacts}, errors=READ_ERRORS)
 def list_artifacts(project_id: int, experiment_id: int):
     _project, experiment = scoped_experiment(project_id, experiment_id)
-    attempt = _attempt_arg(experiment)
-    kind, fmt = str_arg("kind", 16), str_arg("format", 16)
-    rows = [
-        a
-        for a in results.experiment_artifacts(experiment, attempt)
-        if (kind is None or a.kind == kind) and (fmt is None or a.format == fmt)
+    args = query_args()
+    items = [
+        s.Artifact.model_validate(a)
+        for a in results.experiment_artifacts(experiment, _attempt(args, experiment))
+        if (args.kind is None or a.kind == args.kind) and (args.format is None or a.format == args.format)
     ]
-    return jsonify({"items": [ser.artifact(a) for a in rows]})
+    return answer(s.Artifacts(items=items))
 
 
-@bp.get("/projects/<int:project_id>/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/download")
+@bp.get(E + "/artifacts/<int:artifact_id>/download")
+@operation("Baixar um modelo salvo", "models", responses={200: "O arquivo (PyTorch .pt ou .safetensors)"},
+           errors=(401, 404))
 def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     project, experiment = scoped_experiment(project_id, experiment_id)
     artifact = results.artifact_in_experiment(project, experiment, existing_id(artifact_id))
-    path = results.artifact_file(artifact)
     # Built from ids and a known kind, not the experiment's name: no user text in a header.
     filename = artifact_download_name(artifact, f"experiment-{experiment.id}-attempt{{attempt}}-{{kind}}-round{{round}}")
-    response = send_file(path, as_attachment=True, download_name=filename, mimetype="application/octet-stream")
+    response = send_stored(artifact.storage_path, as_attachment=True, download_name=filename,
+                           mimetype="application/octet-stream")
     response.headers["X-Checksum-SHA256"] = artifact.sha256
     return response

@@ -30,7 +30,7 @@ from flautim.models import Experiment
 from flautim.web.experiments import results
 from flautim.web.response_cache import EXTENSION, BodyCache, json_bytes
 
-from . import serializers as ser
+from .schemas import log_rows
 
 BLOCK_LINES = 256
 
@@ -80,7 +80,7 @@ def _block(experiment: Experiment, attempt: int, source: str | None, start: int)
         return block
     rows = results.experiment_logs(experiment, attempt=attempt, after_id=start - 1, source=source,
                                     limit=BLOCK_LINES)
-    block = Block([row[0] for row in rows], [json_bytes(item) for item in ser.log_rows(rows)])
+    block = Block([row[0] for row in rows], [json_bytes(item) for item in log_rows(rows)])
     if len(rows) == BLOCK_LINES:
         cache.put(key, block)
     return block

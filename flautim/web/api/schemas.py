@@ -1,0 +1,353 @@
+"""Every request and response of /api/v1, declared once as pydantic models.
+
+The served OpenAPI document is generated from these (openapi.py), requests are checked
+against them (operations.py), and answers are built through them. A response model is the
+allow-list of what a client may see: nothing dumps a row, so a new column stays private
+(storage paths, token hashes, job ids) until someone adds a field here on purpose.
+
+Two hot answers are not built through pydantic on each request: the metrics body
+(`results.metric_rows`, cached by `response_cache`) and the log catch-up page (lines
+encoded once by `log_pages`). Their models below describe them, and
+tests/api/test_served_bodies.py checks that what is served validates against them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
+from werkzeug.datastructures import FileStorage
+
+from flautim import models as orm
+from flautim.models import MAX_ID, ExperimentState, FailureKind, Role
+
+MAX_BIGINT = 2**63 - 1
+MAX_ROUNDS_PER_PAGE = 10_000
+
+
+def _absent(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def omitted(**kwargs: Any) -> Any:
+    """A field that is left out of the answer when it does not apply (never `null`)."""
+    return Field(None, json_schema_extra=_absent, **kwargs)
+
+
+# --- shapes shared by the responses -----------------------------------------------------
+
+Timestamp = Annotated[
+    datetime,
+    # isoformat ("+00:00"), like the bodies orjson writes, rather than pydantic's "Z".
+    PlainSerializer(lambda value: value.isoformat(), when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Text = Annotated[str, BeforeValidator(lambda value: value or "")]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {})]
+Size = Annotated[int, BeforeValidator(lambda value: int(value or 0))]
+
+
+class Answer(BaseModel):
+    """A response body; built from a row's attributes by `model_validate(row)`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+T = TypeVar("T")
+
+
+class Page(Answer, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorBody(BaseModel):
+    # An address no route matches is answered by the app's own handler (flautim/web/errors.py):
+    # the HTTP status as `code`, without `field` or `line`.
+    code: str | int = Field(description='Palavra estável para programas ("not_found", "validation_error", ...)')
+    message: str = Field(description="Para pessoas, na língua pedida (português primeiro)")
+    field: str | None = omitted(description="O campo da requisição com problema")
+    line: int | None = omitted(description="A linha do arquivo enviado com problema")
+    hint: str = omitted()
+    id: str = omitted(description="Código do erro a informar ao suporte (erros nossos)")
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+class User(Answer):
+    id: int
+    name: str
+    email: str
+
+
+class Project(Answer):
+    id: int
+    name: str
+    description: Text
+    created_at: Timestamp
+    archived: bool
+    role: Role = omitted(description="Seu papel no projeto")
+
+    @classmethod
+    def of(cls, project: orm.Project, membership: orm.Membership | None = None) -> Project:
+        fields = {"role": membership.role} if membership is not None else {}
+        return cls(id=project.id, name=project.name, description=project.description,
+                   created_at=project.created_at, archived=project.archived_at is not None, **fields)
+
+
+class Asset(Answer):
+    id: int
+    project_id: int
+    name: str
+    description: Text
+    content_hash: str
+    size_bytes: Size
+    created_at: Timestamp
+
+
+class Dataset(Asset):
+    file_count: Size
+    inspection_status: str
+    inspection: JsonObject
+
+
+class ModelCode(Asset):
+    filename: str
+
+
+class HyperparameterFile(Asset):
+    filename: str
+    values: JsonObject
+
+
+class Experiment(Answer):
+    id: int
+    project_id: int
+    name: str
+    description: Text
+    state: ExperimentState
+    attempt: int
+    dataset_id: int | None
+    model_code_id: int | None
+    hyperparameter_file_id: int | None
+    cloned_from_id: int | None
+    transport: str
+    wants_gpu: bool
+    cancel_requested: bool
+    rounds_total: int
+    rounds_done: int
+    summary: JsonObject
+    failure_kind: FailureKind | None
+    failure_reason: str | None
+    created_at: Timestamp
+    queued_at: Timestamp | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    duration_s: float | None
+
+
+class Metric(Answer):
+    id: int
+    attempt: int
+    round: int
+    phase: str
+    source: str
+    name: str
+    value: float
+
+
+class MetricSeries(Answer):
+    phase: str
+    source: str
+    name: str
+    rounds: list[int]
+    values: list[float]
+
+
+class Metrics(Answer):
+    experiment_id: int
+    attempt: int
+    format: Literal["rows", "series"]
+    items: list[Metric] = omitted(description="Com format=rows")
+    series: list[MetricSeries] = omitted(description="Com format=series")
+    next_after_round: int = omitted(description="Com limit: passe de volta como after_round")
+    has_more: bool = omitted(description="Com limit: há rodadas depois desta página")
+
+
+class LogLine(Answer):
+    id: int
+    attempt: int
+    source: str
+    stream: str
+    line: str
+    created_at: Timestamp
+
+
+def log_rows(rows: list[tuple]) -> list[dict]:
+    """LogLine's fields as plain dicts, from tuples of results.LOG_COLUMNS (id, attempt,
+    source, stream, line, created_at): a catch-up page is 1,000 lines, encoded by orjson
+    (`response_cache.json_bytes`, which writes `created_at` as Timestamp does)."""
+    return [
+        {"id": id_, "attempt": attempt, "source": source, "stream": stream, "line": line,
+         "created_at": created_at}
+        for id_, attempt, source, stream, line, created_at in rows
+    ]
+
+
+class Logs(Answer):
+    items: list[LogLine]
+    next_after: int = Field(description="Passe de volta como after para continuar")
+    has_more: bool
+
+
+class Event(Answer):
+    id: int
+    attempt: int
+    type: str
+    payload: JsonObject
+    created_at: Timestamp
+
+
+class Events(Answer):
+    items: list[Event]
+    next_after: int
+    has_more: bool
+    experiment: Experiment
+
+
+class Artifact(Answer):
+    id: int
+    experiment_id: int
+    attempt: int
+    round: int
+    kind: str
+    format: str
+    size_bytes: Size
+    sha256: str
+    card: JsonObject
+    created_at: Timestamp
+
+
+class Artifacts(Answer):
+    items: list[Artifact]
+
+
+# --- requests ---------------------------------------------------------------------------
+# Query strings arrive as text: their models convert ("10" -> 10) and ignore unknown
+# parameters. JSON bodies are strict (a "1" or a true is not an id) and closed (a misspelt
+# field is an error, not silently dropped).
+
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PageQuery(Query):
+    limit: int = Field(50, ge=1, le=500, description="Itens por página")
+    offset: int = Field(0, ge=0, le=MAX_ID, description="Itens a pular")
+
+
+class ExperimentsQuery(PageQuery):
+    name: str | None = Field(None, max_length=100, description="Nome exato")
+    state: ExperimentState | None = Field(None, description="Estado")
+
+
+class AttemptQuery(Query):
+    attempt: int | None = Field(None, ge=0, le=MAX_ID, description="Tentativa (padrão: a última)")
+
+
+class MetricsQuery(AttemptQuery):
+    format: Literal["rows", "series"] = Field("rows", description="rows: um objeto por número; series: por gráfico")
+    source: str | None = Field(None, max_length=32, description="aggregate, server ou client-N")
+    phase: str | None = Field(None, max_length=16, description="train, evaluate ou central")
+    name: str | None = Field(None, max_length=64, description="loss, accuracy, ...")
+    round_min: int | None = Field(None, ge=0, le=MAX_ID)
+    round_max: int | None = Field(None, ge=0, le=MAX_ID)
+    after_round: int | None = Field(None, ge=-1, le=MAX_ID, description="Páginas por rodada: rodadas depois desta")
+    limit: int | None = Field(None, ge=1, le=MAX_ROUNDS_PER_PAGE,
+                              description="Rodadas por página (com next_after_round e has_more)")
+
+
+class LogsQuery(AttemptQuery):
+    after: int = Field(0, ge=0, le=MAX_BIGINT, description="Linhas com id maior que este")
+    limit: int = Field(1000, ge=1, le=5000)
+    source: str | None = Field(None, max_length=32, description="server, superlink, client-N ou platform")
+    search: str | None = Field(None, max_length=200, description="Texto a procurar nas linhas")
+
+
+class EventsQuery(AttemptQuery):
+    after: int = Field(0, ge=0, le=MAX_BIGINT, description="Eventos com id maior que este")
+    limit: int = Field(500, ge=1, le=5000)
+
+
+class ArtifactsQuery(AttemptQuery):
+    kind: str | None = Field(None, max_length=16, description="round, best ou final")
+    format: str | None = Field(None, max_length=16, description="pytorch ou safetensors")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewExperiment(Body):
+    name: Annotated[Name, StringConstraints(min_length=1)]
+    description: Description | None = None
+    dataset_id: Id
+    model_code_id: Id
+    hyperparameter_file_id: Id
+    run: StrictBool = Field(False, description="Executar logo depois de criar")
+
+
+class CloneExperiment(Body):
+    """Omitted fields come from the original."""
+
+    name: Name | None = None
+    description: Description | None = None
+    dataset_id: Id | None = None
+    model_code_id: Id | None = None
+    hyperparameter_file_id: Id | None = None
+    run: StrictBool = Field(False, description="Executar logo depois de criar")
+
+
+UploadedFile = Annotated[FileStorage, WithJsonSchema({"type": "string", "format": "binary"})]
+
+
+class Form(BaseModel):
+    """A multipart form: text fields and files (checked by the asset services on upload)."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+
+
+class DatasetUpload(Form):
+    dataset_file: UploadedFile = Field(description="A classe Dataset (.py)")
+    data_files: list[UploadedFile] = Field([], description="Os dados: vários arquivos ou um .zip")
+
+
+class ModelUpload(Form):
+    model_file: UploadedFile = Field(description="O código da API do modelo (.py)")
+
+
+class HyperparametersUpload(Form):
+    hyperparameters_file: UploadedFile = Field(description="Hiperparâmetros (.py só com literais)")
