@@ -83,6 +83,7 @@ class LocalFolderStore:
         shutil.copyfile(path, target)
 
     def put_tree(self, prefix: str, folder: Path) -> None:
+        """Takes `folder` (moved, not copied)."""
         target = self.path(prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
@@ -146,7 +147,6 @@ class S3Store:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.is_symlink():
                 self.put_file(f"{check_key(prefix)}/{path.relative_to(folder).as_posix()}", path)
-        shutil.rmtree(folder, ignore_errors=True)
 
     def read_bytes(self, key: str) -> bytes:
         stream, _size = self.open(key)

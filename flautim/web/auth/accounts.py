@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 from sqlalchemy import func, select
 
 from flautim import storage
 from flautim.models import Membership, Project, Role, User, db
-from flautim.web import flautim_config
+from flautim.web.stored_files import object_store
 
 from .passwords import hash_password
 
@@ -90,10 +89,10 @@ def delete_account(user: User) -> list[int]:
         db.session.delete(project)
     db.session.delete(user)
     db.session.commit()
-    data_dir = flautim_config().data_path
     for project_id in project_ids:
-        folder = storage.project_dir(data_dir, project_id)
-        if folder.exists():
-            # The rows are gone already; a leftover folder is only disk space, so log it.
-            shutil.rmtree(folder, onerror=lambda *args: log.warning("could not remove %s", args[1]))
+        try:
+            object_store().delete_tree(storage.project_key(project_id))
+        except Exception:
+            # The rows are gone already; leftover files are only space, so log it.
+            log.exception("could not remove the stored files of project %s", project_id)
     return project_ids

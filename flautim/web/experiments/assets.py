@@ -10,7 +10,6 @@ The pages and the JSON API both call them, so both enforce the same rules.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from flask_babel import gettext as _
@@ -28,6 +27,7 @@ from flautim.models import (
 )
 from flautim.web import flautim_config
 from flautim.web.projects.access import scoped
+from flautim.web.stored_files import object_store
 from flautim.web.uploads import (
     Staging,
     Upload,
@@ -104,7 +104,7 @@ def upload_dataset(
             inspection_status="pending",
             inspection={},
         )
-        _store(staging, dataset, lambda: storage.dataset_dir(_data_dir(), project.id, dataset.id))
+        _store(staging, dataset, lambda: storage.dataset_key(project.id, dataset.id))
     _enqueue_inspection(dataset)
     return dataset
 
@@ -117,7 +117,7 @@ def upload_model_code(
     source = _read_source(upload, "model_file")
     check_api_source(source.text, source.filename)
     return _store_source_version(
-        project, user, ModelCode, source, name, description, storage.model_code_dir
+        project, user, ModelCode, source, name, description, storage.model_code_key
     )
 
 
@@ -128,12 +128,12 @@ def upload_hyperparameters(
     source = _read_source(upload, "hyperparameters_file")
     values = check_hyperparameters(source.text, source.filename)
     return _store_source_version(
-        project, user, HyperparameterFile, source, name, description, storage.hyperparameters_dir,
+        project, user, HyperparameterFile, source, name, description, storage.hyperparameters_key,
         values=values,
     )
 
 
-def _store_source_version(project, user, model, source, name, description, dir_for, **fields):
+def _store_source_version(project, user, model, source, name, description, key_for, **fields):
     """The stored row for a checked `.py` upload: the existing version when the content hash
     is already in the project, else a new row with its file moved into place."""
     existing = db.session.scalar(scoped(model, project).where(model.content_hash == source.sha256))
@@ -152,7 +152,7 @@ def _store_source_version(project, user, model, source, name, description, dir_f
     )
     with Staging(_data_dir()) as staging:
         (staging.path / ASSET_FILES[model]).write_bytes(source.data)
-        _store(staging, row, lambda: dir_for(_data_dir(), project.id, row.id))
+        _store(staging, row, lambda: key_for(project.id, row.id))
     return row
 
 
@@ -165,48 +165,39 @@ def _read_source(upload: Upload | None, field: str):
     return read_python_upload(data, filename, field, limit)
 
 
-def _store(staging: Staging, row, target_for) -> None:
-    """Insert `row`, move the staged folder to its id-based place, commit; undo on failure."""
+def _store(staging: Staging, row, key_for) -> None:
+    """Insert `row`, put the staged folder in the object store under its id-based key,
+    commit; undo on failure."""
     quotas.check_can_store(
         db.session.get(Project, row.project_id), db.session.get(User, row.created_by_id), row.size_bytes,
         flautim_config(),
     )
     db.session.add(row)
-    target: Path | None = None
+    key: str | None = None
     try:
         db.session.flush()
-        target = target_for()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        row.storage_path = storage.relative(_data_dir(), target)
-        staging.move_to(target)
+        key = row.storage_path = key_for()
+        object_store().put_tree(key, staging.path)
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        if target is not None and staging._moved:
-            shutil.rmtree(target, ignore_errors=True)
+        if key is not None:
+            object_store().delete_tree(key)
         raise
 
 
-def asset_file_path(asset: Asset) -> Path:
+def asset_file_key(asset: Asset) -> str:
     """The stored `.py` of an asset (the Dataset class for a dataset)."""
-    return storage.absolute(_data_dir(), asset.storage_path) / ASSET_FILES[type(asset)]
+    return f"{asset.storage_path}/{ASSET_FILES[type(asset)]}"
 
 
 def asset_source(asset: Asset) -> str:
-    return asset_file_path(asset).read_text(encoding="utf-8")
+    return object_store().read_bytes(asset_file_key(asset)).decode("utf-8")
 
 
 def dataset_files(dataset: Dataset, limit: int = 500) -> list[tuple[str, int]]:
     """The dataset's data files (relative path, size), at most `limit` of them."""
-    root = storage.absolute(_data_dir(), dataset.storage_path) / "data"
-    out: list[tuple[str, int]] = []
-    if root.is_dir():
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                out.append((path.relative_to(root).as_posix(), path.stat().st_size))
-                if len(out) >= limit:
-                    break
-    return out
+    return [(f.name, f.size) for f in object_store().list(f"{dataset.storage_path}/data", limit)]
 
 
 def delete_asset(project: Project, asset: Asset) -> None:
@@ -223,10 +214,10 @@ def delete_asset(project: Project, asset: Asset) -> None:
             _("“%(name)s” está em uso pelo experimento em andamento “%(exp)s”.", name=asset.name, exp=busy.name),
             hint=_("Cancele o experimento ou espere ele terminar."),
         )
-    folder = storage.absolute(_data_dir(), asset.storage_path)
+    key = asset.storage_path
     db.session.delete(asset)
     db.session.commit()
-    shutil.rmtree(folder, ignore_errors=True)
+    object_store().delete_tree(key)
 
 
 def reinspect_dataset(project: Project, dataset: Dataset) -> Dataset:

@@ -13,12 +13,10 @@ the best value is the whole curve's.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
 
-from flautim import storage
 from flautim.live_messages import ACCURACY_NAMES
 from flautim.models import (
     Experiment,
@@ -394,11 +392,3 @@ def artifact_in_experiment(project: Project, experiment: Experiment, artifact_id
     if artifact is None:
         raise NotFound(f"artifact {artifact_id} is not in experiment {experiment.id}")
     return artifact
-
-
-def artifact_file(artifact: ModelArtifact) -> Path:
-    """The artifact's stored file (NotFound once it is gone from the disk)."""
-    path = storage.absolute(flautim_config().data_path, artifact.storage_path)
-    if not path.is_file():
-        raise NotFound(f"the file of artifact {artifact.id} is missing")
-    return path

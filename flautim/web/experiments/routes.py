@@ -16,7 +16,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     stream_with_context,
     url_for,
 )
@@ -38,6 +37,7 @@ from flautim.web.projects.access import (
     scoped,
 )
 from flautim.web.response_cache import cached_fragment, cached_page
+from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
@@ -45,7 +45,6 @@ from . import bp, live, runs
 from .display import artifact_download_name, can_edit_project, js_labels
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import (
-    artifact_file,
     artifact_in_experiment,
     compare_rows,
     curves_of,
@@ -167,18 +166,19 @@ def asset(project_id: int, kind: str, asset_id: int):
 @require_role(Role.VIEWER)
 def download_asset(project_id: int, kind: str, asset_id: int):
     row = project_object_or_404(_asset_model(kind), asset_id, g.project)
-    path = asset_service.asset_file_path(row)
-    return send_file(path, mimetype="text/x-python", as_attachment=True, download_name=_download_name(row, path))
+    key = asset_service.asset_file_key(row)
+    return send_stored(key, mimetype="text/x-python", as_attachment=True, download_name=_download_name(row, key))
 
 
-def _download_name(row, path) -> str:
+def _download_name(row, key: str) -> str:
     """The name a source was uploaded under, fit for a header: a multipart file name may
     say `filename*=UTF-8''a%0D%0A.py` and be stored holding CR/LF. Accents stay (send_file
     gives non-ASCII names as RFC 6266's filename*); control characters, quotes and
     slashes become "_"."""
-    name = getattr(row, "filename", None) or path.name
+    fallback = key.rsplit("/", 1)[-1]
+    name = getattr(row, "filename", None) or fallback
     cleaned = "".join(c if c.isprintable() and c not in '"/\\' else "_" for c in name).strip()
-    return cleaned[:200] or path.name
+    return cleaned[:200] or fallback
 
 
 @bp.post("/<int:project_id>/<any(datasets, 'model-code', hyperparameters):kind>/<int:asset_id>/delete")
@@ -536,9 +536,9 @@ def download_logs(project_id: int, experiment_id: int):
 def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
     artifact = artifact_in_experiment(g.project, experiment, artifact_id)
-    path = artifact_file(artifact)
     name = artifact_download_name(artifact, f"experimento-{experiment.id}-{{kind}}-rodada-{{round}}")
-    return send_file(path, mimetype="application/octet-stream", as_attachment=True, download_name=name)
+    return send_stored(artifact.storage_path, mimetype="application/octet-stream", as_attachment=True,
+                       download_name=name)
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>/curves.json")

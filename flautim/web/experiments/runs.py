@@ -9,7 +9,6 @@ Plain functions taking a project the caller already scoped and checked the role 
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import Any
 
 from flask_babel import gettext as _
@@ -28,6 +27,7 @@ from flautim.models import (
 )
 from flautim.web import flautim_config
 from flautim.web.projects.access import scoped
+from flautim.web.stored_files import object_store
 from flautim.web.uploads import UserFacingError
 
 from .assets import AssetModel, clean_name
@@ -200,7 +200,7 @@ def delete_experiment(project: Project, experiment: Experiment) -> None:
     _check_in_project(project, experiment)
     if experiment.state.is_active:
         raise UserFacingError(_("Cancele o experimento antes de apagá-lo."))
-    folder = storage.experiment_dir(flautim_config().data_path, project.id, experiment.id)
+    key = storage.experiment_key(project.id, experiment.id)
     db.session.delete(experiment)
     db.session.commit()
-    shutil.rmtree(folder, ignore_errors=True)
+    object_store().delete_tree(key)

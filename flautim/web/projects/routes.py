@@ -7,7 +7,6 @@ Every project-scoped view goes through `require_role` (flautim/web/projects/acce
 from __future__ import annotations
 
 import logging
-import shutil
 import smtplib
 
 from flask import flash, g, redirect, render_template, url_for
@@ -17,8 +16,9 @@ from sqlalchemy import func, select
 
 from flautim.models import AuditEvent, Experiment, Invitation, Membership, Project, Role, User, db
 from flautim.models.base import utcnow
-from flautim.storage import project_dir
-from flautim.web import audit, flautim_config
+from flautim.storage import project_key
+from flautim.web import audit
+from flautim.web.stored_files import object_store
 
 from . import bp
 from . import invitations as inv
@@ -217,7 +217,7 @@ def delete(project_id: int):
     # The project's own events go with it; this one stays so the deletion is traceable.
     audit.record("project.deleted", None, target=name, project_id=pid)
     db.session.commit()
-    shutil.rmtree(project_dir(flautim_config().data_path, pid), ignore_errors=True)
+    object_store().delete_tree(project_key(pid))
     flash(_("Projeto “%(name)s” excluído.", name=name), "success")
     return redirect(url_for("projects.list_projects"))
 

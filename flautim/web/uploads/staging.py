@@ -1,11 +1,10 @@
-"""Nothing stored half-way: uploads are written to a staging folder on the same filesystem
-as their destination, validated there, and moved into place with one rename once the
-database row exists. Any failure before that removes the staging folder.
+"""Nothing stored half-way: uploads are written to a staging folder under DATA_DIR/tmp,
+validated there, and put in the object store once the database row exists (a local store
+on the same disk takes the folder with one rename). The folder goes when the `with` ends.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,24 +24,12 @@ class Staging:
         root = Path(data_dir) / "tmp"
         root.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix="upload-", dir=root))
-        self._moved = False
 
     def __enter__(self) -> Staging:
         return self
 
     def __exit__(self, *exc) -> None:
-        if not self._moved:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-    def move_to(self, target: Path) -> None:
-        """Move the staged folder to `target` (which must not exist) in one rename."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            # A leftover from a crash between rename and commit; ids are never reused
-            # on PostgreSQL, so whatever is there belongs to no row.
-            shutil.rmtree(target)
-        os.replace(self.path, target)
-        self._moved = True
+        shutil.rmtree(self.path, ignore_errors=True)  # nothing left when a local store took it
 
 
 def save_stream(
