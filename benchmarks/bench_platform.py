@@ -118,7 +118,7 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
     submitted = time.time()
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, app.extensions["flautim_config"])
         attempt = experiment.attempt
     state = job.run_experiment(experiment_id, attempt)
     finished = time.time()
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     from flask_migrate import upgrade
 
     from flautim.web import create_app
-    from flautim.worker.app_context import use_config
+    from flautim.worker.database import use_config
 
     admin_url = os.environ.get("FLAUTIM_BENCH_DATABASE_URL", "postgresql+psycopg://127.0.0.1/postgres")
     redis_url = os.environ.get("FLAUTIM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")

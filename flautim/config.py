@@ -267,8 +267,9 @@ class Config:
     def database_url(self) -> str:
         return self.DATABASE_URL or f"sqlite:///{self.data_path / 'flautim.sqlite3'}"
 
-    def _engine_options(self) -> dict:
-        # No pool_pre_ping: flautim.models.session pings only connections left idle.
+    def engine_options(self) -> dict:
+        """Keyword arguments for the database's `sqlalchemy.create_engine` (flautim.database)."""
+        # No pool_pre_ping: flautim.database pings only connections left idle.
         options: dict = {}
         if not self.database_url.startswith("sqlite"):
             options.update(pool_size=self.DB_POOL_SIZE, max_overflow=self.DB_MAX_OVERFLOW)
@@ -279,8 +280,6 @@ class Config:
         mapping = {f"FLAUTIM_{k}": v for k, v in dataclasses.asdict(self).items()}
         mapping.update(
             SECRET_KEY=self.SECRET_KEY,
-            SQLALCHEMY_DATABASE_URI=self.database_url,
-            SQLALCHEMY_ENGINE_OPTIONS=self._engine_options(),
             MAX_CONTENT_LENGTH=self.MAX_UPLOAD_MB * 1024 * 1024,
             SESSION_COOKIE_HTTPONLY=True,
             SESSION_COOKIE_SAMESITE="Lax",

@@ -160,7 +160,7 @@ def feed_run(app, experiment_id: int, out_dir: Path, lines, finish: str | None =
         experiment = db.session.get(Experiment, experiment_id)
         attempt = experiment.attempt
     client = redis_lib.Redis.from_url(app.config["FLAUTIM_REDIS_URL_RESOLVED"])
-    ingestor = Ingestor(app, experiment_id, attempt, out_dir, redis_client=client)
+    ingestor = Ingestor(app.extensions["flautim_config"], experiment_id, attempt, out_dir, redis_client=client)
     for source, line in lines:
         ingestor.line(source, "stdout", line)
     ingestor.close()

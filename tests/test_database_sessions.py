@@ -1,14 +1,14 @@
 """How requests use PostgreSQL: GET and HEAD read in autocommit (no BEGIN, no ROLLBACK),
 a write in one is still one transaction, and a pooled connection cut while idle is
-replaced before a request sees it (flautim.models.session)."""
+replaced before a request sees it (flautim.database)."""
 
 import pytest
 import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 from sqlalchemy import exc, select, update
 
+from flautim import database as session_module
 from flautim.models import User, db
-from flautim.models import session as session_module
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.skipif(PG_ADMIN_URL == "sqlite", reason="autocommit reads are a PostgreSQL path")

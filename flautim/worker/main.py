@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from flautim.config import Config
 from flautim.redis_connection import client_for, redis_url
 
-from .app_context import current_config, use_config, worker_app
+from .database import current_config, session_scope, use_config
 from .heartbeat import MIN_TTL_S, heartbeat_key, is_alive
 from .queue import (
     DEFAULT_QUEUES,
@@ -160,8 +160,7 @@ def requeue_lost(config: Config, connection: redis.Redis, min_age_s: float = LOS
 
     cutoff = utcnow() - timedelta(seconds=min_age_s)
     requeued = []
-    app = worker_app()
-    with app.app_context():
+    with session_scope(config):
         waiting = db.session.execute(
             select(Experiment).where(
                 Experiment.state == ExperimentState.QUEUED,
@@ -245,8 +244,7 @@ def reap_orphans(config: Config, connection: redis.Redis, recheck_after_s: float
         except redis.RedisError:
             return True  # cannot tell: leave it
 
-    app = worker_app()
-    with app.app_context():
+    with session_scope(config):
         active = db.session.execute(
             select(Experiment.id, Experiment.attempt).where(
                 Experiment.state.in_([ExperimentState.PREPARING, ExperimentState.RUNNING])
@@ -367,7 +365,7 @@ def _fail_runs(config: Config, runs, reason: str) -> list[int]:
     from flautim.models import Experiment, ExperimentState, FailureKind, db
 
     failed = []
-    with worker_app().app_context():
+    with session_scope(config):
         for experiment_id, attempt in runs:
             experiment = db.session.get(Experiment, experiment_id)
             if experiment is None or experiment.attempt != attempt:
@@ -389,7 +387,7 @@ def settle_and_dispatch(config: Config, experiment_id: int | None = None) -> Non
     from flautim.models import db
     from flautim.quotas import settle_usage
 
-    with worker_app().app_context():
+    with session_scope(config):
         try:
             settle_usage(None if experiment_id is None else [experiment_id])
         except Exception:

@@ -46,21 +46,13 @@ INSPECT_JOB = "flautim.worker.job.inspect_dataset"
 JOB_TIMEOUT_MARGIN_S = 300
 
 
-def _config(config: Config | None) -> Config:
-    if config is not None:
-        return config
-    from flask import current_app
-
-    return current_app.extensions["flautim_config"]
-
-
-def redis_for(config: Config | None = None) -> redis.Redis:
+def redis_for(config: Config) -> redis.Redis:
     """This process's Redis client for the queues and the live channels (the embedded one
     in the demo)."""
-    return client_for(redis_url(_config(config)))
+    return client_for(redis_url(config))
 
 
-def queue_for(name: str, config: Config | None = None) -> Queue:
+def queue_for(name: str, config: Config) -> Queue:
     return Queue(name, connection=redis_for(config))
 
 
@@ -81,7 +73,7 @@ def _time_limit(values, config: Config) -> int:
     return int(min(wanted, config.MAX_EXPERIMENT_SECONDS))
 
 
-def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> str | None:
+def enqueue_experiment(experiment: Experiment, config: Config) -> str | None:
     """Queue a run of `experiment` (validated by the caller); returns its RQ job id when it
     was handed to a worker queue at once, None when it waits its turn in the database.
 
@@ -91,7 +83,6 @@ def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> 
     `requeue_lost`) is put back on its RQ queue directly, keeping the place it had. Raises
     InvalidTransition when the experiment is already running.
     """
-    config = _config(config)
     # The web service may already have moved it to queued (a new attempt) and committed.
     if experiment.state != ExperimentState.QUEUED:
         experiment.transition(ExperimentState.QUEUED)
@@ -107,14 +98,13 @@ def enqueue_experiment(experiment: Experiment, config: Config | None = None) -> 
     return job_id
 
 
-def request_cancel(experiment: Experiment, config: Config | None = None) -> None:
+def request_cancel(experiment: Experiment, config: Config) -> None:
     """Stop `experiment`: a queued one is cancelled now; a running one within seconds.
 
     For a running experiment this sets `cancel_requested` and a Redis flag the worker
     polls every half second; the worker then kills the containers and records the state.
     Finished experiments are left as they are.
     """
-    config = _config(config)
     state = experiment.state
     if state == ExperimentState.QUEUED:
         # Conditional, like the worker's start: of a cancel and a worker starting the run at
@@ -141,7 +131,7 @@ def request_cancel(experiment: Experiment, config: Config | None = None) -> None
 DISPATCH_LOCK = "flautim:dispatch-lock"
 
 
-def dispatch_waiting_runs(config: Config | None = None) -> list[int]:
+def dispatch_waiting_runs(config: Config) -> list[int]:
     """Hand waiting runs to the RQ queues, fairly; returns the ids handed over.
 
     Needs an app context. One dispatcher at a time (a Redis lock): each repeatedly picks,
@@ -150,7 +140,6 @@ def dispatch_waiting_runs(config: Config | None = None) -> list[int]:
     waiting run that no quota holds back. A project goes only while fewer than
     FAIR_SHARE_DISPATCH_PER_PROJECT of its runs sit in that RQ queue.
     """
-    config = _config(config)
     connection = redis_for(config)
     lock = connection.lock(DISPATCH_LOCK, timeout=120, blocking_timeout=30)
     if not lock.acquire():
@@ -274,23 +263,22 @@ def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config
     return job_id
 
 
-def publish_state(experiment: Experiment, config: Config | None = None) -> None:
+def publish_state(experiment: Experiment, config: Config) -> None:
     """Tell live pages the experiment's state changed (best effort: pages also poll the DB)."""
     try:
-        redis_for(_config(config)).publish(
+        redis_for(config).publish(
             channel_for(experiment.id), encode(state_message(experiment)))
     except redis.RedisError:
         log.warning("could not publish the state of experiment %s", experiment.id)
 
 
-def enqueue_dataset_inspection(dataset: Dataset, config: Config | None = None) -> str:
+def enqueue_dataset_inspection(dataset: Dataset, config: Config) -> str:
     """Queue the sandboxed inspection of `dataset` (runs `python -m flautim.fl inspect`).
 
     Sets inspection_status to "pending", commits, enqueues the id; the worker stores
     Dataset.inspection (sample counts, splits, labels, or the error with file and line) and
     inspection_status "ok" or "error".
     """
-    config = _config(config)
     dataset.inspection_status = "pending"
     db.session.commit()
     job = queue_for(INSPECTION_QUEUE, config).enqueue(

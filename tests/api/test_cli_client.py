@@ -182,7 +182,7 @@ def test_submit_a_real_run_and_load_the_downloaded_model(app, live_server, owner
     """The whole path: upload over HTTP, the real queue and worker (local sandbox), the
     runtime's processes, progress in the terminal, then the checkpoint loaded with torch."""
     from flautim.models import Experiment, ExperimentState, db
-    from flautim.worker.app_context import use_config
+    from flautim.worker.database import use_config
     from flautim.worker.main import run_worker
 
     tiny = ROOT / "tests" / "fl" / "bundles" / "tiny"

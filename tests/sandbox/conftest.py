@@ -2,7 +2,7 @@ import docker
 import pytest
 
 from flautim.sandbox.container_spec import LABEL_EXPERIMENT
-from flautim.worker.app_context import use_config
+from flautim.worker.database import use_config
 
 IMAGE = "flautim-sandbox:cpu"
 

@@ -108,7 +108,7 @@ def test_a_thousand_client_run_starts_no_container_and_says_why(app, worker_conf
     hp = (TINY / "hyperparameters.py").read_text().replace("num_clients = 2", "num_clients = 1000")
     experiment_id = store_experiment(app, write_bundle(tmp_path / "b", hyperparameters=hp), project_id, user_id)
     with app.app_context():
-        enqueue_experiment(db.session.get(Experiment, experiment_id))
+        enqueue_experiment(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
     assert job.run_experiment(experiment_id) == "failed"
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def _enqueue(app, experiment_id):
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, app.extensions["flautim_config"])
         return experiment.attempt
 
 

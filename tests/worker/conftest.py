@@ -1,6 +1,6 @@
 import pytest
 
-from flautim.worker.app_context import use_config
+from flautim.worker.database import use_config
 
 
 @pytest.fixture

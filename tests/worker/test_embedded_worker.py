@@ -19,7 +19,7 @@ def test_embedded_worker_runs_a_queued_experiment(app, owner, tmp_path):
     process = start_embedded_worker(app)
     try:
         with app.app_context():
-            enqueue_experiment(db.session.get(Experiment, experiment_id))
+            enqueue_experiment(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
         deadline = time.time() + 400
         state = None
         while time.time() < deadline:

@@ -25,7 +25,7 @@ def _tenants(app, make_user, make_project, tmp_path, a_runs: int):
     b_id = store_experiment(app, bundle, b_project, b_user, name="b")
     with app.app_context():
         for experiment_id in [*a_ids, b_id]:  # A queues all of its runs first, then B its one
-            enqueue_experiment(db.session.get(Experiment, experiment_id))
+            enqueue_experiment(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
     return a_ids, b_id
 
 

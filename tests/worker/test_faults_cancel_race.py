@@ -47,7 +47,7 @@ def _queued(app, tmp_path, owner, name="exp") -> int:
     user_id, project_id = owner
     experiment_id = store_experiment(app, write_bundle(tmp_path / name), project_id, user_id, name=name)
     with app.app_context():
-        enqueue_experiment(db.session.get(Experiment, experiment_id))
+        enqueue_experiment(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
     return experiment_id
 
 
@@ -63,7 +63,7 @@ def _cancel(app, experiment_id) -> None:
 
     def cancel() -> None:
         with app.app_context():
-            request_cancel(db.session.get(Experiment, experiment_id))
+            request_cancel(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
             db.session.remove()
 
     thread = threading.Thread(target=cancel)
@@ -106,7 +106,7 @@ def test_a_cancel_read_before_the_worker_started_stops_the_run(app, worker_confi
         worker = threading.Thread(target=job.run_experiment, args=(experiment_id,))
         worker.start()
         assert sandbox.ran.wait(30)
-        request_cancel(stale)
+        request_cancel(stale, app.extensions["flautim_config"])
         db.session.remove()
     worker.join(30)
 
@@ -130,7 +130,7 @@ def test_cancel_and_start_at_the_same_moment_always_end_cancelled(app, worker_co
             with app.app_context():
                 experiment = db.session.get(Experiment, eid)
                 b.wait()
-                request_cancel(experiment)
+                request_cancel(experiment, app.extensions["flautim_config"])
                 db.session.remove()
 
         threads = [threading.Thread(target=start), threading.Thread(target=cancel)]

@@ -26,7 +26,7 @@ import redis as redis_lib
 from sqlalchemy import select
 
 from flautim.models import Experiment, ExperimentState, db
-from flautim.worker.app_context import use_config
+from flautim.worker.database import use_config
 from tests.conftest import _config, _migrate, _truncate_all, free_port
 
 from .bundles import TINY, store_experiment, write_bundle
@@ -228,7 +228,7 @@ def test_the_outcome_of_a_run_ending_while_the_database_is_away_does_not_wait_fo
     postgres, _ = services
     postgres.stop()
     try:
-        sink = RuntimeVerdict(Ingestor(app, 1, 1, tmp_path, redis_client=None))
+        sink = RuntimeVerdict(Ingestor(app.extensions["flautim_config"], 1, 1, tmp_path, redis_client=None))
         sink.line("server", "stdout", "[server] round 3 done")
         sink.line("server", "stdout", event_line(make_event(
             "run_finished", status="completed", duration_s=9.0, rounds_completed=3)))

@@ -25,7 +25,7 @@ from flautim.fl.events import event_line, make_event
 from flautim.models import Experiment, ExperimentState, FailureKind, db
 from flautim.sandbox import RunOutcome
 from flautim.worker import job
-from flautim.worker.app_context import use_config
+from flautim.worker.database import use_config
 from flautim.worker.heartbeat import Heartbeat, is_alive
 from flautim.worker.main import MAX_REQUEUES, child_pids, reap_orphans, requeue_lost, run_worker
 from flautim.worker.queue import enqueue_experiment, redis_for
@@ -65,7 +65,7 @@ def _wait(predicate, timeout: float, every: float = 0.2):
 def _enqueue(app, experiment_id) -> int:
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, app.extensions["flautim_config"])
         attempt = experiment.attempt
         db.session.remove()
         return attempt

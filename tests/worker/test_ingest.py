@@ -41,7 +41,7 @@ def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_pa
     out = tmp_path / "out"
     (out / "ckpt").mkdir(parents=True)
     (out / "ckpt" / "r1.pt").write_bytes(b"model-bytes")
-    ingest = Ingestor(app, experiment_id, 1, out, redis_client=redis.Redis.from_url(REDIS_URL))
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, out, redis_client=redis.Redis.from_url(REDIS_URL))
     t0 = time.time()
     lines = [
         _event("run_started", experiment="e", transport="fast", clients=2, rounds=4, strategy="FedAvg", hyperparameters={}),
@@ -102,7 +102,7 @@ def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_pa
 
 
 def test_log_lines_past_the_cap_are_not_stored_but_events_are(app, experiment_id, tmp_path):
-    ingest = Ingestor(app, experiment_id, 1, tmp_path, redis_client=None)
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path, redis_client=None)
     for i in range(100):
         ingest.line("client-0", "stdout", f"line {i}")
     ingest.line("server", "stdout", _event("round_started", round=1))
@@ -120,7 +120,7 @@ def test_log_lines_past_the_cap_are_not_stored_but_events_are(app, experiment_id
 def test_redis_away_only_delays_live_updates(app, experiment_id, tmp_path):
     """Publishing to a Redis that is down (restarting) must not lose the stored rows."""
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    ingest = Ingestor(app, experiment_id, 1, tmp_path, redis_client=down)
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path, redis_client=down)
     ingest.line("server", "stdout", "still stored")
     ingest.line("server", "stdout", _event("round_started", round=1))
     ingest.close()

@@ -55,7 +55,7 @@ def _raw(**event):
 
 
 def _ingest(app, experiment_id, out, lines):
-    ingest = Ingestor(app, experiment_id, 1, out, redis_client=None)
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, out, redis_client=None)
     for line in lines:
         ingest.line("server", "stdout", line)
     ingest.close()

@@ -58,7 +58,7 @@ def _experiment(app, experiment_id):
 def _enqueue(app, experiment_id):
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, app.extensions["flautim_config"])
         return experiment.attempt
 
 
@@ -188,7 +188,7 @@ def test_cancel_stops_a_running_experiment_within_seconds(app, worker_config, ow
     time.sleep(2)
     with app.app_context():
         experiment = db.session.get(Experiment, experiment_id)
-        request_cancel(experiment)
+        request_cancel(experiment, app.extensions["flautim_config"])
         asked = time.monotonic()
     thread.join(timeout=60)
     assert not thread.is_alive()
@@ -225,6 +225,6 @@ def test_cancel_while_queued_is_immediate_and_the_worker_skips_it(app, worker_co
     experiment_id = store_experiment(app, write_bundle(tmp_path / "b"), project_id, user_id)
     attempt = _enqueue(app, experiment_id)
     with app.app_context():
-        request_cancel(db.session.get(Experiment, experiment_id))
+        request_cancel(db.session.get(Experiment, experiment_id), app.extensions["flautim_config"])
     assert _experiment(app, experiment_id).state == ExperimentState.CANCELLED
     assert job.run_experiment(experiment_id, attempt) == "cancelled"

@@ -31,7 +31,7 @@ def test_a_queued_run_whose_job_vanished_is_queued_again(app, worker_config, own
     alive = store_experiment(app, write_bundle(tmp_path / "c"), project_id, user_id, name="alive")
     waiting = store_experiment(app, write_bundle(tmp_path / "d"), project_id, user_id, name="waiting")
     with app.app_context():
-        enqueue_experiment(db.session.get(Experiment, alive))
+        enqueue_experiment(db.session.get(Experiment, alive), app.extensions["flautim_config"])
     _set(app, alive, minutes_ago=5)  # queued a while ago; its job still exists
     _set(app, lost, minutes_ago=5, job_id="job-that-redis-forgot", dispatched_at=utcnow() - timedelta(minutes=5))
     # Handed to RQ right now: its row is committed a moment before its job exists.

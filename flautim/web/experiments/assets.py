@@ -235,7 +235,7 @@ def _enqueue_inspection(dataset: Dataset) -> None:
     try:
         from flautim.worker.queue import enqueue_dataset_inspection
 
-        enqueue_dataset_inspection(dataset)
+        enqueue_dataset_inspection(dataset, flautim_config())
     except Exception as exc:
         log.exception("could not queue the inspection of dataset %s", dataset.id)
         dataset.inspection_status = "error"

@@ -164,7 +164,7 @@ def run_experiment(project: Project, user: User, experiment: Experiment) -> Expe
     try:
         from flautim.worker.queue import enqueue_experiment
 
-        enqueue_experiment(experiment)
+        enqueue_experiment(experiment, flautim_config())
     except Exception as exc:
         log.exception("could not enqueue experiment %s", experiment.id)
         db.session.rollback()
@@ -187,9 +187,9 @@ def cancel_experiment(project: Project, experiment: Experiment) -> Experiment:
     db.session.commit()
     from flautim.worker.queue import dispatch_waiting_runs, request_cancel
 
-    request_cancel(experiment)
+    request_cancel(experiment, flautim_config())
     try:  # a run that left the queue frees its project's place: hand over the next one
-        dispatch_waiting_runs()
+        dispatch_waiting_runs(flautim_config())
     except Exception:  # the workers' maintenance will; the cancel itself is done
         log.exception("could not hand waiting experiments to the queues after a cancel")
     db.session.refresh(experiment)
