@@ -29,7 +29,7 @@ from .container_spec import (
 )
 from .host_firewall import bridge_name, ensure_host_firewall
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
-from .supervision import LimitChecks, classify_failure, prepare_dirs
+from .supervision import Supervision, prepare_dirs
 from .untrusted_files import UnsafePath, check_mount_source, create_signal
 from .warm_pool import Pooled, WarmPool, remove_container
 
@@ -40,10 +40,6 @@ POLL_S = 0.5
 # notice it sooner.
 FAST_POLL_S = 0.1
 START_PARALLELISM = 4
-# After the server ends, clients get this long to leave on their own before being killed.
-CLIENT_GRACE_S = 15
-# When every client has died, the server gets this long to notice before being stopped.
-SERVER_ORPHAN_GRACE_S = 45
 
 
 class DockerSandbox:
@@ -148,7 +144,7 @@ class DockerSandbox:
         return gpu_assignment(plan.clients, available, self.config.GPU_POLICY)
 
 
-class _Run(LimitChecks):
+class _Run(Supervision):
     def __init__(self, sandbox: DockerSandbox, plan: RunPlan, sink: RunSink, control: RunControl):
         self.sandbox = sandbox
         self.client = sandbox.client
@@ -282,21 +278,7 @@ class _Run(LimitChecks):
 
     def phase_single(self, role: str) -> RunOutcome | None:
         self.start(role)
-        return self._wait_for(role, POLL_S)
-
-    def _wait_for(self, role: str, poll_s: float) -> RunOutcome | None:
-        """Until `role`'s container exits: None when it succeeded, else the run's outcome."""
-        while True:
-            stop = self.check_limits()
-            self.poll()
-            if stop is not None:
-                return stop
-            if role in self.exits:
-                self._drain([role])
-                if self.exits[role].exit_code != 0:
-                    return classify_failure([self.exits[role]], role)
-                return None
-            time.sleep(poll_s)
+        return self.wait_for(role, POLL_S)
 
     def phase_prepare(self, gpus: list[list[str]]) -> RunOutcome | None:
         """Partition the data while the server and client containers start and import.
@@ -314,7 +296,7 @@ class _Run(LimitChecks):
         with ThreadPoolExecutor(max_workers=START_PARALLELISM) as executor:
             list(executor.map(lambda rg: self.start(*rg), roles))
         self.clients_started_s = time.monotonic() - began
-        if (outcome := self._wait_for("prepare", FAST_POLL_S)) is not None:
+        if (outcome := self.wait_for("prepare", FAST_POLL_S)) is not None:
             return outcome
         for folder in {self.plan.control_dir, *(p.slot / "ctl" for p in self.pooled.values())}:
             create_signal(folder, PREPARED_MARKER)
@@ -322,52 +304,12 @@ class _Run(LimitChecks):
 
     def phase_federation(self) -> RunOutcome:
         clients = [f"client-{i}" for i in range(self.plan.clients)]
-        clients_started = self.clients_started_s
-        server_done_at = None
-        clients_dead_at = None
-        while True:
-            stop = self.check_limits()
-            self.poll()
-            if stop is not None:
-                self.poll()
-                stop.clients_started_s = clients_started
-                return stop
-            now = time.monotonic()
-            if "server" in self.exits:
-                server_done_at = server_done_at or now
-                pending = [r for r in clients if r not in self.exits]
-                # SuperNodes never leave on their own: stop them as soon as the server is done.
-                grace = 0 if self.plan.transport == "flower" else CLIENT_GRACE_S
-                if pending and now - server_done_at > grace:
-                    self.kill(pending)
-                    self.poll()
-                    pending = []
-                if not pending:
-                    break
-            elif all(r in self.exits for r in clients):
-                clients_dead_at = clients_dead_at or now
-                if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
-                    self.sink.line(
-                        "platform", "stderr",
-                        "[flautim] every client has stopped; stopping the server",
-                    )
-                    self.kill(["server"])
-            time.sleep(FAST_POLL_S if server_done_at else POLL_S)
-        self._drain()
-        exits = list(self.exits.values())
-        server = self.exits["server"]
-        bad_clients = [self.exits[r] for r in clients if self.exits[r].exit_code not in (0, None)
-                       and not self.exits[r].killed_by_us]
-        if server.exit_code == 0 and not any(e.oom_killed for e in exits if not e.killed_by_us):
-            outcome = RunOutcome("succeeded", exits=exits)
-            if bad_clients:
-                outcome.reason = "; ".join(f"{e.source} exited with code {e.exit_code}" for e in bad_clients)
-        else:
-            outcome = classify_failure(exits, "the federation")
-        outcome.clients_started_s = clients_started
+        outcome = self.supervise_federation(clients, POLL_S, FAST_POLL_S)
+        self.poll()
+        outcome.clients_started_s = self.clients_started_s
         return outcome
 
-    def _drain(self, roles: list[str] | None = None) -> None:
+    def drain(self, roles: list[str] | None = None) -> None:
         for role, thread in self.threads:
             if roles is None or role in roles:
                 thread.join(timeout=5)
@@ -380,7 +322,7 @@ class _Run(LimitChecks):
     def stop(self) -> None:
         """Kill what still runs and drain its output (the logs are complete after this)."""
         self.kill()
-        self._drain()
+        self.drain()
 
     def remove(self) -> None:
         never_adopted = [p.container for role, p in self.pooled.items() if role not in self.containers]

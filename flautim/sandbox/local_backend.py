@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,14 +13,13 @@ import time
 from pathlib import Path
 
 from flautim.config import Config
+from flautim.fl.process_group import free_port
 
 from .capture import pump_lines
 from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
-from .supervision import LimitChecks, classify_failure
+from .supervision import Supervision
 
 POLL_S = 0.3
-CLIENT_GRACE_S = 15
-SERVER_ORPHAN_GRACE_S = 45
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -71,20 +69,14 @@ class LocalSandbox:
         return outcome
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _LocalRun(LimitChecks):
+class _LocalRun(Supervision):
     def __init__(self, config: Config, plan: RunPlan, sink: RunSink, control: RunControl):
         self.config = config
         self.plan = plan
         self.sink = sink
         self.control = control
         self.procs: dict[str, subprocess.Popen] = {}
-        self.threads: list[threading.Thread] = []
+        self.threads: list[tuple[str, threading.Thread]] = []
         self.exits: dict[str, ProcessExit] = {}
         self.killed: set[str] = set()
         self._last_beat = 0.0
@@ -130,7 +122,7 @@ class _LocalRun(LimitChecks):
                 target=_drain_after_limit, args=(chunks, self.sink, role, stream, limit), daemon=True
             )
             thread.start()
-            self.threads.append(thread)
+            self.threads.append((role, thread))
 
     def kill(self, roles=None) -> None:
         for role, proc in self.procs.items():
@@ -155,21 +147,11 @@ class _LocalRun(LimitChecks):
 
     def single(self, role: str, args: list[str]) -> RunOutcome | None:
         self.start(role, args)
-        while True:
-            stop = self.check_limits()
-            self.poll()
-            if stop is not None:
-                return stop
-            if role in self.exits:
-                self._drain()
-                if self.exits[role].exit_code != 0:
-                    return classify_failure(list(self.exits.values()), role)
-                return None
-            time.sleep(POLL_S)
+        return self.wait_for(role, POLL_S)
 
     def federation(self) -> RunOutcome:
         plan = self.plan
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         transport = [] if plan.transport == "fast" else ["--transport", plan.transport]
         began = time.monotonic()
         self.start("server", ["server", str(self.bundle), "--data", str(plan.server_data_dir),
@@ -180,41 +162,14 @@ class _LocalRun(LimitChecks):
             self.start(role, ["client", str(self.bundle), "--data", str(plan.client_dir(i)),
                               "--server", address, "--client-id", str(i), *transport])
         clients_started = time.monotonic() - began
-        server_done_at = clients_dead_at = None
-        while True:
-            stop = self.check_limits()
-            self.poll()
-            if stop is not None:
-                stop.clients_started_s = clients_started
-                return stop
-            now = time.monotonic()
-            if "server" in self.exits:
-                server_done_at = server_done_at or now
-                pending = [r for r in clients if r not in self.exits]
-                if pending and now - server_done_at > CLIENT_GRACE_S:
-                    self.kill(pending)
-                    time.sleep(POLL_S)
-                    self.poll()
-                    pending = [r for r in clients if r not in self.exits]
-                if not pending:
-                    break
-            elif all(r in self.exits for r in clients):
-                clients_dead_at = clients_dead_at or now
-                if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
-                    self.kill(["server"])
-            time.sleep(POLL_S)
-        self._drain()
-        exits = list(self.exits.values())
-        if self.exits["server"].exit_code == 0 and not any(e.oom_killed for e in exits):
-            outcome = RunOutcome("succeeded", exits=exits)
-        else:
-            outcome = classify_failure(exits, "the federation")
+        outcome = self.supervise_federation(clients, POLL_S, POLL_S)
         outcome.clients_started_s = clients_started
         return outcome
 
-    def _drain(self) -> None:
-        for thread in self.threads:
-            thread.join(timeout=5)
+    def drain(self, roles: list[str] | None = None) -> None:
+        for role, thread in self.threads:
+            if roles is None or role in roles:
+                thread.join(timeout=5)
 
     def cleanup(self) -> None:
         """Kill every process group (a user's leftover children too) and reap them."""
@@ -230,7 +185,7 @@ class _LocalRun(LimitChecks):
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        self._drain()
+        self.drain()
 
 
 def _drain_after_limit(chunks, sink, source, stream, limit) -> None:

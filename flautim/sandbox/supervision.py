@@ -1,4 +1,5 @@
-"""What both backends share: preparing the run's folders, watching disk use, judging exits."""
+"""What both backends share: preparing the run's folders, watching limits and disk use,
+waiting on the run's processes, judging exits."""
 
 from __future__ import annotations
 
@@ -107,3 +108,65 @@ class LimitChecks:
         self.sink.line("platform", "stderr", f"[flautim] the run wrote {what}: stopping it")
         self.kill()
         return RunOutcome("failed", "user_code", f"the run wrote {what}")
+
+
+# After the server ends, clients get this long to read "bye" and leave before they are killed.
+CLIENT_GRACE_S = 15
+# After every client ends, a server still waiting for them is stopped after this long.
+SERVER_ORPHAN_GRACE_S = 45
+
+
+class Supervision(LimitChecks):
+    """The backends' wait loops. A backend's run provides, beside LimitChecks' needs,
+    `exits` (role -> ProcessExit, filled by poll()), poll(), kill(roles) and drain(roles)."""
+
+    def wait_for(self, role: str, poll_s: float) -> RunOutcome | None:
+        """Until `role` exits: None when it succeeded, else the run's outcome."""
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                return stop
+            if role in self.exits:
+                self.drain([role])
+                if self.exits[role].exit_code != 0:
+                    return classify_failure([self.exits[role]], role)
+                return None
+            time.sleep(poll_s)
+
+    def supervise_federation(self, clients: list[str], poll_s: float, after_server_poll_s: float) -> RunOutcome:
+        """Until the server and every client have exited; a stop (cancel, time, disk) ends it
+        at once. Clients still running after the server ended get CLIENT_GRACE_S (none for
+        Flower's SuperNodes, which never leave on their own); a server whose clients all
+        ended is stopped after SERVER_ORPHAN_GRACE_S."""
+        grace = 0 if self.plan.transport == "flower" else CLIENT_GRACE_S
+        server_done_at = clients_dead_at = None
+        while True:
+            stop = self.check_limits()
+            self.poll()
+            if stop is not None:
+                return stop
+            now = time.monotonic()
+            if "server" in self.exits:
+                server_done_at = server_done_at or now
+                pending = [r for r in clients if r not in self.exits]
+                if pending and now - server_done_at > grace:
+                    self.kill(pending)
+                if not pending:
+                    break
+            elif all(r in self.exits for r in clients):
+                clients_dead_at = clients_dead_at or now
+                if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
+                    self.sink.line("platform", "stderr", "[flautim] every client has stopped; stopping the server")
+                    self.kill(["server"])
+            time.sleep(after_server_poll_s if server_done_at else poll_s)
+        self.drain()
+        exits = list(self.exits.values())
+        bad_clients = [e for e in (self.exits[r] for r in clients)
+                       if e.exit_code not in (0, None) and not e.killed_by_us]
+        if self.exits["server"].exit_code == 0 and not any(e.oom_killed for e in exits if not e.killed_by_us):
+            outcome = RunOutcome("succeeded", exits=exits)
+            if bad_clients:
+                outcome.reason = "; ".join(f"{e.source} exited with code {e.exit_code}" for e in bad_clients)
+            return outcome
+        return classify_failure(exits, "the federation")
