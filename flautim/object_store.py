@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -25,6 +26,11 @@ CHUNK = 1024 * 1024
 
 class StoredObjectMissing(FileNotFoundError):
     """No object under that key."""
+
+
+class ObjectStoreUnavailable(OSError):
+    """The store did not take or give a file (unreachable, refused, full): an OSError, so
+    callers that survive a full disk survive this the same way."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,8 @@ class LocalFolderStore:
             # A leftover from a crash between rename and commit; ids are never reused
             # on PostgreSQL, so whatever is there belongs to no row.
             shutil.rmtree(target)
-        # One rename: uploads are staged under DATA_DIR/tmp, on the same disk.
-        os.replace(folder, target)
+        # One rename when on the same disk (uploads are staged under DATA_DIR/tmp).
+        shutil.move(folder, target)
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -140,7 +146,8 @@ class S3Store:
         self.bucket = bucket
 
     def put_file(self, key: str, path: Path) -> None:
-        self.client.upload_file(str(path), self.bucket, check_key(key))
+        with _unavailable_as_oserror(key):
+            self.client.upload_file(str(path), self.bucket, check_key(key))
 
     def put_tree(self, prefix: str, folder: Path) -> None:
         folder = Path(folder)
@@ -199,12 +206,24 @@ class S3Store:
         return scratch
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        with _unavailable_as_oserror(key):
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
     def delete_tree(self, prefix: str) -> None:
         keys = [{"Key": entry["Key"]} for entry in self._objects(prefix)]
         for start in range(0, len(keys), 1000):  # the API's limit per request
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000]})
+
+
+@contextmanager
+def _unavailable_as_oserror(key: str):
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+        raise ObjectStoreUnavailable(f"the object store failed on {key}: {exc}") from exc
 
 
 _clients: dict[tuple, object] = {}

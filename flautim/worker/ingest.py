@@ -34,6 +34,7 @@ from flautim.config import Config
 from flautim.fl.events import MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
 from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
+from flautim.object_store import store_for
 
 from .database import session_scope
 
@@ -69,6 +70,7 @@ class Ingestor:
         self.out_dir = Path(out_dir)
         self.redis = redis_client
         self.on_phase = on_phase
+        self.store = store_for(config)
         self.max_lines = self.config.MAX_LOG_LINES_PER_EXPERIMENT
         self.max_events = self.config.MAX_EVENTS_PER_ATTEMPT
         self.max_metrics_per_round = self.config.MAX_METRIC_ROWS_PER_ROUND
@@ -360,6 +362,8 @@ class Ingestor:
             dest = dest_dir / f"{stem}{CHECKPOINT_FORMATS[fmt]}"
             try:
                 size, digest = copy_checkpoint(self.out_dir, relative, dest, max_bytes=self._room())
+                # Checked and copied out of the sandbox's reach first; only then stored.
+                self.store.put_file(storage.relative(self.config.data_path, dest), dest)
             except CheckpointRejected as exc:
                 self.line("platform", "stderr", f"[flautim] checkpoint {relative[:200]!r} refused: {exc}")
                 continue
@@ -389,12 +393,22 @@ class Ingestor:
         per-round sets past keep_last, an earlier best, an earlier final."""
         previous = self._copies.pop((kind, rnd), None)
         if previous is not None:
-            _unlink(p for p in previous[0] if p not in written)
+            self._retire(p for p in previous[0] if p not in written)
         self._copies[(kind, rnd)] = (written, sum(_size(p) for p in written))
         same_kind = [key for key in self._copies if key[0] == kind]
         keep = self._keep_last_rounds() if kind == "round" else 1
         for key in same_kind[: max(0, len(same_kind) - keep)]:
-            _unlink(self._copies.pop(key)[0])
+            self._retire(self._copies.pop(key)[0])
+
+    def _retire(self, paths) -> None:
+        """Remove retired copies here and from the object store."""
+        for path in paths:
+            path.unlink(missing_ok=True)
+            if not self.store.is_local:
+                try:
+                    self.store.delete(storage.relative(self.config.data_path, path))
+                except OSError as exc:  # only space left behind: the row goes anyway
+                    log.warning("experiment %s: %s", self.experiment_id, exc)
 
     def _retire_rows(self, artifacts: list[ModelArtifact]) -> list[ModelArtifact]:
         """Delete the rows of retired copies (this batch's included); the kept new rows."""
@@ -571,11 +585,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _unlink(paths) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,6 +20,7 @@ from flautim import storage
 from flautim.config import Config
 from flautim.fl.events import EVENT_PREFIX, InvalidEvent, parse_line
 from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
+from flautim.object_store import StoredObjectMissing, store_for
 from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
 from flautim.sandbox.untrusted_files import remove_tree
 
@@ -82,7 +83,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
             heartbeat.stop()
             state = str(experiment.state)
             db.session.remove()
-            shutil.rmtree(plan.code_dir, ignore_errors=True)
+            for folder in (plan.code_dir, plan.code_dir.parent / "inputs"):
+                shutil.rmtree(folder, ignore_errors=True)
             return state
         publish_state(experiment, config)
         db.session.remove()
@@ -122,7 +124,12 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
         heartbeat.stop()
         # Every container is dead by now (none left to race), and the checkpoints were
         # copied out: what the sandbox wrote goes, links and all, never followed.
-        for folder in (plan.work_dir, plan.control_dir, plan.out_dir, plan.work_dir.parent / "bundle"):
+        folders = [plan.work_dir, plan.control_dir, plan.out_dir, plan.work_dir.parent / "bundle"]
+        if not store_for(config).is_local:
+            # The whole attempt folder was this worker's scratch (inputs fetched, checkpoints
+            # already in the store).
+            folders.append(plan.work_dir.parent)
+        for folder in folders:
             remove_tree(folder)
         if sandbox is not None:
             # After the state is final: finish removing the run's containers, and warm the
@@ -178,25 +185,28 @@ class RuntimeVerdict:
 
 
 def build_plan(experiment: Experiment, config) -> RunPlan:
-    """Gather the experiment's files into the attempt folder and describe the run."""
-    data_dir = config.data_path
-    attempt_dir = storage.attempt_dir(data_dir, experiment.project_id, experiment.id, experiment.attempt)
+    """Fetch the experiment's files from the object store into the attempt folder (this
+    worker's own disk) and describe the run."""
+    store = store_for(config)
+    pid = experiment.project_id
+    attempt_dir = storage.attempt_dir(config.data_path, pid, experiment.id, experiment.attempt)
     code_dir = attempt_dir / "code"
     if experiment.dataset_id is None or experiment.model_code_id is None or experiment.hyperparameter_file_id is None:
         raise ValueError("a dataset, the model's code and a hyperparameter file are required")
+    dataset_key = storage.dataset_key(pid, experiment.dataset_id)
     sources = {
-        "dataset.py": storage.dataset_dir(data_dir, experiment.project_id, experiment.dataset_id) / "dataset.py",
-        "api.py": _single_py(storage.model_code_dir(data_dir, experiment.project_id, experiment.model_code_id), "api.py"),
+        "dataset.py": f"{dataset_key}/dataset.py",
+        "api.py": _single_py(store, storage.model_code_key(pid, experiment.model_code_id), "api.py"),
         "hyperparameters.py": _single_py(
-            storage.hyperparameters_dir(data_dir, experiment.project_id, experiment.hyperparameter_file_id),
-            "hyperparameters.py",
+            store, storage.hyperparameters_key(pid, experiment.hyperparameter_file_id), "hyperparameters.py"
         ),
     }
     code_dir.mkdir(parents=True, exist_ok=True)
-    for name, src in sources.items():
-        if not src.is_file():
-            raise FileNotFoundError(f"{name} is missing ({storage.relative(data_dir, src.parent)})")
-        shutil.copyfile(src, code_dir / name)
+    for name, key in sources.items():
+        try:
+            (code_dir / name).write_bytes(store.read_bytes(key))
+        except StoredObjectMissing:
+            raise FileNotFoundError(f"{name} is missing ({key.rsplit('/', 1)[0]})") from None
     (code_dir / "data").mkdir(exist_ok=True)
     values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
     values = values if isinstance(values, dict) else {}
@@ -208,7 +218,8 @@ def build_plan(experiment: Experiment, config) -> RunPlan:
         experiment_id=experiment.id,
         attempt=experiment.attempt,
         code_dir=code_dir,
-        data_dir=storage.dataset_dir(data_dir, experiment.project_id, experiment.dataset_id) / "data",
+        # The local store's own folder (no copy), or the objects downloaded to this worker.
+        data_dir=store.local_tree(f"{dataset_key}/data", attempt_dir / "inputs" / "data"),
         work_dir=attempt_dir / "work",
         out_dir=attempt_dir / "output",
         clients=clients,
@@ -220,12 +231,10 @@ def build_plan(experiment: Experiment, config) -> RunPlan:
     )
 
 
-def _single_py(folder: Path, preferred: str) -> Path:
-    """The stored .py of an upload folder (named as uploaded, or by its role)."""
-    if (folder / preferred).is_file():
-        return folder / preferred
-    candidates = sorted(p for p in folder.glob("*.py") if p.is_file()) if folder.is_dir() else []
-    return candidates[0] if len(candidates) == 1 else folder / preferred
+def _single_py(store, prefix: str, preferred: str) -> str:
+    """The key of an upload's stored .py (named as uploaded, or by its role)."""
+    names = [f.name for f in store.list(prefix) if f.name.endswith(".py") and "/" not in f.name]
+    return f"{prefix}/{names[0] if len(names) == 1 and preferred not in names else preferred}"
 
 
 def _cancel_check(rconn, config: Config, experiment_id: int, attempt: int):
@@ -424,15 +433,19 @@ def inspect_dataset(dataset_id: int) -> str:
         dataset = db.session.get(Dataset, dataset_id)
         if dataset is None:
             return "missing"
-        folder = storage.dataset_dir(config.data_path, dataset.project_id, dataset.id)
+        key = storage.dataset_key(dataset.project_id, dataset.id)
         scratch = config.data_path / "tmp" / f"inspect-{dataset.id}-{int(time.time() * 1000)}"
         db.session.remove()
+    store = store_for(config)
     code_dir = scratch / "code"
     code_dir.mkdir(parents=True)
     (code_dir / "data").mkdir()
-    if (folder / "dataset.py").is_file():
-        shutil.copyfile(folder / "dataset.py", code_dir / "dataset.py")
-    plan = RunPlan(experiment_id=0, attempt=dataset_id, code_dir=code_dir, data_dir=folder / "data",
+    try:
+        (code_dir / "dataset.py").write_bytes(store.read_bytes(f"{key}/dataset.py"))
+    except StoredObjectMissing:
+        pass  # the inspection reports the missing class
+    data_dir = store.local_tree(f"{key}/data", scratch / "inputs")
+    plan = RunPlan(experiment_id=0, attempt=dataset_id, code_dir=code_dir, data_dir=data_dir,
                    work_dir=scratch / "work", out_dir=scratch / "out", clients=0, time_limit_s=300)
     collect = _Collect()
     try:

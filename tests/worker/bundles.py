@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from flautim import storage
 from flautim.fl.hyperparameters import load_hyperparameters
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, db
+from flautim.object_store import store_for
 
 TINY = Path(__file__).resolve().parents[1] / "fl" / "bundles" / "tiny"
 
@@ -24,9 +26,10 @@ def write_bundle(dest: Path, *, api: str | None = None, dataset: str | None = No
 
 
 def store_experiment(app, bundle: Path, project_id: int, user_id: int, name: str = "exp") -> int:
-    """Rows and stored files for `bundle`; returns the new (draft) experiment's id."""
+    """Rows and stored files (in the app's object store) for `bundle`; returns the new
+    (draft) experiment's id."""
     config = app.extensions["flautim_config"]
-    data_dir = config.data_path
+    store = store_for(config)
     with app.app_context():
         dataset = Dataset(project_id=project_id, created_by_id=user_id, name=f"{name}-data",
                           storage_path="pending", content_hash="0" * 64)
@@ -38,18 +41,18 @@ def store_experiment(app, bundle: Path, project_id: int, user_id: int, name: str
                                    content_hash="0" * 64, values=values)
         db.session.add_all([dataset, code, hyper])
         db.session.flush()
-        ds_dir = storage.dataset_dir(data_dir, project_id, dataset.id)
-        shutil.copytree(bundle / "data", ds_dir / "data")
-        shutil.copyfile(bundle / "dataset.py", ds_dir / "dataset.py")
-        code_dir = storage.model_code_dir(data_dir, project_id, code.id)
-        code_dir.mkdir(parents=True)
-        shutil.copyfile(bundle / "api.py", code_dir / "api.py")
-        hp_dir = storage.hyperparameters_dir(data_dir, project_id, hyper.id)
-        hp_dir.mkdir(parents=True)
-        shutil.copyfile(bundle / "hyperparameters.py", hp_dir / "hyperparameters.py")
-        dataset.storage_path = storage.relative(data_dir, ds_dir)
-        code.storage_path = storage.relative(data_dir, code_dir)
-        hyper.storage_path = storage.relative(data_dir, hp_dir)
+        dataset.storage_path = storage.dataset_key(project_id, dataset.id)
+        code.storage_path = storage.model_code_key(project_id, code.id)
+        hyper.storage_path = storage.hyperparameters_key(project_id, hyper.id)
+        with tempfile.TemporaryDirectory() as staging:
+            for row, files in ((dataset, ("dataset.py", "data")), (code, ("api.py",)),
+                               (hyper, ("hyperparameters.py",))):
+                folder = Path(staging) / str(row.storage_path).replace("/", "-")
+                folder.mkdir()
+                for file in files:
+                    copy = shutil.copytree if (bundle / file).is_dir() else shutil.copyfile
+                    copy(bundle / file, folder / file)
+                store.put_tree(row.storage_path, folder)
         experiment = Experiment(project_id=project_id, name=name, dataset_id=dataset.id,
                                 model_code_id=code.id, hyperparameter_file_id=hyper.id,
                                 created_by_id=user_id)
