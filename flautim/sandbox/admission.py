@@ -39,10 +39,14 @@ def run_memory_mb(config: Config, plan: RunPlan) -> int:
 def host_capacity_mb(config: Config) -> int:
     """Memory this host gives to runs: all of it (or SANDBOX_HOST_MEMORY_MB) less the
     reserve and the warm pool, times SANDBOX_MEMORY_OVERCOMMIT."""
-    total = config.SANDBOX_HOST_MEMORY_MB or _meminfo_mb("MemTotal")
-    free = total - config.SANDBOX_HOST_RESERVE_MB - max(0, config.SANDBOX_WARM_POOL) * POOL_CONTAINER_MB
+    free = host_memory_mb(config) - config.SANDBOX_HOST_RESERVE_MB - max(0, config.SANDBOX_WARM_POOL) * POOL_CONTAINER_MB
     # Limits are ceilings; a site that knows its runs peak well below them may overcommit.
     return int(free * config.SANDBOX_MEMORY_OVERCOMMIT)
+
+
+def host_memory_mb(config: Config) -> int:
+    """This host's memory as runs see it: SANDBOX_HOST_MEMORY_MB, or all of it."""
+    return config.SANDBOX_HOST_MEMORY_MB or _meminfo_mb("MemTotal")
 
 
 def _meminfo_mb(field: str) -> int:
@@ -135,4 +139,4 @@ def _alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["Admission", "host_capacity_mb", "run_memory_mb"]
+__all__ = ["Admission", "host_capacity_mb", "host_memory_mb", "run_memory_mb"]

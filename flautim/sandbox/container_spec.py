@@ -253,16 +253,33 @@ def host_gpus(config: Config) -> list[str]:
     setting = config.SANDBOX_GPUS.strip()
     if setting != "auto":
         return [g.strip() for g in setting.split(",") if g.strip()]
+    return list(_nvidia_smi_gpus())
+
+
+def host_gpu_names(config: Config) -> list[tuple[str, str]]:
+    """(index, model name) of each GPU `host_gpus` offers; "GPU <index>" when nvidia-smi
+    cannot name it."""
+    names = _nvidia_smi_gpus()
+    return [(index, names.get(index, f"GPU {index}")) for index in host_gpus(config)]
+
+
+def _nvidia_smi_gpus() -> dict[str, str]:
+    """{index: name} of the GPUs nvidia-smi lists; empty without it or a driver."""
     import shutil
     import subprocess
 
     if not shutil.which("nvidia-smi"):
-        return []
+        return {}
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=20, check=True, env={**os.environ},
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+        return {}
+    gpus = {}
+    for line in out.splitlines():
+        index, _, name = line.partition(",")
+        if index.strip().isdigit():
+            gpus[index.strip()] = name.strip() or f"GPU {index.strip()}"
+    return gpus

@@ -3,6 +3,7 @@ an embedded one inside the web process for the demo."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from flautim.config import Config
 from flautim.redis_connection import client_for, redis_url
 
+from .capacity import WorkerCapacity, encode, key_for
 from .database import current_config, session_scope, use_config
 from .heartbeat import MIN_TTL_S, heartbeat_key, is_alive
 from .queue import (
@@ -38,14 +40,50 @@ MAX_REQUEUES = 3
 
 
 def default_queues(config: Config) -> list[str]:
-    """Inspections first, then runs. A GPU host serves the GPU queue first; a CPU host serves
-    it last, so GPU-wanting runs still run (on the CPU, with a warning) where no GPU exists."""
-    from flautim.sandbox.container_spec import host_gpus
-
+    """Inspections first, then runs. Only a host with a GPU serves the GPU queue (first): a
+    CPU host would take a run whose hyperparameters ask for device="cuda" and refuse it."""
     queues = list(DEFAULT_QUEUES)
-    if config.SANDBOX_BACKEND == "docker" and host_gpus(config):
+    if _sandbox_gpus(config):
         return [queues[0], GPU_QUEUE, *queues[1:]]
-    return [*queues, GPU_QUEUE]
+    return queues
+
+
+def _sandbox_gpus(config: Config) -> list[tuple[str, str]]:
+    """(index, name) of the GPUs this worker's sandbox may hand out: the Docker backend's
+    only (the local one refuses GPU runs)."""
+    from flautim.sandbox.container_spec import host_gpu_names
+
+    return host_gpu_names(config) if config.SANDBOX_BACKEND == "docker" else []
+
+
+def measure_capacity(config: Config, name: str, queues: list[str]) -> WorkerCapacity:
+    """What this worker offers runs, as it advertises it (worker/capacity.py). The cost of
+    a run in memory comes from the sandbox's own rule, at this worker's limits."""
+    import socket
+    from pathlib import Path
+
+    from flautim.sandbox.admission import host_capacity_mb, host_memory_mb, run_memory_mb
+    from flautim.sandbox.plan import RunPlan
+
+    def cost(clients: int, transport: str) -> int:
+        here = Path(".")
+        return run_memory_mb(config, RunPlan(0, 0, here, here, here, here, clients, transport=transport))
+
+    base = cost(0, "fast")
+    return WorkerCapacity(
+        name=name,
+        host=socket.gethostname(),
+        backend=config.SANDBOX_BACKEND,
+        queues=list(queues),
+        cores=len(os.sched_getaffinity(0)),
+        cpus_per_container=float(config.SANDBOX_CPUS_PER_CONTAINER),
+        memory_total_mb=host_memory_mb(config),
+        memory_for_runs_mb=host_capacity_mb(config),
+        run_base_mb=base,
+        client_mb={transport: cost(1, transport) - base for transport in ("fast", "flower")},
+        gpus=[gpu_name for _index, gpu_name in _sandbox_gpus(config)],
+        warm_pool=max(0, config.SANDBOX_WARM_POOL) if config.SANDBOX_BACKEND == "docker" else 0,
+    )
 
 
 def run_worker(queues: list[str] | None = None, burst: bool = False, config: Config | None = None) -> None:
@@ -79,9 +117,54 @@ def run_worker(queues: list[str] | None = None, burst: bool = False, config: Con
 class FlautimWorker(Worker):
     """RQ's worker whose periodic maintenance also puts back runs that Redis lost and
     reaps runs whose work horse died, and which cleans up at once after its own horse is
-    killed (SIGKILL, the OOM killer) while it survives."""
+    killed (SIGKILL, the OOM killer) while it survives. It advertises its capacity from
+    birth to death, renewed with RQ's own heartbeat (worker/capacity.py)."""
 
     adopts_orphans = False
+    _capacity: str | None = None
+    _in_housekeeping = False
+
+    def register_birth(self):
+        super().register_birth()
+        self._advertise(self.connection, self.worker_ttl + 60, measure=True)
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        # SET, not EXPIRE: the advertisement comes back after a Redis restart emptied it.
+        self._advertise(pipeline if pipeline is not None else self.connection, timeout or self.worker_ttl + 60)
+
+    def register_death(self):
+        try:
+            self.connection.delete(key_for(self.name))
+        except redis.RedisError:  # it expires with the heartbeat anyway
+            log.warning("could not withdraw the capacity of worker %s", self.name)
+        super().register_death()
+
+    def _advertise(self, connection, ttl: int, measure: bool = False) -> None:
+        try:
+            if measure or self._capacity is None:
+                self._capacity = encode(measure_capacity(current_config(), self.name, self.queue_names()))
+            connection.set(key_for(self.name), self._capacity, ex=int(ttl))
+        except Exception:  # a worker that cannot advertise still serves its queues
+            log.exception("could not advertise the capacity of worker %s", self.name)
+
+    @contextlib.contextmanager
+    def _housekeeping(self):
+        self._in_housekeeping = True
+        try:
+            yield
+        finally:
+            self._in_housekeeping = False
+
+    def _shutdown(self):
+        # RQ stops an idle worker by raising StopRequested from the signal handler, wherever
+        # the worker is; inside its housekeeping an `except Exception` (which must keep the
+        # worker serving) would swallow it and the worker would never stop, nor withdraw its
+        # capacity. There the request is noted, and RQ's loop stops once the step is done.
+        if self._in_housekeeping:
+            self._stop_requested = True
+            return
+        super()._shutdown()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -91,28 +174,32 @@ class FlautimWorker(Worker):
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
-        try:
-            requeue_lost(current_config(), self.connection)
-        except Exception:  # maintenance must never stop the worker
-            log.exception("could not check for lost queued experiments")
-        try:
-            reap_orphans(current_config(), self.connection)
-        except Exception:
-            log.exception("could not look for orphaned runs")
-        if self.adopts_orphans:
-            end_adopted_processes()
-        settle_and_dispatch(current_config())
-        replenish_pool(current_config())
+        with self._housekeeping():
+            super().run_maintenance_tasks()
+            try:
+                requeue_lost(current_config(), self.connection)
+            except Exception:  # maintenance must never stop the worker
+                log.exception("could not check for lost queued experiments")
+            try:
+                reap_orphans(current_config(), self.connection)
+            except Exception:
+                log.exception("could not look for orphaned runs")
+            if self.adopts_orphans:
+                end_adopted_processes()
+            settle_and_dispatch(current_config())
+            replenish_pool(current_config())
+            self._advertise(self.connection, self.worker_ttl + 60, measure=True)
 
     def execute_job(self, job, queue):
         # Fair share: the job just left its RQ queue, so its project's place there is free.
-        settle_and_dispatch(current_config())
+        with self._housekeeping():
+            settle_and_dispatch(current_config())
         try:
             return super().execute_job(job, queue)
         finally:
             # Count the run's time (even when its work horse died) and hand over the next.
-            settle_and_dispatch(current_config(), job.args[0] if job.func_name == RUN_JOB and job.args else None)
+            with self._housekeeping():
+                settle_and_dispatch(current_config(), job.args[0] if job.func_name == RUN_JOB and job.args else None)
 
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage) -> None:

@@ -8,9 +8,11 @@ Fair share: the database is the queue of record for runs (state "queued", `queue
 is given at most FAIR_SHARE_DISPATCH_PER_PROJECT runs of a project at a time
 (`dispatch_waiting_runs`); the rest wait in the database and are handed over, one at a time,
 to the project that least recently had a run handed over, so one tenant's hundred runs do
-not delay everybody else's. It runs on each submission, when a worker takes a job (the job
-left the RQ queue, so its project's place is free) and after it, and in the workers'
-maintenance. The quotas' running limits and monthly budgets (flautim/quotas.py) hold runs
+not delay everybody else's. A run no live worker could ever hold (too many clients for any
+worker's memory, a GPU where no worker has one: worker/capacity.py) is not handed over; it
+waits with the reason shown on its page until a worker that fits connects. The dispatcher
+runs on each submission, when a worker takes a job (the job left the RQ queue, so its
+project's place is free) and after it, and in the workers' maintenance. The quotas' running limits and monthly budgets (flautim/quotas.py) hold runs
 back here: they wait, with the reason shown on the project's usage page.
 """
 
@@ -30,6 +32,8 @@ from flautim.config import Config
 from flautim.live_messages import channel_for, encode, state_message
 from flautim.models import Dataset, Experiment, ExperimentState, HyperparameterFile, db, utcnow
 from flautim.redis_connection import client_for, redis_url
+
+from .capacity import RunNeeds, live_workers, unholdable_reason
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,8 @@ def enqueue_experiment(experiment: Experiment, config: Config) -> str | None:
         db.session.commit()
     if experiment.job_id is not None:
         values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
-        job_id = _hand_over(experiment.id, experiment.attempt, experiment.wants_gpu, values, config)
+        queue = _queue_name(experiment.wants_gpu, values)
+        job_id = _hand_over(experiment.id, experiment.attempt, queue, values, config)
     else:
         dispatch_waiting_runs(config)
         db.session.refresh(experiment)
@@ -160,12 +165,13 @@ def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
     waiting = db.session.execute(
         select(
             Experiment.id, Experiment.attempt, Experiment.project_id, submitter(), Experiment.wants_gpu,
-            HyperparameterFile.values, Experiment.queued_at,
+            HyperparameterFile.values, Experiment.queued_at, Experiment.transport, Experiment.failure_reason,
         )
         .outerjoin(HyperparameterFile, HyperparameterFile.id == Experiment.hyperparameter_file_id)
         .where(Experiment.state == ExperimentState.QUEUED, Experiment.job_id.is_(None))
         .order_by(Experiment.queued_at, Experiment.id)
     ).all()
+    waiting = _holdable(waiting, connection, config)
     if not waiting:
         return []
     by_project: dict[int, list] = defaultdict(list)
@@ -189,7 +195,7 @@ def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
             row = next(
                 (
                     r for r in rows
-                    if in_queue[(project_id, _queue_name(r.wants_gpu))] < per_project
+                    if in_queue[(project_id, _queue_name(r.wants_gpu, r.values))] < per_project
                     and admission.hold(project_id, r[3], run_uses_gpu(r.wants_gpu, r.values)) is None
                 ),
                 None,
@@ -203,15 +209,63 @@ def _dispatch(config: Config, connection: redis.Redis) -> list[int]:
             return handed
         row = choice[1]
         by_project[row.project_id].remove(row)
-        if _hand_over(row.id, row.attempt, row.wants_gpu, row.values, config, claim=True):
+        queue = _queue_name(row.wants_gpu, row.values)
+        if _hand_over(row.id, row.attempt, queue, row.values, config, claim=True):
             handed.append(row.id)
-            in_queue[(row.project_id, _queue_name(row.wants_gpu))] += 1
+            in_queue[(row.project_id, queue)] += 1
             admission.handed_over(row.project_id, row[3])
             last_handed[row.project_id] = utcnow()
 
 
-def _queue_name(wants_gpu: bool) -> str:
-    return GPU_QUEUE if wants_gpu else EXPERIMENT_QUEUE
+def _queue_name(wants_gpu: bool, values) -> str:
+    """A run that uses a GPU (quotas' rule, the one that also charges it) goes to the GPU
+    queue, which only workers with a GPU serve."""
+    from flautim.quotas import run_uses_gpu
+
+    return GPU_QUEUE if run_uses_gpu(wants_gpu, values) else EXPERIMENT_QUEUE
+
+
+def run_needs(wants_gpu: bool, values, transport: str | None) -> RunNeeds:
+    """What a run asks of a worker, read from its hyperparameters as the worker reads them."""
+    from flautim.quotas import run_containers, run_uses_gpu
+
+    values = values if isinstance(values, dict) else {}
+    return RunNeeds(
+        clients=run_containers(values) - 1,
+        transport=str(values.get("transport") or transport or "fast"),
+        gpu=run_uses_gpu(wants_gpu, values),
+        queue=_queue_name(wants_gpu, values),
+    )
+
+
+def _holdable(waiting: list, connection: redis.Redis, config: Config) -> list:
+    """The waiting runs some live worker could hold. The others stay waiting in the
+    database, their reason (or its removal, once a worker that fits has come) stored and
+    published for their pages."""
+    workers = live_workers(connection)
+    kept, changed = [], {}
+    for row in waiting:
+        reason = unholdable_reason(run_needs(row.wants_gpu, row.values, row.transport), workers)
+        if reason is None:
+            kept.append(row)
+        if reason != row.failure_reason:
+            changed[row.id] = (row.attempt, reason)
+    for experiment_id, (attempt, reason) in changed.items():
+        db.session.execute(
+            update(Experiment)
+            .where(Experiment.id == experiment_id, Experiment.attempt == attempt,
+                   Experiment.state == ExperimentState.QUEUED, Experiment.job_id.is_(None))
+            .values(failure_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+    if changed:
+        db.session.commit()
+        for experiment in db.session.scalars(
+            select(Experiment).where(Experiment.id.in_(list(changed)))
+            .execution_options(populate_existing=True)
+        ):
+            publish_state(experiment, config)
+    return kept
 
 
 def _runs_in_rq_queues(connection: redis.Redis) -> Counter:
@@ -232,7 +286,7 @@ def _runs_in_rq_queues(connection: redis.Redis) -> Counter:
     return counts
 
 
-def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config: Config,
+def _hand_over(experiment_id: int, attempt: int, queue: str, values, config: Config,
                claim: bool = False) -> str | None:
     """Put one attempt on its RQ queue: the row names its new job and is committed first,
     then the job is enqueued (a worker never finds a job whose row does not know it; a job
@@ -250,7 +304,7 @@ def _hand_over(experiment_id: int, attempt: int, wants_gpu: bool, values, config
     db.session.commit()
     if taken != 1:
         return None
-    queue_for(_queue_name(wants_gpu), config).enqueue(
+    queue_for(queue, config).enqueue(
         RUN_JOB,
         experiment_id,
         attempt,

@@ -1,4 +1,5 @@
-"""What the RQ queues hold right now, read from the app's Redis (never from worker code)."""
+"""What the RQ queues hold right now and what each live worker can hold, read from the
+app's Redis (RQ's records and the workers' capacity advertisements, worker/capacity.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rq import Queue, Worker
 from rq.job import Job
 
 from flautim.redis_connection import client_for
+from flautim.worker.capacity import WorkerCapacity, live_workers
 
 QUEUE_NAMES = ("experiments", "experiments-gpu")
 
@@ -37,6 +39,7 @@ class WorkerRow:
     queues: list[str]
     current_job: str
     last_heartbeat: str
+    capacity: WorkerCapacity | None = None  # None: it advertises none (an older worker)
 
 
 def _rows(connection: redis.Redis, ids: list[str], status: str, limit: int) -> list[JobRow]:
@@ -62,7 +65,8 @@ def _rows(connection: redis.Redis, ids: list[str], status: str, limit: int) -> l
 
 
 def overview(redis_url: str, limit: int = 50) -> tuple[list[QueueOverview], list[WorkerRow]]:
-    """Queued, started and failed jobs of each experiment queue, and the live workers."""
+    """Queued, started and failed jobs of each experiment queue, and the live workers with
+    the capacity they advertise."""
     connection = client_for(redis_url)
     queues = []
     for name in QUEUE_NAMES:
@@ -75,6 +79,7 @@ def overview(redis_url: str, limit: int = 50) -> tuple[list[QueueOverview], list
                 failed=_rows(connection, queue.failed_job_registry.get_job_ids(), "failed", limit),
             )
         )
+    capacity = {c.name: c for c in live_workers(connection)}
     workers = [
         WorkerRow(
             name=w.name,
@@ -82,6 +87,7 @@ def overview(redis_url: str, limit: int = 50) -> tuple[list[QueueOverview], list
             queues=w.queue_names(),
             current_job=w.get_current_job_id() or "",
             last_heartbeat=w.last_heartbeat.strftime("%d/%m/%Y %H:%M:%S") if w.last_heartbeat else "",
+            capacity=capacity.get(w.name),
         )
         for w in Worker.all(connection=connection)
     ]

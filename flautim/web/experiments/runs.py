@@ -83,7 +83,9 @@ def create_experiment(
         hyperparameter_file_id=hyper.id,
         cloned_from_id=cloned_from.id if cloned_from else None,
         transport=cloned_from.transport if cloned_from else "fast",
-        wants_gpu=cloned_from.wants_gpu if cloned_from else False,
+        # What the hyperparameters ask (device="cuda"), not the original's: a clone may
+        # take another hyperparameter file. The queue routes by the same rule.
+        wants_gpu=quotas.run_uses_gpu(False, hyper.values),
         rounds_total=_rounds_of(hyper),
         summary={},
     )
