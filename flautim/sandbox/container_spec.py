@@ -112,11 +112,16 @@ def role_command(plan: RunPlan, role: str) -> list[str]:
 
 
 def gpu_assignment(clients: int, gpu_ids: list[str], policy: str) -> list[list[str]]:
-    """The GPUs each client gets: all of them ("share") or one each, round-robin ("split")."""
+    """The GPUs each of a run's `clients` client containers gets (docs/gpu.md): all of them
+    ("share"), or ("split") the host's GPUs dealt round-robin — GPU j to container j mod K —
+    so with more containers than GPUs each gets one and a GPU serves several, and with fewer
+    each gets its own disjoint set and none is left idle."""
     if not gpu_ids:
         return [[] for _ in range(clients)]
     if policy == "split":
-        return [[gpu_ids[i % len(gpu_ids)]] for i in range(clients)]
+        if clients >= len(gpu_ids):
+            return [[gpu_ids[i % len(gpu_ids)]] for i in range(clients)]
+        return [gpu_ids[i::clients] for i in range(clients)]
     return [list(gpu_ids) for _ in range(clients)]
 
 

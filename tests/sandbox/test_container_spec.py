@@ -132,6 +132,20 @@ def test_gpu_policy_share_and_split():
     assert gpu_assignment(2, [], "split") == [[], []]
 
 
+def test_split_deals_every_gpu_to_k_client_containers_round_robin():
+    # K >= GPUs: one GPU each, the GPUs in turn; K < GPUs: disjoint sets, none left idle.
+    assert gpu_assignment(5, ["0", "1"], "split") == [["0"], ["1"], ["0"], ["1"], ["0"]]
+    assert gpu_assignment(2, ["0", "1", "2", "3", "4"], "split") == [["0", "2", "4"], ["1", "3"]]
+    assert gpu_assignment(1, ["0", "1"], "split") == [["0", "1"]]
+
+
+def test_each_client_container_sees_its_split_gpus_renumbered_from_zero(config, plan):
+    split = gpu_assignment(2, ["4", "5", "6"], "split")
+    seen = [container_kwargs(config, plan, f"client-{i}", gpus=g) for i, g in enumerate(split)]
+    assert [kw["device_requests"][0]["DeviceIDs"] for kw in seen] == [["4", "6"], ["5"]]
+    assert [kw["environment"]["CUDA_VISIBLE_DEVICES"] for kw in seen] == ["0,1", "0"]
+
+
 def test_gpu_clients_get_device_requests_and_visible_devices(config, plan):
     kw = container_kwargs(config, plan, "client-1", gpus=["3"])
     request = kw["device_requests"][0]
