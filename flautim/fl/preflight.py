@@ -8,6 +8,7 @@ happened and rewrites it as "layer 'fc1' (Linear(...)) expected 256 input featur
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,20 @@ def _hint(module: nn.Module, shape: list[int] | None) -> str:
 
 def definition_site(obj: Any, root: Path) -> str:
     """`file:line` where a class or function of the bundle is defined, or ""."""
+    try:
+        return _cached_definition_site(obj, root)
+    except TypeError:  # unhashable
+        return _definition_site(obj, root)
+
+
+# Sessions name the user's methods on every fit and evaluate, in case they fail; reading the
+# source each time was a third of a small client's evaluation (1,000 virtual clients a round).
+@functools.lru_cache(maxsize=256)
+def _cached_definition_site(obj: Any, root: Path) -> str:
+    return _definition_site(obj, root)
+
+
+def _definition_site(obj: Any, root: Path) -> str:
     try:
         path = Path(inspect.getsourcefile(obj) or "")
         _lines, line = inspect.getsourcelines(obj)
