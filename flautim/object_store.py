@@ -16,12 +16,17 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK = 1024 * 1024
+# Files up to this size move in one request; larger ones through boto3's multipart transfer.
+SINGLE_REQUEST_BYTES = 8 * 1024 * 1024
+# Requests in flight for a tree of small files (latency-bound, not bandwidth-bound).
+TREE_CONCURRENCY = 16
 
 
 class StoredObjectMissing(FileNotFoundError):
@@ -147,13 +152,18 @@ class S3Store:
 
     def put_file(self, key: str, path: Path) -> None:
         with _unavailable_as_oserror(key):
-            self.client.upload_file(str(path), self.bucket, check_key(key))
+            if Path(path).stat().st_size <= SINGLE_REQUEST_BYTES:
+                # One PUT: the transfer manager's threads and multipart cost more than the file.
+                with open(path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=body)
+            else:
+                self.client.upload_file(str(path), self.bucket, check_key(key))
 
     def put_tree(self, prefix: str, folder: Path) -> None:
         folder = Path(folder)
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                self.put_file(f"{check_key(prefix)}/{path.relative_to(folder).as_posix()}", path)
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()]
+        _in_parallel(lambda path: self.put_file(f"{check_key(prefix)}/{path.relative_to(folder).as_posix()}", path),
+                     files)
 
     def read_bytes(self, key: str) -> bytes:
         stream, _size = self.open(key)
@@ -199,10 +209,19 @@ class S3Store:
         writes); names come from our own keys, checked again before they become paths."""
         scratch = Path(scratch)
         scratch.mkdir(parents=True, exist_ok=True)
-        for entry in self.list(prefix):
+
+        def fetch(entry: StoredFile) -> None:
             target = scratch / check_key(entry.name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(self.bucket, f"{prefix}/{entry.name}", str(target))
+            if entry.size <= SINGLE_REQUEST_BYTES:
+                body, _size = self.open(f"{prefix}/{entry.name}")
+                with open(target, "wb") as out:
+                    for chunk in iter_chunks(body):
+                        out.write(chunk)
+            else:
+                self.client.download_file(self.bucket, f"{prefix}/{entry.name}", str(target))
+
+        _in_parallel(fetch, self.list(prefix))
         return scratch
 
     def delete(self, key: str) -> None:
@@ -213,6 +232,14 @@ class S3Store:
         keys = [{"Key": entry["Key"]} for entry in self._objects(prefix)]
         for start in range(0, len(keys), 1000):  # the API's limit per request
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000]})
+
+
+def _in_parallel(fn, items) -> None:
+    """`fn` on every item, TREE_CONCURRENCY at a time (boto3 clients are thread-safe);
+    the first error is raised."""
+    with ThreadPoolExecutor(TREE_CONCURRENCY) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
 
 
 @contextmanager
@@ -256,5 +283,6 @@ def _s3_client(config):
         aws_access_key_id=config.S3_ACCESS_KEY_ID or None,
         aws_secret_access_key=config.S3_SECRET_ACCESS_KEY or None,
         # Path-style URLs work on every S3-compatible server, virtual hosts need DNS for each bucket.
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5}),
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5},
+                          max_pool_connections=TREE_CONCURRENCY),
     )
