@@ -2,7 +2,8 @@
 
 Every worker writes its capacity (cores, memory, GPUs, warm pool, backend, queues) under
 `flautim:worker-capacity:<name>` with a time to live its RQ heartbeat renews, and deletes
-it when it stops: the keys present are the live workers. The fair-share dispatcher
+it when it stops: the keys present are the live workers. A set of the names advertised lets
+the dispatcher read them in two commands, not a scan of the whole keyspace. The fair-share dispatcher
 (queue.py) hands a run over only when some live worker serving its queue could ever hold
 it; a run that fits a worker but must wait for that worker's memory to free is handed over
 and waits there (flautim/sandbox/admission.py).
@@ -26,6 +27,7 @@ import redis
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "flautim:worker-capacity:"
+NAMES_KEY = "flautim:worker-capacity-names"
 
 
 @dataclass(frozen=True)
@@ -78,17 +80,34 @@ def encode(capacity: WorkerCapacity) -> str:
     return json.dumps(asdict(capacity), sort_keys=True)
 
 
+def advertise(connection, name: str, encoded: str, ttl_s: int) -> None:
+    """Say (again) what worker `name` can hold, for `ttl_s` seconds; `connection` may be a
+    pipeline."""
+    connection.set(key_for(name), encoded, ex=int(ttl_s))
+    connection.sadd(NAMES_KEY, name)
+
+
+def withdraw(connection: redis.Redis, name: str) -> None:
+    with connection.pipeline() as pipe:
+        pipe.delete(key_for(name))
+        pipe.srem(NAMES_KEY, name)
+        pipe.execute()
+
+
 def live_workers(connection: redis.Redis) -> list[WorkerCapacity]:
     """The capacity of every worker whose advertisement has not expired, by name."""
-    keys = sorted(connection.scan_iter(match=KEY_PREFIX + "*", count=500))
-    workers = []
-    for key, raw in zip(keys, connection.mget(keys) if keys else [], strict=True):
-        if raw is None:  # expired between the scan and the read
+    names = sorted(n.decode() if isinstance(n, bytes) else n for n in connection.smembers(NAMES_KEY))
+    workers, expired = [], []
+    for name, raw in zip(names, connection.mget([key_for(n) for n in names]) if names else [], strict=True):
+        if raw is None:  # it died without withdrawing: its advertisement expired
+            expired.append(name)
             continue
         try:
             workers.append(WorkerCapacity(**json.loads(raw)))
         except (TypeError, ValueError):
-            log.warning("ignoring an unreadable worker capacity under %r", key)
+            log.warning("ignoring the unreadable capacity of worker %r", name)
+    if expired:
+        connection.srem(NAMES_KEY, *expired)
     return workers
 
 
@@ -125,5 +144,5 @@ def unholdable_reason(needs: RunNeeds, workers: list[WorkerCapacity]) -> str | N
     )
 
 
-__all__ = ["KEY_PREFIX", "RunNeeds", "WorkerCapacity", "encode", "key_for", "live_workers",
-           "unholdable_reason"]
+__all__ = ["KEY_PREFIX", "NAMES_KEY", "RunNeeds", "WorkerCapacity", "advertise", "encode", "key_for",
+           "live_workers", "unholdable_reason", "withdraw"]

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from flautim.config import Config
 from flautim.redis_connection import client_for, redis_url
 
-from .capacity import WorkerCapacity, encode, key_for
+from .capacity import WorkerCapacity, advertise, encode, withdraw
 from .database import current_config, session_scope, use_config
 from .heartbeat import MIN_TTL_S, heartbeat_key, is_alive
 from .queue import (
@@ -135,7 +135,7 @@ class FlautimWorker(Worker):
 
     def register_death(self):
         try:
-            self.connection.delete(key_for(self.name))
+            withdraw(self.connection, self.name)
         except redis.RedisError:  # it expires with the heartbeat anyway
             log.warning("could not withdraw the capacity of worker %s", self.name)
         super().register_death()
@@ -144,7 +144,7 @@ class FlautimWorker(Worker):
         try:
             if measure or self._capacity is None:
                 self._capacity = encode(measure_capacity(current_config(), self.name, self.queue_names()))
-            connection.set(key_for(self.name), self._capacity, ex=int(ttl))
+            advertise(connection, self.name, self._capacity, ttl)
         except Exception:  # a worker that cannot advertise still serves its queues
             log.exception("could not advertise the capacity of worker %s", self.name)
 

@@ -12,7 +12,16 @@ import time
 from rq.job import Job
 
 from flautim.models import Experiment, ExperimentState, HyperparameterFile, db
-from flautim.worker.capacity import RunNeeds, WorkerCapacity, live_workers, unholdable_reason
+from flautim.worker.capacity import (
+    NAMES_KEY,
+    RunNeeds,
+    WorkerCapacity,
+    advertise,
+    encode,
+    key_for,
+    live_workers,
+    unholdable_reason,
+)
 from flautim.worker.queue import dispatch_waiting_runs, enqueue_experiment, redis_for
 from tests.conftest import login
 
@@ -130,3 +139,12 @@ def test_the_reason_names_what_no_live_worker_has():
     assert "it needs 12288 MB" in unholdable_reason(dataclasses.replace(cpu_run, transport="flower"), [cpu])
     # A worker whose containers ask for more CPUs than it has holds nothing.
     assert "No live worker has the cores" in unholdable_reason(cpu_run, [_capacity("c", cores=0)])
+
+
+def test_a_worker_whose_advertisement_expired_is_not_live(worker_config):
+    connection = redis_for(worker_config)
+    for name in ("gone", "here"):
+        advertise(connection, name, encode(_capacity(name)), ttl_s=600)
+    connection.delete(key_for("gone"))  # as when a killed worker's time to live runs out
+    assert [w.name for w in live_workers(connection)] == ["here"]
+    assert connection.smembers(NAMES_KEY) == {b"here"}  # and it is forgotten
