@@ -17,6 +17,7 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from flautim.models import MAX_ID
 
+from .auth import PUBLIC_ENDPOINTS
 from .operations import Operation, declared_operation
 from .schemas import Error
 
@@ -121,7 +122,7 @@ def _operation(rule, op: Operation, refs: dict, schemas: dict) -> dict:
         responses[str(status)] = {"description": ERRORS[status],
                                   **_content("application/json", refs[(Error, "serialization")])}
     described["responses"] = responses
-    if op.public:
+    if rule.endpoint in PUBLIC_ENDPOINTS:
         described["security"] = []
     return described
 

@@ -38,14 +38,14 @@ class Operation:
     query: type[Query] | None = None
     body: type[Body] | None = None
     form: type[Form] | None = None
-    public: bool = False  # no token needed
 
 
 def operation(summary: str, tag: str, *, responses: dict[int, type[BaseModel] | str], errors: tuple[int, ...] = (),
-              query: type[Query] | None = None, body: type[Body] | None = None, form: type[Form] | None = None,
-              public: bool = False) -> Callable:
-    """Declare a view's operation (put it under the route decorator)."""
-    declared = Operation(summary, tag, responses, errors, query, body, form, public)
+              query: type[Query] | None = None, body: type[Body] | None = None,
+              form: type[Form] | None = None) -> Callable:
+    """Declare a view's operation (put it under the route decorator). Whether it needs a
+    token is auth.PUBLIC_ENDPOINTS' to say."""
+    declared = Operation(summary, tag, responses, errors, query, body, form)
 
     def attach(view: Callable) -> Callable:
         view.api_operation = declared
@@ -129,7 +129,8 @@ def _message(error: dict, name: str, model: type[BaseModel]) -> str:
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return _("%(name)s deve ser um número inteiro.", name=name)
     if kind in ("greater_than_equal", "less_than_equal"):
-        low, high = _bounds(model, name)
+        field = _constraints(model, name)
+        low, high = field.get("minimum"), field.get("maximum")
         if high is None:
             return _("%(name)s deve ser no mínimo %(min)s.", name=name, min=low)
         return _("%(name)s deve estar entre %(min)s e %(max)s.", name=name, min=low, max=high)
@@ -142,20 +143,24 @@ def _message(error: dict, name: str, model: type[BaseModel]) -> str:
     if kind in ("bool_type", "bool_parsing"):
         return _("O campo %(name)s deve ser true ou false.", name=name)
     if kind in ("enum", "literal_error"):
-        return _("%(name)s deve ser um de: %(values)s.", name=name, values=ctx.get("expected"))
+        values = _constraints(model, name).get("enum") or [ctx.get("expected")]
+        return _("%(name)s deve ser um de: %(values)s.", name=name, values=", ".join(map(str, values)))
     if kind == "is_instance_of":
         return _("O campo %(name)s deve ser um arquivo.", name=name)
     return f"{name}: {error['msg']}"
 
 
 @cache
-def _bounds(model: type[BaseModel], name: str) -> tuple[Any, Any]:
-    """The field's minimum and maximum as the document states them."""
-    prop = model.model_json_schema()["properties"].get(name, {})
-    for schema in (prop, *prop.get("anyOf", [])):
-        if "minimum" in schema or "maximum" in schema:
-            return schema.get("minimum"), schema.get("maximum")
-    return None, None
+def _constraints(model: type[BaseModel], name: str) -> dict:
+    """The field's schema as the document states it, without its `| None` and `$ref`."""
+    schema = model.model_json_schema()
+    prop = schema["properties"].get(name, {})
+    merged: dict = {}
+    for part in (prop, *prop.get("anyOf", [])):
+        if "$ref" in part:
+            part = schema["$defs"][part["$ref"].rsplit("/", 1)[-1]]
+        merged.update(part)
+    return merged
 
 
 def _shown(value: Any) -> str:

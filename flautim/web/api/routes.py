@@ -22,7 +22,7 @@ register_error_handlers(bp)
 
 
 @bp.get("/openapi.json")
-@operation("Este documento OpenAPI", "meta", responses={200: "O documento OpenAPI 3.1 (JSON)"}, public=True)
+@operation("Este documento OpenAPI", "meta", responses={200: "O documento OpenAPI 3.1 (JSON)"})
 def openapi():
     # Generated once per process: the routes and models do not change while it runs.
     document = current_app.extensions.get("flautim_openapi")
