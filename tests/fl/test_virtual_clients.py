@@ -7,14 +7,21 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
 from flautim.fl.events import EventWriter
+from flautim.fl.round_deadline import RoundDeadline
 from flautim.fl.strategies import ObservedStrategy
+from flautim.fl.transport.fast import DirectGrid, node_id_of, serve_client
+from flautim.fl.transport.records import flautim_record, metric_record, weights_to_arrays
 from flautim.fl.virtual_clients import client_processes, split_clients
 from tests.fl.runs import RUN_TIMEOUT_S, copy_bundle, edit, only_error
 
@@ -157,3 +164,57 @@ def test_a_virtual_clients_error_names_it(tmp_path):
     assert error["client"] == 31, error
     assert "client 31 refuses" in error["what"] + str(error.get("traceback")), error
     assert "api.py" in error["where"]
+
+
+def _hosting_grid(stuck: int | None) -> DirectGrid:
+    """A DirectGrid with one client process (a thread here) hosting clients 0-3; each
+    trains 0.6 s, client `stuck` 30 s."""
+    app = ClientApp()
+
+    @app.train()
+    def train(message: Message, context):
+        client = int(context.node_config["client-id"])
+        time.sleep(30 if client == stuck else 0.6)
+        content = RecordDict(
+            {"metrics": metric_record(1.0, 1, {}), "flautim": flautim_record(client, 0.6, 1.0, {})}
+        )
+        return Message(content, reply_to=message)
+
+    grid = DirectGrid("127.0.0.1:0", 4)
+    threading.Thread(
+        target=serve_client, args=(grid.address, [0, 1, 2, 3], lambda: app), daemon=True
+    ).start()
+    grid.wait_for_clients(30)
+    grid.round_deadline = RoundDeadline(fixed_s=1.5)
+    return grid
+
+
+def _train_all(grid: DirectGrid) -> list[int]:
+    content = RecordDict(
+        {
+            "arrays": weights_to_arrays({"w": np.zeros(2, dtype=np.float32)}),
+            "config": ConfigRecord({"server-round": 1}),
+        }
+    )
+    messages = [grid.create_message(content, "train", node_id_of(c), "1") for c in range(4)]
+    try:
+        replies = grid.send_and_receive(messages, timeout=60)
+    finally:
+        grid.close()
+    return sorted(grid.client_of(r.metadata.src_node_id) for r in replies)
+
+
+@pytest.mark.slow
+def test_round_deadline_counts_from_the_hosts_last_answer():
+    """Four clients queued on one process take 4 x 0.6 s, past a 1.5 s deadline counted
+    from sending; each took 0.6 s of its host's time, so none is late."""
+    grid = _hosting_grid(stuck=None)
+    assert _train_all(grid) == [0, 1, 2, 3]
+    assert grid.late is None
+
+
+@pytest.mark.slow
+def test_a_stuck_client_makes_the_clients_queued_behind_it_late():
+    grid = _hosting_grid(stuck=1)
+    assert _train_all(grid) == [0]
+    assert grid.late is not None and [grid.client_of(n) for n in grid.late.node_ids] == [1, 2, 3]
