@@ -6,8 +6,9 @@ version of what they show (e.g. the newest metric row's id), then ask `cached_re
 the body under a key that names *everything* the body depends on. Because the key carries
 the version, nothing is ever invalidated by hand: new rows give a new key, and the old
 bodies fall out of the LRU. `cached_fragment` does the same for a piece of a page (the
-experiment page's tabs), keyed by the plain values it shows, and `cached_page` for a whole
-page, per user, with the request's CSRF token filled in per request.
+experiment page's tabs), keyed by the plain values it shows. Whole pages are not kept:
+they carry the session's user, CSRF token and flashed messages, which belong to Flask's
+and its extensions' request handling, not to a cache key.
 
 Security: the cache sits *after* the access check. A view looks its object up through
 `flautim.web.projects.access` (404/403 on every request, nothing cached there) and only
@@ -22,14 +23,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sized
 
 import orjson
-from flask import Flask, Response, current_app, g, request, session
-from flask_wtf.csrf import generate_csrf
+from flask import Flask, Response, current_app, request
 
 from flautim.web import flautim_config
 
@@ -138,38 +137,6 @@ def cached_fragment(key: Hashable, build: Callable[[], str]) -> str:
     """A piece of a page stored under `key` (rendered by `build()` on a miss). The key must
     name everything the piece shows, language included; call only after the access check."""
     return current_app.extensions[EXTENSION].get_or_build(key, build)
-
-
-# Where a cached page had the request's CSRF token; random per process, so no text a user
-# typed can match it.
-CSRF_HOLE = f"csrf-hole-{secrets.token_hex(16)}"
-
-
-def cached_page(key: Hashable, render: Callable[[], str]) -> str:
-    """A whole page stored under `key` (rendered by `render()` on a miss), with the
-    request's CSRF token put in on every request: the only thing in it that changes per
-    request. The key must name everything else the page shows, its user, role and language
-    included; call only after the access check. A request with flashed messages to show
-    renders afresh (showing them consumes them)."""
-    if session.get("_flashes"):
-        return render()
-    cache: BodyCache = current_app.extensions[EXTENSION]
-    page = cache.get_or_build(key, lambda: _render_with_csrf_hole(render))
-    return page.replace(CSRF_HOLE, generate_csrf())
-
-
-def _render_with_csrf_hole(render: Callable[[], str]) -> str:
-    # Flask-WTF keeps the request's token in `g` under the field's name and hands that out
-    # to csrf_token() and to every form: the page is rendered with the hole there instead.
-    field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
-    saved = g.pop(field, None)
-    setattr(g, field, CSRF_HOLE)
-    try:
-        return render()
-    finally:
-        g.pop(field, None)
-        if saved is not None:
-            setattr(g, field, saved)
 
 
 def init_app(app: Flask) -> None:

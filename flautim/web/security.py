@@ -13,11 +13,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flautim import redis_connection
-from flautim.models import User
+from flautim.models import User, db
 from flautim.web import flautim_config
 
 from .extensions import limiter, login_manager
-from .projects.access import user_by_id
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def load_user(session_id: str) -> User | None:
     user_id, _, epoch = session_id.partition(".")
     if not user_id.isdigit() or not epoch.isdigit():
         return None
-    user = user_by_id(int(user_id))
+    user = db.session.get(User, int(user_id))
     if user is None or user.session_epoch != int(epoch) or not user.active:
         return None
     return user

@@ -7,11 +7,13 @@ cross-site form can make the browser send cookies, never this header.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import g, request
 from flask_babel import gettext as _
 
-from flautim.models import Experiment, User
-from flautim.web.projects.access import prefetch_scope, valid_id
+from flautim.models import Experiment, Membership, User
+from flautim.web.projects.access import valid_id
 
 from .errors import ApiError
 from .tokens import TokenExpired, user_and_object_for_secret, user_for_secret
@@ -20,15 +22,31 @@ from .tokens import TokenExpired, user_and_object_for_secret, user_for_secret
 PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
 
 
+@dataclass(frozen=True)
+class TokenScope:
+    """What the token's query fetched on an experiment's URL: the user's membership of
+    `project_id` and the experiment `experiment_id` in it (None where absent). Only
+    `scoping.scoped_experiment` reads it, for that same project and experiment."""
+
+    project_id: int
+    experiment_id: int
+    membership: Membership | None
+    experiment: Experiment | None
+
+
 def api_user() -> User:
     """The user the current API request authenticated as."""
     return g.api_user
 
 
+def token_scope() -> TokenScope | None:
+    """The scope fetched with the token on this request's experiment URL, if any."""
+    return g.api_token_scope
+
+
 def authenticate_request() -> None:
     """`before_request` of the API blueprint: sets `g.api_user` or raises a 401."""
-    g.api_user = None
-    g.pop("scope_prefetched", None)
+    g.api_user = g.api_token_scope = None
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     header = request.headers.get("Authorization", "")
@@ -55,12 +73,13 @@ def authenticate_request() -> None:
 
 def _authenticate(secret: str) -> User | None:
     """The token's user. On an experiment's URL, the same query also fetches the user's
-    membership and the experiment, which `scoping.scoped_experiment` then uses."""
+    membership and the experiment (g.api_token_scope), which `scoping.scoped_experiment`
+    then checks like any other lookup."""
     args = request.view_args or {}
     project_id, experiment_id = args.get("project_id"), args.get("experiment_id")
     if not (valid_id(project_id) and valid_id(experiment_id)):
         return user_for_secret(secret)
     user, membership, experiment = user_and_object_for_secret(secret, project_id, Experiment, experiment_id)
     if user is not None:
-        prefetch_scope(user, (project_id, Experiment, experiment_id, ()), membership, experiment)
+        g.api_token_scope = TokenScope(project_id, experiment_id, membership, experiment)
     return user

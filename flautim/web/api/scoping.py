@@ -5,9 +5,14 @@ from __future__ import annotations
 from flask import abort
 
 from flautim.models import Experiment, Project, Role
-from flautim.web.projects.access import get_project_object_or_404, get_project_or_404, valid_id
+from flautim.web.projects.access import (
+    admit_object,
+    get_project_object_or_404,
+    get_project_or_404,
+    valid_id,
+)
 
-from .auth import api_user
+from .auth import api_user, token_scope
 
 
 def existing_id(value: int) -> int:
@@ -24,6 +29,9 @@ def scoped_project(project_id: int, needed: Role = Role.VIEWER) -> Project:
 def scoped_experiment(project_id: int, experiment_id: int, needed: Role = Role.VIEWER) -> tuple[Project, Experiment]:
     """The project and the experiment, with scoped_project's answers first: fetched with the
     token where the request authenticated (auth.py), else in one query."""
+    fetched = token_scope()
+    if fetched is not None and (fetched.project_id, fetched.experiment_id) == (project_id, experiment_id):
+        return admit_object(fetched.membership, fetched.experiment, needed)
     return get_project_object_or_404(existing_id(project_id), Experiment, experiment_id, needed, user=api_user())
 
 

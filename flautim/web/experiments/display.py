@@ -5,25 +5,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, render_template, request
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
 
 from flautim.models import Dataset, Experiment, Project, Role, db
 from flautim.web.projects.access import scoped
+from flautim.web.response_cache import cached_fragment
+
+# Lazy: a page shows one state, so only that one is translated per view.
+_STATE_LABELS = {
+    "draft": _l("rascunho"),
+    "queued": _l("na fila"),
+    "preparing": _l("preparando"),
+    "running": _l("executando"),
+    "succeeded": _l("concluído"),
+    "failed": _l("falhou"),
+    "cancelled": _l("cancelado"),
+    "timed_out": _l("tempo esgotado"),
+}
 
 
 def state_label(state: str) -> str:
-    return {
-        "draft": _("rascunho"),
-        "queued": _("na fila"),
-        "preparing": _("preparando"),
-        "running": _("executando"),
-        "succeeded": _("concluído"),
-        "failed": _("falhou"),
-        "cancelled": _("cancelado"),
-        "timed_out": _("tempo esgotado"),
-    }.get(state, state)
+    label = _STATE_LABELS.get(state)
+    return str(label) if label is not None else state
+
+
+def project_nav(project_id: int, project_name: str, active: str) -> Markup:
+    """The project's section links (experiments/_nav.html), rendered once per language,
+    project name and active section and shared by every page and viewer: they show nothing
+    about who asks. The key holds the script root, which every link starts with."""
+    key = ("project-nav", str(get_locale()), request.script_root, project_id, project_name, active)
+    return Markup(cached_fragment(key, lambda: render_template(
+        "experiments/_nav.html", project_id=project_id, project_name=project_name, active=active)))
 
 
 def inspection_label(status: str) -> str:
@@ -93,6 +110,7 @@ def init_app(app: Flask) -> None:
     def _experiment_display():
         return {
             "state_label": state_label,
+            "project_nav": project_nav,
             "inspection_label": inspection_label,
             "inspection_view": inspection_view,
             "recent_experiments": recent_experiments,
@@ -139,17 +157,17 @@ def artifact_groups(artifacts: list) -> list[dict[str, Any]]:
     return sorted(groups.values(), key=lambda g: (KIND_ORDER.get(g["kind"], 3), g["round"]))
 
 
-def js_labels() -> dict[str, str]:
-    """The words experiment.js writes into the page, in the user's language."""
+def js_labels() -> Markup:
+    """The words experiment.js writes into the page, in the user's language, as JSON for
+    an HTML attribute (the same for every view in a language: translated and encoded once)."""
     locale = str(get_locale())
     labels = _JS_LABELS.get(locale)
     if labels is None:
-        # The same words for every page view in a language: translate them once.
-        labels = _JS_LABELS[locale] = _translate_js_labels()
+        labels = _JS_LABELS[locale] = htmlsafe_json_dumps(_translate_js_labels(), dumps=current_app.json.dumps)
     return labels
 
 
-_JS_LABELS: dict[str, dict[str, str]] = {}
+_JS_LABELS: dict[str, Markup] = {}
 
 
 def _translate_js_labels() -> dict[str, str]:

@@ -21,22 +21,20 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy.orm import joinedload
 
 from flautim import redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
 from flautim.web import flautim_config
-from flautim.web.extensions import login_manager
 from flautim.web.projects.access import (
     get_project_object_or_404,
-    load_current_user_with,
     project_object_or_404,
     require_role,
     scoped,
 )
-from flautim.web.response_cache import cached_fragment, cached_page
+from flautim.web.response_cache import cached_fragment
 from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
@@ -366,17 +364,10 @@ HEADER_LOADS = (
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
+@login_required
 def show(project_id: int, experiment_id: int):
-    # The session's user, membership, project, experiment and what the header names: one
-    # round trip.
-    if not load_current_user_with(project_id, Experiment, experiment_id, HEADER_LOADS).is_authenticated:
-        return login_manager.unauthorized()
-    project, experiment = get_project_object_or_404(
-        project_id, Experiment, experiment_id,
-        options=HEADER_LOADS,
-    )
-    # Everything show.html shows, as plain values: the page is cached per user under them
-    # with base.html's per-user values (cached_page), and re-rendered when any changes.
+    # The membership, project, experiment and what the header names: one round trip.
+    project, experiment = get_project_object_or_404(project_id, Experiment, experiment_id, options=HEADER_LOADS)
     e = {
         "project": {"id": project.id, "name": project.name},
         "id": experiment.id,
@@ -390,16 +381,7 @@ def show(project_id: int, experiment_id: int):
         "not_isolated": _ran_without_isolation(experiment),
         "panels": _panels(experiment),
     }
-
-    def render() -> str:
-        return render_template("experiments/show.html", e=e, js_labels=js_labels())
-
-    if request.query_string:  # the language switch sends back to the full path
-        return render()
-    user = current_user
-    key = ("experiment-page", str(get_locale()), user.id, user.name, user.is_admin, request.path,
-           tuple((k, tuple(v.items()) if isinstance(v, dict) else v) for k, v in e.items()))
-    return cached_page(key, render)
+    return render_template("experiments/show.html", e=e, js_labels=js_labels())
 
 
 def _panels(experiment: Experiment) -> Markup:

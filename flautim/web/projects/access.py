@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 from typing import TypeVar
 
-from flask import abort, g, has_request_context, request
+from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import and_, bindparam, select
@@ -60,48 +60,6 @@ def with_membership_and_object(statement, model: type, options: tuple = ()):
         .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
         .options(contains_eager(Membership.project), *options)
     )
-
-
-@lru_cache(maxsize=64)
-def _user_membership_and_object_query(model: type, options: tuple):
-    return with_membership_and_object(select(User).where(User.id == bindparam("user_id")), model, options)
-
-
-def load_current_user_with(project_id: int, model: type, object_id: int, options: tuple = ()):
-    """The session's user (Flask-Login's current_user), loaded in the same query as the
-    membership and object that get_project_object_or_404(project_id, model, object_id,
-    options=options) then uses: a page's two lookups in one round trip. Flask-Login stays
-    in charge of the session (its protection, the remember cookie, the epoch check in
-    security.load_user); where it already loaded the user, nothing is prefetched."""
-    g.pop("scope_prefetched", None)
-    g.scope_wanted = (project_id, model, object_id, options)
-    try:
-        return current_user._get_current_object()
-    finally:
-        g.pop("scope_wanted", None)
-
-
-def user_by_id(user_id: int) -> User | None:
-    """The user Flask-Login's loader asks for, with the scope load_current_user_with wants."""
-    wanted = g.pop("scope_wanted", None) if has_request_context() else None
-    if wanted is None or not (valid_id(wanted[0]) and valid_id(wanted[2]) and valid_id(user_id)):
-        return db.session.get(User, user_id)
-    project_id, model, object_id, options = wanted
-    row = db.session.execute(
-        _user_membership_and_object_query(model, options),
-        {"user_id": user_id, "project_id": project_id, "object_id": object_id},
-    ).first()
-    if row is None:
-        return None
-    user, membership, obj = row
-    prefetch_scope(user, wanted, membership, obj)
-    return user
-
-
-def prefetch_scope(user: User, wanted: tuple, membership: Membership | None, obj) -> None:
-    """Hand get_project_object_or_404(*wanted) a membership and object that were fetched
-    with `user` (None where absent); it takes them once, for that user and lookup only."""
-    g.scope_prefetched = (user.id, wanted, membership, obj)
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
@@ -167,12 +125,6 @@ def get_project_object_or_404(
     the experiment page. `options`: loader options of `model` (e.g. `joinedload(...)`), a
     tuple made once at import (the statement is cached per options)."""
     user = user or current_user
-    # Fetched with the user (load_current_user_with, or the API's token): used once.
-    prefetched = g.pop("scope_prefetched", None)
-    if prefetched is not None and prefetched[1] == (project_id, model, object_id, options) and (
-        user.is_authenticated and user.id == prefetched[0]
-    ):
-        return _admit_object(prefetched[2], prefetched[3], needed)
     if not valid_id(object_id):
         get_project_or_404(project_id, needed, user)
         abort(404)
@@ -183,12 +135,13 @@ def get_project_object_or_404(
             {"project_id": project_id, "user_id": user.id, "object_id": object_id},
         ).first()
     membership, obj = row if row is not None else (None, None)
-    return _admit_object(membership, obj, needed)
+    return admit_object(membership, obj, needed)
 
 
-def _admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
+def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
     """get_project_object_or_404's answers for a membership and object already fetched
-    (None where the user is no member, or the object is not in the project)."""
+    (None where the user is no member, or the object is not in the project): for a caller
+    that fetched them with its user in one query (the API's token)."""
     project = _admit(membership, needed, allow_archived=False)
     if obj is None:
         abort(404)
