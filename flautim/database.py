@@ -67,13 +67,18 @@ class Database:
         self._bound: ContextVar[Binding | None] = ContextVar(
             "flautim_database_binding", default=None
         )
-        self._resolve: Callable[[], Binding | None] | None = None
-        self.session = scoped_session(self._new_session, scopefunc=lambda: self._binding()[0])
+        self._ambient_scope: Callable[[], Hashable | None] = lambda: None
+        self._ambient_engine: Callable[[], Engine] | None = None
+        self.session = scoped_session(self._new_session, scopefunc=self._scope)
 
     @property
     def engine(self) -> Engine:
         """The engine the current scope's session binds to."""
-        return self._binding()[1]
+        bound = self._bound.get()
+        if bound is not None:
+            return bound[1]
+        self._scope()  # raises where nothing is bound
+        return self._ambient_engine()
 
     @contextmanager
     def bound_to(self, engine: Engine) -> Iterator[None]:
@@ -88,20 +93,24 @@ class Database:
             finally:
                 self._bound.reset(token)
 
-    def resolve_with(self, resolve: Callable[[], Binding | None]) -> None:
-        """Outside `bound_to`, ask `resolve()` for the scope and engine (None: none here)."""
-        self._resolve = resolve
+    def resolve_with(
+        self, scope: Callable[[], Hashable | None], engine: Callable[[], Engine]
+    ) -> None:
+        """Outside `bound_to`, `scope()` names the current scope (None: none here) and
+        `engine()` gives its engine. `scope` runs on every use of `session`: keep it cheap."""
+        self._ambient_scope, self._ambient_engine = scope, engine
 
-    def _binding(self) -> Binding:
-        binding = self._bound.get()
-        if binding is None and self._resolve is not None:
-            binding = self._resolve()
-        if binding is None:
+    def _scope(self) -> Hashable:
+        bound = self._bound.get()
+        if bound is not None:
+            return bound[0]
+        scope = self._ambient_scope()
+        if scope is None:
             raise RuntimeError(
                 "no database is bound here: use `with db.bound_to(engine):` "
                 "(the worker: flautim.worker.database.session_scope) or a web app context"
             )
-        return binding
+        return scope
 
     def _new_session(self) -> Session:
         return Session(bind=self.engine)

@@ -5,11 +5,11 @@ autocommit."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 from flask.globals import app_ctx
 from sqlalchemy.engine import Engine
 
-from flautim.database import READS_AUTOCOMMIT, Binding, create_engine, reads_in_autocommit_when
+from flautim.database import READS_AUTOCOMMIT, create_engine, reads_in_autocommit_when
 from flautim.models import db
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -18,7 +18,7 @@ ENGINE_KEY = "flautim_engine"
 
 def init_app(app: Flask) -> None:
     app.extensions[ENGINE_KEY] = create_engine(app.extensions["flautim_config"])
-    db.resolve_with(_current_app_binding)
+    db.resolve_with(_app_context_id, lambda: engine_of(current_app))
     reads_in_autocommit_when(_serving_a_read)
     app.teardown_request(_unmark)
     app.teardown_appcontext(_remove_session)
@@ -28,12 +28,13 @@ def engine_of(app: Flask) -> Engine:
     return app.extensions[ENGINE_KEY]
 
 
-def _current_app_binding() -> Binding | None:
-    if not has_app_context():
-        return None
+def _app_context_id() -> int | None:
     # The scope is the app context itself: a request pushed inside one a caller holds (tests,
     # shells) shares its session, as Flask pushes no second context for the same app.
-    return id(app_ctx._get_current_object()), engine_of(current_app)
+    try:
+        return id(app_ctx._get_current_object())
+    except RuntimeError:  # no app context
+        return None
 
 
 def _remove_session(_error=None) -> None:
