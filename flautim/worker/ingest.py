@@ -22,11 +22,12 @@ import queue
 import stat
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import delete
+from sqlalchemy import Integer, cast, delete, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import live_messages, storage
@@ -48,6 +49,12 @@ BACKLOG_MAX = 200_000
 CHECKPOINT_MAX_BYTES = 2 * 2**30
 # Event lines may be up to 1 MB (flautim.fl.events.MAX_EVENT_BYTES); other lines are cut.
 MAX_STORED_LINE = 1_100_000
+# The first key of pg_advisory_xact_lock for a run's log writes (the second: its experiment id).
+LOG_ORDER_LOCK = 0x10C5
+
+
+class LogOrderError(RuntimeError):
+    """New log lines would get ids at or below lines already stored: refused (see _write)."""
 CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
 CHECKPOINT_KINDS = ("round", "best", "final")
 # Round numbers beyond any run's (hyperparameters allow 10,000 rounds) are not results.
@@ -258,6 +265,11 @@ class Ingestor:
             self.lines_stored += 1
             logs.append(self._log_row(source, stream, text))
 
+        # Readers keep full blocks of lines (flautim/web/api/log_pages.py) because no line
+        # may appear later between ids already seen. That holds here: the lines of a run
+        # get their ids under its lock, in printed order, above every stored id, and are
+        # visible only once this transaction commits and lets the next writer in.
+        stored_max = self._hold_log_order() if logs else 0
         db.session.add_all(logs)
         db.session.add_all([row for row, _ in events])
         db.session.add_all(metrics)
@@ -275,9 +287,27 @@ class Ingestor:
         if current and metrics:
             db.session.flush()  # the rows' ids
             experiment.metrics_version = max(experiment.metrics_version or 0, *(row.id for row in metrics))
+        if logs:
+            db.session.flush()  # the lines' ids
+            self._check_log_order([row.id for row in logs], stored_max)
         db.session.commit()
         self._sources.update(new_sources)
         self._publish(logs, events, artifacts, experiment if events else None)
+
+    def _hold_log_order(self) -> int:
+        """Take the run's log lock until the transaction ends; the highest line id stored."""
+        if db.session.get_bind().dialect.name == "postgresql":  # SQLite has one writer anyway
+            db.session.execute(select(func.pg_advisory_xact_lock(
+                cast(LOG_ORDER_LOCK, Integer), cast(self.experiment_id, Integer))))
+        return db.session.scalar(
+            select(func.max(LogRecord.id)).where(LogRecord.experiment_id == self.experiment_id)) or 0
+
+    def _check_log_order(self, ids: list[int], stored_max: int) -> None:
+        if ids[0] <= stored_max or any(a >= b for a, b in pairwise(ids)):
+            raise LogOrderError(
+                f"experiment {self.experiment_id}: new log lines got ids {ids[0]}..{ids[-1]}, not "
+                f"ascending above the highest stored id {stored_max}; refused, since readers keep "
+                "full blocks of lines as final")
 
     def _log_row(self, source: str, stream: str, text: str) -> LogRecord:
         return LogRecord(experiment_id=self.experiment_id, attempt=self.attempt,

@@ -1,8 +1,10 @@
-"""Ingesting a run's output: hostile lines, derived rows, the log cap and live messages."""
+"""Ingesting a run's output: hostile lines, derived rows, the log cap, the log's order and live
+messages."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from flautim.fl.events import EVENT_PREFIX, make_event
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
-from flautim.worker.ingest import Ingestor
+from flautim.worker.ingest import Ingestor, LogOrderError
 from flautim.worker.queue import channel_for
 from tests.conftest import REDIS_URL
 
@@ -128,3 +130,36 @@ def test_redis_away_only_delays_live_updates(app, experiment_id, tmp_path):
         assert db.session.execute(select(LogRecord.line).where(
             LogRecord.experiment_id == experiment_id)).scalars().all() == ["still stored"]
         assert db.session.get(Experiment, experiment_id).rounds_done == 0
+
+
+def _lines(app, experiment_id: int) -> list[tuple[int, str]]:
+    with app.app_context():
+        return db.session.execute(select(LogRecord.id, LogRecord.line).where(
+            LogRecord.experiment_id == experiment_id).order_by(LogRecord.id)).all()
+
+
+def test_lines_are_stored_in_printed_order_with_ascending_ids(app, experiment_id, tmp_path):
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path, redis_client=None)
+    for i in range(25):
+        ingest.line("client-0", "stdout", f"line {i}")
+    ingest.close()
+    assert [line for _id, line in _lines(app, experiment_id)] == [f"line {i}" for i in range(25)]
+
+
+def test_lines_that_would_land_below_a_stored_id_are_refused(app, experiment_id, tmp_path, caplog):
+    """The log catch-up keeps full blocks of lines as final (flautim/web/api/log_pages.py),
+    so no line may be stored below ids a reader may have seen. A line planted with an id far
+    above the sequence's next values stands for a writer that broke that rule: the ingestor
+    refuses to put lines below it, and says why in the worker's log."""
+    with app.app_context():
+        db.session.add(LogRecord(id=2_000_000_000, experiment_id=experiment_id, attempt=1,
+                                 source="server", stream="stdout", line="out of order"))
+        db.session.commit()
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path, redis_client=None)
+    with caplog.at_level(logging.ERROR, logger="flautim.worker.ingest"):
+        ingest.line("server", "stdout", "after it")
+        ingest.close()
+    assert _lines(app, experiment_id) == [(2_000_000_000, "out of order")]
+    refusals = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert refusals and all(isinstance(e, LogOrderError) for e in refusals)
+    assert "not ascending above the highest stored id 2000000000" in str(refusals[0])

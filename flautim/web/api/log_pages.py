@@ -9,10 +9,11 @@ changes, so each is encoded once and kept, in blocks:
   starts at `after + 1` rounded down to a multiple of BLOCK_LINES (so pages near each other
   share it) and goes on with the block that starts after each block's last line, until it
   has `limit + 1` lines (the one past the page says `has_more`).
-- Only a full block is kept. It cannot change: one ingestor writes an attempt's lines and
-  commits them in id order (flautim.worker.ingest), so no line can appear later between
-  ids already seen. A shorter block is the end of the log, which may still grow: it is read
-  afresh every time.
+- Only a full block is kept. It cannot change: no line can appear later between ids
+  already seen. The ingestor holds that where it writes (`Ingestor._write` in
+  flautim/worker/ingest.py: a run's lines get their ids under its lock, in order, above
+  every stored id, or are refused). A shorter block is the end of the log, which may
+  still grow: it is read afresh every time.
 - Searches are not kept (any text may be asked once): `results.experiment_logs` answers
   them from the database.
 
