@@ -32,7 +32,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from flask_babel import gettext as _
 from sqlalchemy import case, exists, func, select
 
 from flautim.config import Config
@@ -51,6 +50,7 @@ from flautim.models import (
     db,
     utcnow,
 )
+from flautim.translation import gettext as _
 
 USER, PROJECT = "user", "project"
 # The limits as an admin edits them (the override's columns and the config's units).

@@ -90,7 +90,8 @@ def test_the_worker_uses_the_database_without_flask(tmp_path):
         from flautim.config import Config
         from flautim.models import User, db
         from flautim.worker.database import session_scope, use_config
-        import flautim.worker.job, flautim.worker.main  # noqa: F401  (the worker's modules, loaded)
+        import flautim.worker.job  # noqa: F401
+        from flautim.worker.main import settle_and_dispatch
 
         config = Config.from_env(environ={{}}, ENV="test", SECRET_KEY="x", DATA_DIR={str(config.DATA_DIR)!r},
                                  DATABASE_URL={config.DATABASE_URL!r}, REDIS_URL={REDIS_URL!r},
@@ -101,7 +102,8 @@ def test_the_worker_uses_the_database_without_flask(tmp_path):
             db.session.commit()
         with session_scope():
             print(db.session.scalar(select(User.email)))
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "flask_sqlalchemy", "werkzeug")))
+        settle_and_dispatch(config)  # the quotas' rules and messages, the fair-share hand-over
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "flask_sqlalchemy", "flask_babel", "werkzeug")))
     """)
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120

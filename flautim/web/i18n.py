@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import flask_babel
 from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 
+from flautim import translation
 from flautim.web import flautim_config
 
 from .extensions import babel
@@ -24,6 +26,7 @@ def select_locale() -> str:
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     babel.init_app(app, locale_selector=select_locale)
+    translation.translate_with(flask_babel.gettext)  # the core's messages (flautim.quotas)
 
     @app.context_processor
     def inject_locale():
