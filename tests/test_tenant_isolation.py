@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.routing import Rule
 from werkzeug.routing.converters import AnyConverter, IntegerConverter
 
@@ -155,7 +155,7 @@ def _victim_snapshot(app, victim: Victim) -> dict:
         for mapper in m.db.Model.registry.mappers:
             model = mapper.class_
             snapshot[model.__name__] = m.db.session.scalar(
-                m.select(m.func.count()).select_from(model)
+                select(func.count()).select_from(model)
             )
             row = m.db.session.get(model, victim.ids[model]) if model in victim.ids else None
             snapshot[(model.__name__, "row")] = (
