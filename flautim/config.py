@@ -101,6 +101,9 @@ class Config:
     # (~240 MiB each); a run's server and clients take them instead of starting cold, which
     # cuts its start by the import time of every role. 0 turns the pool off.
     SANDBOX_WARM_POOL: int = 0
+    # Client containers of one run (K); 0: from the host's cores and memory, each hosting a
+    # group of clients when the run has more (quotas.client_containers).
+    SANDBOX_CLIENT_CONTAINERS: int = 0
     # "share": every client sees every GPU; "split": clients are spread over the GPUs.
     GPU_POLICY: str = "share"
     MAX_EXPERIMENT_SECONDS: int = 6 * 3600

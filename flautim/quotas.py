@@ -36,6 +36,7 @@ from sqlalchemy import case, exists, func, select
 
 from flautim.config import Config
 from flautim.errors import UserFacingError
+from flautim.fl.hyperparameters import HyperparameterError, check_value
 from flautim.models import (
     Dataset,
     Experiment,
@@ -278,12 +279,23 @@ def run_uses_gpu(wants_gpu: bool, values) -> bool:
     return bool(wants_gpu) or str(_values(values).get("device", "cpu")).startswith("cuda")
 
 
-def run_containers(values) -> int:
-    """The server plus one container per federated client."""
-    clients = _values(values).get("num_clients", DEFAULT_CLIENTS)
-    if not isinstance(clients, int) or isinstance(clients, bool) or not 1 <= clients <= 1000:
-        clients = DEFAULT_CLIENTS
-    return 1 + clients
+def run_clients(values) -> int:
+    """The run's federated clients, N (the runtime's rule for `num_clients`; the default
+    where the stored value breaks it, which the worker refuses to run)."""
+    try:
+        return check_value("num_clients", _values(values).get("num_clients", DEFAULT_CLIENTS))
+    except HyperparameterError:
+        return DEFAULT_CLIENTS
+
+
+def run_containers(values, summary=None) -> int:
+    """The server plus the run's client containers, as the worker recorded them when it
+    planned the run (sandbox.admission.plan_client_containers); one per client for a run
+    it never planned."""
+    recorded = _values(summary).get("containers")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 2:
+        return recorded
+    return 1 + run_clients(values)
 
 
 def _wall_seconds(summary, started_at, finished_at) -> float:
@@ -324,7 +336,7 @@ def settle_usage(experiment_ids: Iterable[int] | None = None, now: datetime | No
     written = 0
     for exp_id, attempt, project_id, user_id, wants_gpu, values, summary, started, finished in db.session.execute(query).all():
         wall = _wall_seconds(summary, started, finished)
-        containers = run_containers(values)
+        containers = run_containers(values, summary)
         row = RunUsage(
             experiment_id=exp_id, attempt=attempt, project_id=project_id, user_id=user_id,
             gpu=run_uses_gpu(wants_gpu, values), containers=containers, wall_seconds=wall,
@@ -488,7 +500,7 @@ class Admission:
 __all__ = [
     "PROJECT", "SETTINGS", "USER", "Admission", "Hold", "Limits", "QuotaExceeded", "Usage",
     "check_can_queue", "check_can_store", "default_settings", "format_bytes", "format_hours",
-    "limits_for", "month_start", "month_usage", "override_for", "run_containers", "run_counts",
+    "limits_for", "month_start", "month_usage", "override_for", "run_clients", "run_containers", "run_counts",
     "run_uses_gpu", "save_override", "settings_for", "settle_usage", "storage_bytes", "submitter",
     "usage_for", "usage_lines", "UsageLine",
 ]

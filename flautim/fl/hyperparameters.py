@@ -396,6 +396,13 @@ _CHECKS = {
 }
 
 
+def check_value(key: str, value: Any, filename: str = "hyperparameters.py") -> Any:
+    """`value` as the runtime accepts it for `key` (e.g. `num_clients`), else a
+    HyperparameterError saying what it must be: the platform checks stored values with the
+    runtime's own rules."""
+    return _CHECKS[key](key, value, filename, None)
+
+
 def _check_together(hp: Hyperparameters, filename: str) -> None:
     """Checks that involve several keys (each error names the line of the later key)."""
     try:

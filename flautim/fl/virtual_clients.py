@@ -37,10 +37,12 @@ def available_memory_bytes() -> int | None:
 
 
 def client_processes(
-    num_clients: int, cores: int | None = None, memory_bytes: int | None = None
+    num_clients: int, cores: int | None = None, memory_bytes: int | None = None,
+    process_bytes: int = PROCESS_MEMORY_BYTES,
 ) -> int:
     """K: how many processes host a run's `num_clients` clients, given the cores and the
-    memory the run may use (None: not bounded by memory). Never more than `num_clients`.
+    memory the run may use (None: not bounded by memory) at `process_bytes` each (the
+    platform passes its client container's memory limit). Never more than `num_clients`.
 
     `FLAUTIM_CLIENT_PROCESSES` fixes K (a sandbox container is one client process; tests)."""
     fixed = os.environ.get("FLAUTIM_CLIENT_PROCESSES", "").strip()
@@ -50,7 +52,7 @@ def client_processes(
         return min(int(num_clients), int(fixed))
     k = PROCESSES_PER_CORE * max(1, cores or available_cores())
     if memory_bytes is not None:
-        k = min(k, max(1, memory_bytes // PROCESS_MEMORY_BYTES))
+        k = min(k, max(1, memory_bytes // max(1, process_bytes)))
     return max(1, min(int(num_clients), k))
 
 

@@ -4,8 +4,8 @@ Every container of a run has a memory limit; the run reserves the sum of them (s
 `prepare`, each client) on this host for as long as it runs. A run is admitted only when
 its reservation fits beside the others' in the host's capacity: its memory less a reserve
 for what else lives here (dockerd, the worker, a database) and the warm pool. Without this,
-`num_clients = 1000` would start 1,001 containers at once and leave the kernel's OOM killer
-to choose among dockerd, the worker and PostgreSQL.
+runs that together need more than the host has would leave the kernel's OOM killer to choose
+among dockerd, the worker and PostgreSQL.
 
 A run that can never fit is refused at once, with the numbers; one that fits once others end
 waits (saying so in its Logs) for up to SANDBOX_ADMISSION_WAIT_S, then is refused. Never is
@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 
 from flautim.config import Config
+from flautim.fl.virtual_clients import available_cores, client_processes
 
 from .container_spec import role_memory_mb
 from .host_state import admission_root, exclusive
@@ -31,9 +33,28 @@ POOL_CONTAINER_MB = 240
 
 
 def run_memory_mb(config: Config, plan: RunPlan) -> int:
-    """The sum of the memory limits of every container the run starts."""
-    roles = ["prepare", "server", *(f"client-{i}" for i in range(plan.clients))]
+    """The sum of the memory limits of every container the run starts: prepare, the server
+    and its K client containers (`plan.client_roles`, K from quotas.client_containers)."""
+    roles = ["prepare", "server", *plan.client_roles]
     return sum(role_memory_mb(config, plan, role) for role in roles)
+
+
+def plan_client_containers(config: Config, plan: RunPlan) -> RunPlan:
+    """`plan` with K, its client containers, chosen as the runtime chooses its client
+    processes (`virtual_clients.client_processes`) from this host's cores and the memory it
+    gives runs beside `prepare` and the server, at a client container's limit each; or
+    SANDBOX_CLIENT_CONTAINERS. Flower's transport keeps a SuperNode, so a container, per
+    client."""
+    if plan.transport == "flower":
+        return replace(plan, client_containers=plan.clients)
+    if config.SANDBOX_CLIENT_CONTAINERS > 0:
+        return replace(plan, client_containers=min(plan.clients, config.SANDBOX_CLIENT_CONTAINERS))
+    base_mb = role_memory_mb(config, plan, "prepare") + role_memory_mb(config, plan, "server")
+    k = client_processes(
+        plan.clients, available_cores(), max(0, host_capacity_mb(config) - base_mb) * 2**20,
+        role_memory_mb(config, plan, "client-0") * 2**20,
+    )
+    return replace(plan, client_containers=k)
 
 
 def host_capacity_mb(config: Config) -> int:
@@ -72,8 +93,8 @@ class Admission:
         capacity = host_capacity_mb(self.config)
         if self.need_mb > capacity:
             raise SandboxRefused(
-                f"this run needs {self.need_mb} MB of memory ({self.plan.clients} clients, the "
-                f"server and prepare, at their memory limits) and this worker host gives runs "
+                f"this run needs {self.need_mb} MB of memory ({self.plan.clients} clients in "
+                f"{len(self.plan.client_roles)} containers, the server and prepare, at their memory limits) and this worker host gives runs "
                 f"{capacity} MB: use fewer clients or ask the operator for a larger host"
             )
         deadline = time.monotonic() + self.config.SANDBOX_ADMISSION_WAIT_S
@@ -139,4 +160,4 @@ def _alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["Admission", "host_capacity_mb", "host_memory_mb", "run_memory_mb"]
+__all__ = ["Admission", "host_capacity_mb", "host_memory_mb", "plan_client_containers", "run_memory_mb"]

@@ -18,7 +18,7 @@ from docker.types import Ulimit
 
 from flautim.config import Config
 
-from .plan import RunPlan
+from .plan import GROUP_ENVIRONMENT, RunPlan, role_clients
 from .supervision import sandbox_ids
 
 LABEL_EXPERIMENT = "org.flautim.experiment"
@@ -80,6 +80,11 @@ def role_mounts(plan: RunPlan, role: str) -> list[Mount]:
     if role.startswith("client-"):
         index = int(role.removeprefix("client-"))
         return [code, Mount(str(plan.client_dir(index)), "/data", True), control]
+    if role.startswith("clients-"):
+        # A group: each of its clients' partition folders, read-only, where `clients
+        # --data-root /work` looks for them.
+        return [code, *(Mount(str(plan.client_dir(i)), f"/work/client-{i}", True) for i in role_clients(role)),
+                control]
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
@@ -102,12 +107,17 @@ def role_command(plan: RunPlan, role: str) -> list[str]:
         # With the Flower transport the server container runs the SuperLink and the ServerApp.
         return ["flower-server" if flower else "server", "/bundle", "--data", "/data", "--out", "/out",
                 "--listen", f"0.0.0.0:{SERVER_PORT}", "--clients", str(plan.clients), *after]
+    server = ["--server", f"{container_name(plan, 'server')}:{SERVER_PORT}"]
     if role.startswith("client-"):
         index = role.removeprefix("client-")
         # ... and each client container one SuperNode.
-        return ["flower-client" if flower else "client", "/bundle", "--data", "/data",
-                "--server", f"{container_name(plan, 'server')}:{SERVER_PORT}",
+        return ["flower-client" if flower else "client", "/bundle", "--data", "/data", *server,
                 "--client-id", index, *after]
+    if role.startswith("clients-"):
+        # A group of virtual clients in one process (GROUP_ENVIRONMENT); the fast transport.
+        hosted = role_clients(role)
+        return ["clients", "/bundle", "--data-root", "/work", *server,
+                "--ids", f"{hosted[0]}-{hosted[-1]}", *after]
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
@@ -179,6 +189,7 @@ def container_kwargs(
         "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
         "FLAUTIM_ROLE": role,
         "OMP_NUM_THREADS": _threads(config),
+        **(GROUP_ENVIRONMENT if role.startswith("clients-") else {}),
     }
     kwargs: dict = {
         **hardened(config, role_memory_mb(config, plan, role)),
@@ -193,7 +204,7 @@ def container_kwargs(
         },
         "environment": environment,
     }
-    if role == "prepare":
+    if role == "prepare" or role.startswith("clients-"):
         # A scratch /work that holds the partition mounts (and anything else prepare writes
         # beside them, e.g. its summary), gone with the container.
         kwargs["tmpfs"] = {**kwargs["tmpfs"], "/work": "rw,nosuid,nodev,size=16m,mode=1777"}

@@ -43,7 +43,8 @@ START_PARALLELISM = 4
 
 
 class DockerSandbox:
-    """Runs a plan in Docker: prepare, then one server and one container per client."""
+    """Runs a plan in Docker: prepare, then one server and the run's K client containers
+    (one per client, or a group of clients each)."""
 
     isolated = True
     name = "docker"
@@ -132,8 +133,9 @@ class DockerSandbox:
     # --- internals ------------------------------------------------------------------------
 
     def _gpus_for(self, plan: RunPlan, sink: RunSink) -> list[list[str]]:
+        containers = len(plan.client_roles)
         if not plan.wants_gpu and not plan.requires_gpu:
-            return gpu_assignment(plan.clients, [], self.config.GPU_POLICY)
+            return gpu_assignment(containers, [], self.config.GPU_POLICY)
         available = host_gpus(self.config)
         if not available:
             if plan.requires_gpu:
@@ -141,7 +143,7 @@ class DockerSandbox:
                     "the hyperparameters ask for device='cuda' but this worker has no GPU"
                 )
             sink.line("platform", "stderr", "[flautim] no GPU on this worker: running on the CPU")
-        return gpu_assignment(plan.clients, available, self.config.GPU_POLICY)
+        return gpu_assignment(containers, available, self.config.GPU_POLICY)
 
 
 class _Run(Supervision):
@@ -170,7 +172,8 @@ class _Run(Supervision):
         """Claim warm containers for the server and clients; before `prepare` starts, since
         their folders become the run's partition folders (see warm_pool)."""
         self.pool = pool
-        roles = ["server"] + [f"client-{i}" for i in range(self.plan.clients)]
+        # A pooled container mounts one partition folder: a group's container starts cold.
+        roles = ["server"] + [r for r in self.plan.client_roles if r.startswith("client-")]
         for role, pooled in zip(roles, pool.claim(len(roles)), strict=False):
             self.pooled[role] = pooled
             try:
@@ -290,7 +293,7 @@ class _Run(Supervision):
         began = time.monotonic()
         self.start("prepare")
         roles = [("server", None)] + [
-            (f"client-{i}", gpus[i] if i < len(gpus) else None) for i in range(self.plan.clients)
+            (role, gpus[j] if j < len(gpus) else None) for j, role in enumerate(self.plan.client_roles)
         ]
         # Creating a container is a Docker API round trip of ~0.1-0.3 s: do them together.
         with ThreadPoolExecutor(max_workers=START_PARALLELISM) as executor:
@@ -303,8 +306,7 @@ class _Run(Supervision):
         return None
 
     def phase_federation(self) -> RunOutcome:
-        clients = [f"client-{i}" for i in range(self.plan.clients)]
-        outcome = self.supervise_federation(clients, POLL_S, FAST_POLL_S)
+        outcome = self.supervise_federation(self.plan.client_roles, POLL_S, FAST_POLL_S)
         self.poll()
         outcome.clients_started_s = self.clients_started_s
         return outcome

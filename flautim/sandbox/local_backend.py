@@ -16,7 +16,16 @@ from flautim.config import Config
 from flautim.fl.process_group import free_port
 
 from .capture import pump_lines
-from .plan import ProcessExit, RunControl, RunOutcome, RunPlan, RunSink, SandboxRefused
+from .plan import (
+    GROUP_ENVIRONMENT,
+    ProcessExit,
+    RunControl,
+    RunOutcome,
+    RunPlan,
+    RunSink,
+    SandboxRefused,
+    role_clients,
+)
 from .supervision import Supervision
 
 POLL_S = 0.3
@@ -97,7 +106,7 @@ class _LocalRun(Supervision):
         plan.work_dir.mkdir(parents=True, exist_ok=True)
         plan.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, role: str, args: list[str]) -> None:
+    def start(self, role: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
         env = {
             k: v for k, v in os.environ.items()
             # The user's code gets no platform secrets through the environment.
@@ -108,6 +117,7 @@ class _LocalRun(Supervision):
             FLAUTIM_EXPERIMENT_ID=str(self.plan.experiment_id), FLWR_TELEMETRY_ENABLED="0",
             FLWR_DISABLE_UPDATE_CHECK="1", FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
             FLWR_HOME=str(self.plan.work_dir / ".flwr"), CUDA_VISIBLE_DEVICES="",
+            **(extra_env or {}),
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "flautim.fl", *args],
@@ -157,10 +167,16 @@ class _LocalRun(Supervision):
         self.start("server", ["server", str(self.bundle), "--data", str(plan.server_data_dir),
                               "--out", str(plan.out_dir), "--listen", address,
                               "--clients", str(plan.clients), *transport])
-        clients = [f"client-{i}" for i in range(plan.clients)]
-        for i, role in enumerate(clients):
-            self.start(role, ["client", str(self.bundle), "--data", str(plan.client_dir(i)),
-                              "--server", address, "--client-id", str(i), *transport])
+        clients = plan.client_roles
+        for role in clients:
+            hosted = role_clients(role)
+            if len(hosted) == 1:
+                self.start(role, ["client", str(self.bundle), "--data", str(plan.client_dir(hosted[0])),
+                                  "--server", address, "--client-id", str(hosted[0]), *transport])
+            else:  # a group of virtual clients in one process, as in its Docker container
+                self.start(role, ["clients", str(self.bundle), "--data-root", str(plan.work_dir),
+                                  "--server", address, "--ids", f"{hosted[0]}-{hosted[-1]}"],
+                           GROUP_ENVIRONMENT)
         clients_started = time.monotonic() - began
         outcome = self.supervise_federation(clients, POLL_S, POLL_S)
         outcome.clients_started_s = clients_started

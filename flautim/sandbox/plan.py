@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from flautim.fl.virtual_clients import split_clients
+
 
 class SandboxRefused(RuntimeError):
     """The backend cannot run this plan here (e.g. a GPU is required and there is none)."""
@@ -21,6 +23,8 @@ class RunPlan:
     client plus `server/`, each writable by the sandbox; `work_dir` itself is the worker's);
     `out_dir` is where the server writes checkpoints for the worker to copy;
     `control_dir` is the worker's alone: its signals to the containers (mounted read-only).
+    `client_containers` is K, the client containers (or processes) hosting the `clients`
+    clients (0: one per client); with fewer than `clients` each hosts a contiguous group.
     """
 
     experiment_id: int
@@ -35,9 +39,17 @@ class RunPlan:
     wants_gpu: bool = False
     # True when the hyperparameters insist on a GPU (device="cuda"): no CPU fallback.
     requires_gpu: bool = False
+    client_containers: int = 0
 
     def client_dir(self, index: int) -> Path:
         return self.work_dir / f"client-{index}"
+
+    @property
+    def client_roles(self) -> list[str]:
+        """One role per client container: `client-<i>` for a client of its own, else
+        `clients-<first>-<last>` for a group (its log source too)."""
+        groups = split_clients(list(range(self.clients)), self.client_containers or self.clients)
+        return [f"client-{g[0]}" if len(g) == 1 else f"clients-{g[0]}-{g[-1]}" for g in groups if g]
 
     @property
     def server_data_dir(self) -> Path:
@@ -50,6 +62,22 @@ class RunPlan:
     @property
     def control_dir(self) -> Path:
         return self.work_dir.parent / "control"
+
+
+# A group's container (or local process) is one client process: its clients train in turn,
+# as a container's CPU quota and memory limit are sized for one.
+GROUP_ENVIRONMENT = {"FLAUTIM_CLIENT_PROCESSES": "1"}
+
+
+def role_clients(role: str) -> range:
+    """The clients a client role hosts: `client-7` -> 7..7, `clients-0-99` -> 0..99."""
+    if role.startswith("client-"):
+        first = last = int(role.removeprefix("client-"))
+    elif role.startswith("clients-"):
+        first, last = (int(x) for x in role.removeprefix("clients-").split("-"))
+    else:
+        raise ValueError(f"{role!r} is not a client role")
+    return range(first, last + 1)
 
 
 class RunSink(Protocol):

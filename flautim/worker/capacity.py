@@ -9,7 +9,7 @@ it; a run that fits a worker but must wait for that worker's memory to free is h
 and waits there (flautim/sandbox/admission.py).
 
 The worker also says what a run costs on it, in memory: its `prepare` and server
-containers plus one per client, at its own limits (`run_base_mb`, `client_mb` by
+containers plus its client containers (one per client, or K groups), at its own limits (`run_base_mb`, `client_mb` by
 transport, measured with the sandbox's own rule, `admission.run_memory_mb`), so workers
 with different settings are judged by their own numbers. This module reads and writes
 Redis only: the web (the dispatcher runs on submission, the admin's queue page) imports it
@@ -23,6 +23,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 import redis
+
+from flautim.fl.virtual_clients import client_processes
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,15 @@ class WorkerCapacity:
 
     def run_memory_mb(self, needs: RunNeeds) -> int:
         per_client = self.client_mb.get(needs.transport, max(self.client_mb.values(), default=0))
-        return self.run_base_mb + needs.clients * per_client
+        return self.run_base_mb + self.client_containers(needs) * per_client
+
+    def client_containers(self, needs: RunNeeds) -> int:
+        """K on this worker, as its sandbox plans it (admission.plan_client_containers)."""
+        if needs.transport == "flower":
+            return needs.clients
+        per_client = self.client_mb.get(needs.transport, 0)
+        room = max(0, self.memory_for_runs_mb - self.run_base_mb)
+        return client_processes(needs.clients, self.cores, room * 2**20, max(1, per_client) * 2**20)
 
     def why_not(self, needs: RunNeeds) -> str | None:
         """Why this worker can never hold the run (English, for logs), or None."""

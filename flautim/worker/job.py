@@ -16,12 +16,14 @@ from pathlib import Path
 
 import redis
 
-from flautim import storage
+from flautim import quotas, storage
 from flautim.config import Config
 from flautim.fl.events import EVENT_PREFIX, InvalidEvent, parse_line
+from flautim.fl.hyperparameters import HyperparameterError, Hyperparameters, check_value
 from flautim.models import Dataset, Experiment, ExperimentState, FailureKind, db
 from flautim.object_store import StoredObjectMissing, store_for
 from flautim.sandbox import RunControl, RunOutcome, RunPlan, SandboxRefused, sandbox_for
+from flautim.sandbox.admission import plan_client_containers
 from flautim.sandbox.untrusted_files import remove_tree
 
 from .database import current_config, session_scope
@@ -74,7 +76,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
             # never starts (a plain write here would overwrite "cancelled" with "preparing").
             started = experiment.transition_if(ExperimentState.QUEUED, ExperimentState.PREPARING)
             if started:
-                experiment.summary = {}
+                # What the quotas charge: the containers this run starts (server and clients).
+                experiment.summary = {"containers": 1 + len(plan.client_roles)}
             db.session.commit()
         except BaseException:
             heartbeat.stop()
@@ -97,7 +100,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
     control = RunControl(plan.time_limit_s, cancelled=_cancel_check(rconn, config, experiment_id, attempt),
                          heartbeat=heartbeat.beat)
     sink.platform(
-        f"[flautim] attempt {attempt}: {plan.clients} clients, time limit {plan.time_limit_s} s"
+        f"[flautim] attempt {attempt}: {plan.clients} clients in {len(plan.client_roles)} client "
+        f"processes, time limit {plan.time_limit_s} s"
     )
     sandbox = None
     try:
@@ -210,11 +214,12 @@ def build_plan(experiment: Experiment, config) -> RunPlan:
     (code_dir / "data").mkdir(exist_ok=True)
     values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else {}
     values = values if isinstance(values, dict) else {}
-    clients = values.get("num_clients", 4)
-    if not isinstance(clients, int) or isinstance(clients, bool) or not 1 <= clients <= 1000:
-        raise ValueError(f"num_clients must be a whole number from 1 to 1000, not {clients!r}")
+    try:
+        clients = check_value("num_clients", values.get("num_clients", Hyperparameters.num_clients))
+    except HyperparameterError as exc:
+        raise ValueError(exc.what) from None
     device = str(values.get("device", "cpu"))
-    return RunPlan(
+    plan = RunPlan(
         experiment_id=experiment.id,
         attempt=experiment.attempt,
         code_dir=code_dir,
@@ -226,9 +231,10 @@ def build_plan(experiment: Experiment, config) -> RunPlan:
         # The hyperparameters choose; the column keeps what an admin or an older row set.
         transport=str(values.get("transport") or experiment.transport or "fast"),
         time_limit_s=experiment_time_limit(experiment, config),
-        wants_gpu=bool(experiment.wants_gpu) or device.startswith("cuda"),
+        wants_gpu=quotas.run_uses_gpu(experiment.wants_gpu, values),
         requires_gpu=device.startswith("cuda"),
     )
+    return plan_client_containers(config, plan)
 
 
 def _single_py(store, prefix: str, preferred: str) -> str:

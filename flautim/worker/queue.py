@@ -227,11 +227,11 @@ def _queue_name(wants_gpu: bool, values) -> str:
 
 def run_needs(wants_gpu: bool, values, transport: str | None) -> RunNeeds:
     """What a run asks of a worker, read from its hyperparameters as the worker reads them."""
-    from flautim.quotas import run_containers, run_uses_gpu
+    from flautim.quotas import run_clients, run_uses_gpu
 
     values = values if isinstance(values, dict) else {}
     return RunNeeds(
-        clients=run_containers(values) - 1,
+        clients=run_clients(values),
         transport=str(values.get("transport") or transport or "fast"),
         gpu=run_uses_gpu(wants_gpu, values),
         queue=_queue_name(wants_gpu, values),

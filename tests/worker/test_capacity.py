@@ -12,6 +12,7 @@ import time
 from rq.job import Job
 
 from flautim.models import Experiment, ExperimentState, HyperparameterFile, db
+from flautim.sandbox.container_spec import FLOWER_NODE_MEMORY_MB
 from flautim.worker.capacity import (
     NAMES_KEY,
     RunNeeds,
@@ -67,8 +68,9 @@ def _row(app, experiment_id: int) -> Experiment:
 def test_runs_go_only_where_a_live_worker_could_hold_them(app, worker_config, owner, make_user):
     connection = redis_for(worker_config)
 
-    def run_mb(clients: int) -> int:  # prepare and the server, then each client
-        return 2 * worker_config.SANDBOX_SERVER_MEMORY_MB + clients * worker_config.SANDBOX_CLIENT_MEMORY_MB
+    def run_mb(clients: int, transport: str = "fast") -> int:  # prepare and the server, then each client
+        per_client = worker_config.SANDBOX_CLIENT_MEMORY_MB + (FLOWER_NODE_MEMORY_MB if transport == "flower" else 0)
+        return 2 * worker_config.SANDBOX_SERVER_MEMORY_MB + clients * per_client
 
     def worker_with(memory_mb: int):
         return dataclasses.replace(worker_config, SANDBOX_HOST_MEMORY_MB=memory_mb, SANDBOX_HOST_RESERVE_MB=0,
@@ -90,21 +92,24 @@ def test_runs_go_only_where_a_live_worker_could_hold_them(app, worker_config, ow
         assert f"{run_mb(2)} MB / {run_mb(2)} MB" in row and "nenhuma" in row
 
         fits = _queued_run(app, owner, "cabe", num_clients=2)
-        too_big = _queued_run(app, owner, "grande", num_clients=3)
+        # More clients than the worker has room for containers: they share its two (virtual
+        # clients). Flower's transport keeps a container per client, so 3 of them are too big.
+        grouped = _queued_run(app, owner, "agrupada", num_clients=300)
+        too_big = _queued_run(app, owner, "grande", num_clients=3, transport="flower")
         on_gpu = _queued_run(app, owner, "gpu", num_clients=1, device="cuda")
-        handed = _row(app, fits)
-        assert handed.job_id and Job.fetch(handed.job_id, connection=connection).origin == "experiments"
+        for handed in (_row(app, fits), _row(app, grouped)):
+            assert handed.job_id and Job.fetch(handed.job_id, connection=connection).origin == "experiments"
         for held in (_row(app, too_big), _row(app, on_gpu)):
             assert held.state == ExperimentState.QUEUED and held.job_id is None
         reason = _row(app, too_big).failure_reason
-        assert f"precisa de {run_mb(3)} MB de memória (3 clientes" in reason
+        assert f"precisa de {run_mb(3, 'flower')} MB de memória (3 clientes" in reason
         assert f"o maior worker oferece {run_mb(2)} MB" in reason
-        assert f"No live worker can hold this run: it needs {run_mb(3)} MB" in reason
+        assert f"No live worker can hold this run: it needs {run_mb(3, 'flower')} MB" in reason
         assert "Nenhum worker ativo tem GPU" in _row(app, on_gpu).failure_reason
         assert "No live worker has a GPU" in _row(app, on_gpu).failure_reason
 
         # A larger worker connects: the big run goes, its reason gone; the GPU run still waits.
-        with running_worker(worker_with(run_mb(3))):
+        with running_worker(worker_with(run_mb(3, "flower"))):
             _wait_for_workers(connection, 2)
             with app.app_context():
                 dispatch_waiting_runs(worker_config)
