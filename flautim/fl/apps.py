@@ -31,6 +31,7 @@ from flautim.fl.round_deadline import RoundDeadline
 from flautim.fl.session import ClientSession
 from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums
 from flautim.fl.transport.records import (
+    WeightsDecoder,
     arrays_to_weights,
     error_reply,
     flautim_record,
@@ -63,6 +64,7 @@ def make_client_app(
     `bundle_dir` (or a function of the context giving it) locates user code in tracebacks.
     """
     app = ClientApp()
+    decode = WeightsDecoder()
 
     def handle(message: Message, context: Context, phase: str) -> Message:
         client_id = client_id_for(context)
@@ -71,7 +73,7 @@ def make_client_app(
         try:
             session = session_for(context)
             arrays = next(iter(message.content.array_records.values()))
-            weights = arrays_to_weights(arrays)
+            weights = decode(arrays)
             if phase == "train":
                 result = session.fit(weights, server_round, config)
             else:
