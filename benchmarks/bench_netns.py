@@ -1,7 +1,9 @@
 """One experiment across "hosts": the fast transport's server and client processes in
 separate network namespaces, side by side with the same run on loopback.
 
-    .venv/bin/python benchmarks/bench_netns.py [--clients 10] [--rounds 5] [--profiles loopback,veth,lan,wan]
+    .venv/bin/python benchmarks/bench_netns.py [--clients 10] [--rounds 5] [--repeat 3] [--train-digits 800]
+    .venv/bin/python benchmarks/bench_netns.py --synthetic --rounds 30 --repeat 3
+    .venv/bin/python benchmarks/bench_netns.py --tls-only
 
 Needs root (it creates network namespaces, veth pairs, a bridge and tc qdiscs) and `ip`/`tc`
 (Debian: iproute2). Topology, all of it inside namespaces named `fl15-*` (the machine's own
@@ -14,18 +16,21 @@ network is never touched; every address is on 10.215.15.0/24, which exists only 
 
 Profiles: `loopback`; `veth` (namespaces, no shaping); `relay` (namespaces, through the
 relay below with no delay: what the relay itself costs); `lan` (1 Gbit/s, 1 ms RTT); `wan`
-(100 Mbit/s, 20 ms RTT); `*` in the table marks the runs through the relay. Bandwidth is a tbf qdisc on both ends of every link. Latency: this
-kernel has no netem (`tc qdisc ... netem` answers "Specified qdisc kind is unknown"), so the
-clients reach the server through a relay in the server's namespace that holds every chunk
-for RTT/2 in each direction (`--relay`, below); it delays data, not TCP's handshake.
+(100 Mbit/s, 20 ms RTT); `*` in the tables marks the runs through the relay. Bandwidth is a
+tbf qdisc on both ends of every link. Latency: this kernel has no netem (`tc qdisc ... netem`
+answers "Specified qdisc kind is unknown"), so the clients reach the server through a relay
+in the server's namespace that holds every chunk for RTT/2 in each direction (`--relay`,
+below); it delays data, not TCP's handshake.
 
 Per profile it prints the round time (mean of rounds 2..R, from the server's events) and the
 bytes on the wire: counters of the server namespace's interface (rx + tx of eth0; tx of lo
 for loopback, where each packet is counted once each way), read from /proc/PID/net/dev of a
-process parked in that namespace: up to the end of round 1 (connections, hellos, the first
-round) and per round after it (end of round 1 to end of round R). It also prints what TLS on
-the channel would cost in CPU (`--tls-only`: just that). Nothing here asserts a time. Everything it creates is
-removed in a `finally`, and leftovers of an earlier interrupted run are removed first.
+process parked in that namespace, for the whole run and per round (the run's bytes over its
+rounds). Then what TLS on the
+channel would cost in CPU (`--tls-only`: just that). `--synthetic` times the transport
+alone: the same messages with no training (`echo_server`). Nothing here asserts a time.
+Everything it creates is removed in a `finally` (also on SIGTERM or Ctrl-C), and leftovers
+of an earlier interrupted run are removed first.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
+import queue
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import struct
@@ -210,14 +218,11 @@ class Sampler:
         return next((b for t, b in self.samples if t >= when), self.samples[-1][1])
 
 
-def run_profile(
-    profile: Profile, bundle: Path, work: Path, clients: int, rounds: int, scratch: Path
-) -> dict:
-    out = scratch / f"out-{profile.name}"
-    logs = scratch / f"clients-{profile.name}.log"
-    common = ["--clients", str(clients), "--rounds", str(rounds)]
-    half = clients // 2
-    id_ranges = (f"0-{half - 1}", f"{half}-{clients - 1}")
+def endpoints(
+    profile: Profile,
+) -> tuple[str, tuple[str, str], str, str, str, subprocess.Popen | None]:
+    """Where a profile's processes run and meet: (server namespace, client namespaces, the
+    server's listen address, the clients' server address, the counted interface, the relay)."""
     relay = None
     if profile.name == "loopback":
         server_ns, client_ns, listen = LOOP, (LOOP, LOOP), f"127.0.0.1:{SERVER_PORT}"
@@ -240,6 +245,18 @@ def run_profile(
                     str(profile.rtt_ms / 2),
                 )
             )
+    return server_ns, client_ns, listen, connect, dev, relay
+
+
+def run_profile(
+    profile: Profile, bundle: Path, work: Path, clients: int, rounds: int, scratch: Path
+) -> dict:
+    out = scratch / f"out-{profile.name}"
+    logs = scratch / f"clients-{profile.name}.log"
+    common = ["--clients", str(clients), "--rounds", str(rounds)]
+    half = clients // 2
+    id_ranges = (f"0-{half - 1}", f"{half}-{clients - 1}")
+    server_ns, client_ns, listen, connect, dev, relay = endpoints(profile)
     sampler = Sampler(server_ns, dev)
     launched = time.time()
     with logs.open("w") as log:
@@ -308,19 +325,11 @@ def run_profile(
         raise RuntimeError(
             f"the {profile.name} run failed: {last}; log {logs}:\n{logs.read_text()[-1500:]}"
         )
-    # A round's traffic ends with its last event; its messages may leave before its
-    # `round_started` is written, so rounds are counted from one end to the next.
-    ends: dict[int, float] = {}
-    for e in events:
-        if (
-            isinstance(e.get("round"), int)
-            and e["type"] != "round_started"
-            and e.get("kind") != "final"
-        ):
-            ends[e["round"]] = max(ends.get(e["round"], 0.0), e["ts"])
-    result["first_round_bytes"] = sampler.at(ends[1]) - sampler.samples[0][1]
-    result["round_bytes"] = (sampler.at(ends[rounds]) - sampler.at(ends[1])) / (rounds - 1)
+    # Rounds follow each other with no gap, so a boundary between two of them in the counters
+    # is blurred by the sampling; the whole run over its rounds is exact but for the set-up
+    # (connections, hellos, byes: a few KB).
     result["total_bytes"] = sampler.samples[-1][1] - sampler.samples[0][1]
+    result["round_bytes"] = result["total_bytes"] / rounds
     return result
 
 
@@ -401,6 +410,124 @@ async def relay_main(listen: str, target: str, delay_s: float) -> None:
     server = await asyncio.start_server(handle, host, int(port))
     async with server:
         await server.serve_forever()
+
+
+# -- the transport alone: synthetic rounds ---------------------------------------------------------
+# The real run's round time on a loaded 2-core machine swings by seconds, far more than a
+# network adds; these rounds move the same messages (framed as transport/channel.py frames
+# them, one TCP connection per client) with no torch, no Flower and no training, so what
+# they time is the network's share of a round.
+FRAME = struct.Struct(">cI")
+
+
+def send_frame(sock: socket.socket, kind: bytes, payload: bytes) -> None:
+    sock.sendall(FRAME.pack(kind, len(payload)) + payload)
+
+
+def read_frame(sock: socket.socket) -> tuple[bytes, bytes]:
+    def exactly(size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = sock.recv(min(size - len(data), 1 << 20))
+            if not chunk:
+                raise ConnectionError("peer closed")
+            data += chunk
+        return bytes(data)
+
+    kind, size = FRAME.unpack(exactly(FRAME.size))
+    return kind, exactly(size)
+
+
+def echo_server(listen: str, clients: int, rounds: int, size: int = MODEL_MESSAGE_BYTES) -> None:
+    """Per round: a fit message to every client and its weights back, then an evaluate
+    message to every client and a small reply; prints the rounds' seconds as JSON."""
+    host, port = listen.rsplit(":", 1)
+    server = socket.create_server((host, int(port)))
+    conns = []
+    while len(conns) < clients:
+        sock, _ = server.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        read_frame(sock)  # hello
+        conns.append(sock)
+    replies: queue.Queue = queue.Queue()
+
+    def collect(sock: socket.socket) -> None:
+        while True:
+            replies.put(read_frame(sock)[0])
+
+    for sock in conns:
+        threading.Thread(target=collect, args=(sock,), daemon=True).start()
+    payload, times = os.urandom(size), []
+    for _ in range(rounds):
+        begin = time.perf_counter()
+        for kind in (b"F", b"E"):
+            for sock in conns:
+                send_frame(sock, kind, payload)
+            for _ in conns:
+                replies.get()
+        times.append(time.perf_counter() - begin)
+    for sock in conns:
+        send_frame(sock, b"B", b"")
+    print(json.dumps(times), flush=True)
+
+
+def echo_clients(connect: str, count: int, size: int = MODEL_MESSAGE_BYTES) -> None:
+    """`count` clients, one connection each, answering like a client: weights for a fit."""
+    host, port = connect.rsplit(":", 1)
+    weights = os.urandom(size)
+
+    def client() -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                sock = socket.create_connection((host, int(port)), timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        send_frame(sock, b"H", b"")
+        while (kind := read_frame(sock)[0]) != b"B":
+            send_frame(sock, b"R", weights if kind == b"F" else b"x" * 64)
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def run_synthetic(profile: Profile, clients: int, rounds: int) -> dict:
+    server_ns, client_ns, listen, connect, dev, relay = endpoints(profile)
+    sampler = Sampler(server_ns, dev)
+    half = clients // 2
+    server = subprocess.Popen(
+        in_ns(
+            server_ns, sys.executable, __file__, "--echo-server", listen, str(clients), str(rounds)
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    procs = [
+        subprocess.Popen(in_ns(ns, sys.executable, __file__, "--echo-clients", connect, str(n)))
+        for ns, n in zip(client_ns, (half, clients - half), strict=True)
+    ]
+    try:
+        stdout, _ = server.communicate(timeout=600)
+    finally:
+        for proc in (server, *procs, *([relay] if relay else [])):
+            proc.kill()
+            proc.wait()
+        sampler.stop()
+    times = json.loads(stdout)
+    total = sampler.samples[-1][1] - sampler.samples[0][1]
+    return {
+        "round": statistics.median(times),
+        "p90": sorted(times)[int(0.9 * (len(times) - 1))],
+        "round_bytes": total / rounds,
+    }
 
 
 # -- what TLS on the channel would cost ----------------------------------------------------------
@@ -516,6 +643,35 @@ def profile_names(text: str) -> list[Profile]:
     return [PROFILES[n] for n in names]
 
 
+def synthetic_main(args: argparse.Namespace) -> int:
+    print(
+        f"Synthetic rounds: {args.clients} clients on 2 client hosts, one connection each; per round "
+        f"{MODEL_MESSAGE_BYTES / 1e3:.0f} KB to each and back (fit), {MODEL_MESSAGE_BYTES / 1e3:.0f} KB to each and "
+        f"64 B back (evaluate); {args.rounds} rounds x {args.repeat}; load average {os.getloadavg()[0]:.1f} at start"
+    )
+    runs: dict[str, list[dict]] = {p.name: [] for p in args.profiles}
+    try:
+        setup()
+        for _ in range(args.repeat):
+            for profile in args.profiles:
+                runs[profile.name].append(run_synthetic(profile, args.clients, args.rounds))
+    finally:
+        teardown()
+    print(f"\n{'profile':10} {'link':>16} {'round ms':>9} {'p90 ms':>8} {'KB/round':>9}")
+    for name, rs in runs.items():
+        print(
+            f"{name:10} {link_of(PROFILES[name]):>16} {statistics.median(r['round'] for r in rs) * 1e3:9.1f} "
+            f"{statistics.median(r['p90'] for r in rs) * 1e3:8.1f} {statistics.median(r['round_bytes'] for r in rs) / 1e3:9.0f}"
+        )
+    return 0
+
+
+def link_of(profile: Profile) -> str:
+    if profile.name == "loopback":
+        return "127.0.0.1"
+    return f"{profile.rate or 'unshaped'}, {profile.rtt_ms:g} ms{'*' * profile.relay}"
+
+
 def stop_cleanly(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -552,11 +708,24 @@ def main() -> int:
         help="only measure what TLS on the channel costs (no root needed)",
     )
     parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="time the transport alone: the rounds' messages with no training (--rounds of them)",
+    )
+    parser.add_argument("--echo-server", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-clients", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
         "--relay", nargs=3, metavar=("LISTEN", "TARGET", "ONE_WAY_MS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.relay:
         asyncio.run(relay_main(args.relay[0], args.relay[1], float(args.relay[2]) / 1000))
+        return 0
+    if args.echo_server:
+        echo_server(args.echo_server[0], int(args.echo_server[1]), int(args.echo_server[2]))
+        return 0
+    if args.echo_clients:
+        echo_clients(args.echo_clients[0], int(args.echo_clients[1]))
         return 0
     if args.tls_only:
         print_tls_cost()
@@ -570,6 +739,8 @@ def main() -> int:
     if (problem := check_can_run()) is not None:
         print(problem, file=sys.stderr)
         return 2
+    if args.synthetic:
+        return synthetic_main(args)
     import flautim
 
     print(
@@ -608,19 +779,16 @@ def main() -> int:
     }
     print(
         f"\n{'profile':10} {'link':>16} {'total s':>8} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11} "
-        f"{'round 1 KB':>11} {'KB/round':>9} {'KB/client/round':>16}"
+        f"{'total KB':>9} {'KB/round':>9} {'KB/client/round':>16}"
     )
     for name, r in results.items():
         p = PROFILES[name]
-        link = (
-            "127.0.0.1"
-            if name == "loopback"
-            else f"{p.rate or 'unshaped'}, {p.rtt_ms:g} ms{'*' * p.relay}"
-        )
+        link = link_of(p)
         print(
             f"{name:10} {link:>16} {r['total']:8.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
-            f"{r['first_round_bytes'] / 1e3:11.0f} {r['round_bytes'] / 1e3:9.0f} {r['round_bytes'] / args.clients / 1e3:16.0f}"
+            f"{r['total_bytes'] / 1e3:9.0f} {r['round_bytes'] / 1e3:9.0f} {r['round_bytes'] / args.clients / 1e3:16.0f}"
         )
+    print_tls_cost()
     return 0
 
 
