@@ -1,7 +1,8 @@
 """Platform benchmark: the MNIST example through the whole platform (queue → worker →
 Docker sandbox → ingest) against `flautim run` on the same machine. Prints a table.
 
-    .venv/bin/python benchmarks/bench_platform.py [--rounds N] [--skip-local]
+    .venv/bin/python benchmarks/bench_platform.py [--rounds N] [--clients N] [--fraction-fit F]
+        [--min-clients-wait-s S] [--skip-local]
 
 Needs Docker, the sandbox image (sandbox_images/build cpu), Redis (FLAUTIM_BENCH_REDIS_URL,
 default redis://127.0.0.1:6379/14) and PostgreSQL (FLAUTIM_BENCH_DATABASE_URL, an admin URL;
@@ -30,17 +31,24 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from flautim.config import Config  # noqa: E402
+from flautim.sandbox.container_spec import LABEL_EXPERIMENT  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "mnist"
 GIB = 2**30
 
 
-def _bundle(dest: Path, rounds: int | None) -> Path:
+def _bundle(dest: Path, rounds: int | None, clients: int | None = None, fraction_fit: float | None = None,
+            min_clients_wait_s: float | None = None) -> Path:
     shutil.copytree(EXAMPLE, dest)
     (dest / "data").mkdir(exist_ok=True)
-    if rounds:
-        hp = re.sub(r"(?m)^rounds\s*=.*$", f"rounds = {rounds}", (dest / "hyperparameters.py").read_text())
-        (dest / "hyperparameters.py").write_text(hp)
+    hp = (dest / "hyperparameters.py").read_text()
+    overrides = (("rounds", rounds), ("num_clients", clients), ("fraction_fit", fraction_fit),
+                 ("fraction_evaluate", fraction_fit), ("min_clients_wait_s", min_clients_wait_s))
+    for key, value in overrides:
+        if value is not None:
+            hp, found = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", hp)
+            hp += "" if found else f"\n{key} = {value}\n"
+    (dest / "hyperparameters.py").write_text(hp)
     return dest
 
 
@@ -123,6 +131,8 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
     state = job.run_experiment(experiment_id, attempt)
     finished = time.time()
     sampler.stop()
+    created = docker_client.events(since=int(submitted) - 1, until=int(time.time()) + 1, decode=True, filters={
+        "type": "container", "event": "create", "label": f"{LABEL_EXPERIMENT}={experiment_id}"})
     with app.app_context():
         first_round = db.session.execute(
             select(ExperimentEvent.payload).where(
@@ -138,7 +148,8 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
         summary = dict(experiment.summary or {})
         final_at = experiment.finished_at.timestamp() if experiment.finished_at else None
         reason = experiment.failure_reason
-    clients = {r: v for r, v in sampler.samples.items() if r.startswith("client-")}
+    # client-<i>, or clients-<a>-<b> for a container hosting a group (virtual clients).
+    clients = {r: v for r, v in sampler.samples.items() if r.startswith("client")}
     idle = [min(v) for v in clients.values() if v]
     peaks = [sampler.peaks[r] for r in clients]
     return {
@@ -156,6 +167,7 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
         "peak_client_mib": (max(peaks) / 2**20) if peaks else None,
         "sum_peaks_gib": sum(sampler.peaks.values()) / GIB if sampler.peaks else None,
         "containers_sampled": len(sampler.peaks),
+        "containers_created": len(list(created)),
     }
 
 
@@ -194,6 +206,10 @@ def run_local(bundle: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=None, help="override the example's rounds")
+    parser.add_argument("--clients", type=int, default=None, help="override the example's num_clients")
+    parser.add_argument("--fraction-fit", type=float, default=None, help="override fraction_fit (and fraction_evaluate)")
+    parser.add_argument("--min-clients-wait-s", type=float, default=None,
+                        help="override min_clients_wait_s (how long the server waits for every client)")
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the table shows the median")
     parser.add_argument("--warm-pool", type=int, default=0, metavar="N",
@@ -221,10 +237,17 @@ def main(argv=None) -> int:
         app = create_app(config)
         with app.app_context():
             upgrade()
+            # Container names carry the experiment id: start far from the ids tests use on
+            # this host, so a test's flautim-e1-a1-* never collides with the benchmark's.
+            db_engine = sa.create_engine(url)
+            with db_engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER SEQUENCE experiments_id_seq RESTART WITH {uuid.uuid4().int % 900_000 + 100_000}"))
+            db_engine.dispose()
         use_config(config)
-        bundle = _bundle(scratch / "mnist", args.rounds)
+        shape = (args.rounds, args.clients, args.fraction_fit, args.min_clients_wait_s)
+        bundle = _bundle(scratch / "mnist", *shape)
         client = docker.from_env(timeout=120)
-        local_bundle = None if args.skip_local else _bundle(scratch / "mnist-local", args.rounds)
+        local_bundle = None if args.skip_local else _bundle(scratch / "mnist-local", *shape)
         runs, locals_ = [], []
         for _ in range(args.repeat):
             pool_wait = fill_pool(config, client) if args.warm_pool else None
@@ -269,6 +292,7 @@ def main(argv=None) -> int:
         ("  submit -> the server's last event (run_finished)", fmt(platform["server_done_s"], " s")),
         ("  federation start -> all client containers running", fmt(platform["clients_started_s"], " s")),
         ("  final accuracy", fmt(platform["accuracy"])),
+        ("  containers created (prepare, server, clients)", fmt(platform["containers_created"])),
         ("  client container memory, idle (mean of minima)", fmt(platform["idle_client_mib"], " MiB")),
         ("  client container memory, peak (max)", fmt(platform["peak_client_mib"], " MiB")),
         ("  all containers' peaks summed", fmt(platform["sum_peaks_gib"], " GiB")),
