@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist"
 
 
-def make_bundle(workdir: Path, clients: int, rounds: int) -> Path:
+def make_bundle(workdir: Path, clients: int, rounds: int, fraction_evaluate: float | None = None) -> Path:
     bundle = workdir / f"mnist-{clients}"
     shutil.copytree(EXAMPLE, bundle)
     (bundle / "hyperparameters.py").write_text(
@@ -50,6 +50,7 @@ def make_bundle(workdir: Path, clients: int, rounds: int) -> Path:
         "learning_rate = 0.05\noptimizer = 'sgd'\nmomentum = 0.9\nstrategy = 'FedAvg'\n"
         "partitioning = 'iid'\nseed = 42\nmin_clients_wait_s = 300\ntime_limit_s = 3000\n"
         f"fraction_fit = {fraction_fit(clients)}\n"
+        + (f"fraction_evaluate = {fraction_evaluate}\n" if fraction_evaluate is not None else "")
     )
     return bundle
 
@@ -220,6 +221,7 @@ def main() -> None:
     parser.add_argument("--clients", type=client_counts, nargs="+", default=[[4, 10]], help="e.g. 4 10 or 10,100,1000")
     parser.add_argument("--time-limit", type=float, default=3600, help="seconds per run; a cut run reports the rounds it finished")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fraction-evaluate", type=float, help="default: the experiment's (1.0, every client evaluates)")
     parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e")
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,7 +235,7 @@ def main() -> None:
     print(f"MNIST-5k, {args.rounds} rounds x 1 local epoch, FedAvg; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
         for clients in args.clients:
-            bundle = make_bundle(Path(tmp), clients, args.rounds)
+            bundle = make_bundle(Path(tmp), clients, args.rounds, args.fraction_evaluate)
             results: dict[str, dict | str] = {}
             for path in "abcde":
                 if path in skip:
