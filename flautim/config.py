@@ -104,8 +104,9 @@ class Config:
     # Client containers of one run (K); 0: from the host's cores and memory, each hosting a
     # group of clients when the run has more (quotas.client_containers).
     SANDBOX_CLIENT_CONTAINERS: int = 0
-    # "share": every client sees every GPU; "split": clients are spread over the GPUs.
-    GPU_POLICY: str = "share"
+    # "split": the GPUs are dealt to a run's K client containers in turn (docs/gpu.md);
+    # "share": every client container sees every GPU.
+    GPU_POLICY: str = "split"
     MAX_EXPERIMENT_SECONDS: int = 6 * 3600
     DEFAULT_EXPERIMENT_SECONDS: int = 3600
     # Stop storing a run's log lines after this many (the run goes on; the UI says so).

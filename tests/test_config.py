@@ -7,10 +7,10 @@ from flautim.config import Config
 
 def test_environment_overrides_are_typed():
     config = Config.from_env(
-        environ={"FLAUTIM_SMTP_PORT": "2525", "FLAUTIM_SMTP_STARTTLS": "true", "FLAUTIM_GPU_POLICY": "split",
+        environ={"FLAUTIM_SMTP_PORT": "2525", "FLAUTIM_SMTP_STARTTLS": "true", "FLAUTIM_GPU_POLICY": "share",
                  "FLAUTIM_SANDBOX_BACKEND": "local"}
     )
-    assert config.SMTP_PORT == 2525 and config.SMTP_STARTTLS is True and config.GPU_POLICY == "split"
+    assert config.SMTP_PORT == 2525 and config.SMTP_STARTTLS is True and config.GPU_POLICY == "share"
 
 
 def test_bad_values_name_the_variable():
