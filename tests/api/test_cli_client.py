@@ -184,6 +184,7 @@ def test_submit_a_real_run_and_load_the_downloaded_model(app, live_server, owner
     from flautim.models import Experiment, ExperimentState, db
     from flautim.worker.database import use_config
     from flautim.worker.main import run_worker
+    from flautim.worker.queue import queue_for
 
     tiny = ROOT / "tests" / "fl" / "bundles" / "tiny"
     folder = tmp_path / "tiny"
@@ -210,6 +211,12 @@ def test_submit_a_real_run_and_load_the_downloaded_model(app, live_server, owner
                 break
             time.sleep(0.2)
         assert queued is not None, "the CLI did not queue the experiment"
+    # The row says queued before the job reaches RQ (the dispatcher writes the job id, then
+    # enqueues): a burst worker started in between would find nothing and quit.
+    jobs = queue_for("experiments", config)
+    while jobs.count == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert jobs.count == 1, "the queued experiment never reached the RQ queue"
     # RQ's worker wants the main thread (signals); the CLI follows from its own thread.
     run_worker(["experiments"], burst=True, config=config)
     cli.join(120)
