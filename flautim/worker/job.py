@@ -459,7 +459,7 @@ def inspect_dataset(dataset_id: int) -> str:
     except SandboxRefused as exc:
         outcome = RunOutcome("failed", "infrastructure", str(exc))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)  # holds the sandbox's work and out folders
     result = _last_json_object(collect.stdout)
     if result is None:
         status = "error"
