@@ -58,6 +58,7 @@ def create_app(config: Config | None = None) -> Flask:
         auth,
         errors,
         experiments,
+        help,
         i18n,
         main,
         projects,
@@ -68,7 +69,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
 
     for subsystem in (
-        security, i18n, errors, response_cache, auth, main, projects, experiments, quotas, support, admin, api
+        security, i18n, errors, response_cache, auth, main, projects, experiments, quotas, support, help, admin, api
     ):
         subsystem.init_app(app)
 

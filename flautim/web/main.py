@@ -59,9 +59,9 @@ def nav_links() -> list[tuple[str, str]]:
     from flask_babel import gettext as _
 
     if current_user.is_authenticated:
-        wanted = [("support.list_tickets", _("Suporte")), ("auth.account", _("Conta"))]
+        wanted = [("help.tutorial", _("Ajuda")), ("support.list_tickets", _("Suporte")), ("auth.account", _("Conta"))]
         if current_user.is_admin:
             wanted.append(("admin.dashboard", _("Admin")))
     else:
-        wanted = [("auth.login", _("Entrar")), ("auth.signup", _("Criar conta"))]
+        wanted = [("help.tutorial", _("Ajuda")), ("auth.login", _("Entrar")), ("auth.signup", _("Criar conta"))]
     return [(e, label) for e, label in wanted if e in current_app.view_functions]
