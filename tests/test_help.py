@@ -119,3 +119,38 @@ def test_markdown_is_rendered_with_html_escaped():
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert 'href="javascript' not in html
     assert "<b>" not in html and "mailto:" not in html
+
+
+def test_every_page_shows_the_support_contact_in_its_footer(app, client, make_user, make_project):
+    from tests.conftest import login
+    from tests.experiments_support import make_experiment
+
+    def assert_footer(path: str, status: int = 200) -> None:
+        response = client.get(path)
+        assert response.status_code == status, path
+        html = response.get_data(as_text=True)
+        footer = html[html.index('data-testid="footer-contact"') :]
+        assert 'href="/support/new"' in footer, path
+        assert (
+            '<a href="mailto:ajuda@flautim.example.org">ajuda@flautim.example.org</a>' in footer
+        ), path
+        assert 'href="/help/faq"' in footer, path
+
+    for path in ("/", "/auth/login", "/auth/signup", "/help/", "/help/faq"):
+        assert_footer(path)
+    assert_footer("/no-such-page", 404)
+
+    owner = make_user("ana@example.org")
+    project_id = make_project("P", owner)
+    with app.app_context():
+        experiment_id = make_experiment(project_id, {}, state="failed")
+    login(client, "ana@example.org")
+    for path in (
+        "/projects/",
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/experiments/{experiment_id}",
+        "/support/",
+        "/support/new",
+        "/auth/account",
+    ):
+        assert_footer(path)

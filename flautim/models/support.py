@@ -21,8 +21,14 @@ class SupportTicket(db.Model):
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = created_at_column()
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The experiment the user asked about ("Falar com o suporte sobre este experimento"):
+    # one they could see when they wrote; the ticket outlives the experiment.
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id", ondelete="SET NULL"), index=True
+    )
 
     user = relationship("User")
+    experiment = relationship("Experiment")
     messages = relationship(
         "SupportMessage",
         back_populates="ticket",

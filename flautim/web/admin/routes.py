@@ -129,6 +129,20 @@ def experiments():
     return render_template("admin/experiments.html", rows=rows, state=state, states=list(ExperimentState))
 
 
+@bp.get("/experiments/<int:experiment_id>")
+def show_experiment(experiment_id: int):
+    """One experiment's facts for staff (a support ticket links here): admins are usually no
+    member of its project, so its own page would answer 404."""
+    experiment = db.session.get(Experiment, experiment_id) or abort(404)
+    tickets = db.session.scalars(
+        select(SupportTicket)
+        .where(SupportTicket.experiment_id == experiment.id)
+        .order_by(SupportTicket.created_at.desc())
+        .limit(PAGE_SIZE)
+    ).all()
+    return render_template("admin/experiment.html", e=experiment, tickets=tickets)
+
+
 @bp.get("/queues")
 def queues():
     try:

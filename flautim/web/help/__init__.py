@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, url_for
 
-from flautim.help_topics import is_help_topic
+from flautim.help_topics import FAQ_SLUGS, is_help_topic
 
 bp = Blueprint("help", __name__, url_prefix="/help")
 
@@ -17,8 +17,14 @@ def help_url(slug: object, external: bool = False) -> str | None:
     return url_for("help.faq", _anchor=slug, _external=external)
 
 
+def help_urls() -> dict[str, str]:
+    """Every published slug's URL: what a page's script may link an event's `help` to."""
+    return {slug: help_url(slug) for slug in FAQ_SLUGS}
+
+
 def init_app(app: Flask) -> None:
     from . import routes  # noqa: F401
 
     app.register_blueprint(bp)
     app.add_template_global(help_url)
+    app.add_template_global(help_urls)

@@ -191,6 +191,21 @@ def project_object_or_404(model: type[T], object_id: int, project: Project, *opt
     return obj
 
 
+def visible_object_or_none(model: type[T], object_id: object, user=None, *options) -> T | None:
+    """An object of `model` by id, only if `user` is a member (any role) of its project;
+    None for anything else, a malformed id included: for references a form carries (the
+    experiment a support ticket is about), where what the user cannot see must look absent."""
+    if not valid_id(object_id):
+        return None
+    user = user or current_user
+    return db.session.scalar(
+        select(model)
+        .join(Membership, Membership.project_id == model.project_id)
+        .where(model.id == object_id, Membership.user_id == user.id)
+        .options(*options)
+    )
+
+
 def scoped(model: type[T], project: Project):
     """A SELECT of `model` restricted to `project` (add filters and ordering to it)."""
     return select(model).where(model.project_id == project.id)

@@ -9,3 +9,7 @@ def init_app(app: Flask) -> None:
     from . import routes  # noqa: F401
 
     app.register_blueprint(bp)
+    # The footer shows it on every page; the settings are fixed for the app's life.
+    from flautim.web import flautim_config
+
+    app.jinja_env.globals["support_email"] = flautim_config(app).SUPPORT_EMAIL

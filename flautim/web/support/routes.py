@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+import re
+
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from flautim.models import Experiment
 from flautim.web import flautim_config
 from flautim.web.extensions import limiter
+from flautim.web.projects.access import visible_object_or_none
 
 from . import bp
-from .forms import ReplyForm, TicketForm
+from .forms import NOT_ATTACHABLE, ReplyForm, TicketForm
 from .tickets import add_user_reply, open_ticket, ticket_of_user_or_none, tickets_of
 
 
@@ -42,12 +46,33 @@ def list_tickets():
 @bp.route("/new", methods=["GET", "POST"])
 @_limit_messages
 def new_ticket():
+    """The contact form; `?experiment=ID` (the failed run's "Falar com o suporte") attaches
+    that experiment, if the user can see it: 404 otherwise, as its own page would answer."""
     form = TicketForm()
+    if request.method == "GET":
+        form.experiment.data = request.args.get("experiment", "")
+    experiment = _attachable_experiment(form.experiment.data)
+    if request.method == "GET" and form.experiment.data:
+        if experiment is None:
+            abort(404)
+        form.subject.data = _("Experimento \"%(name)s\" (#%(id)d)", name=experiment.name, id=experiment.id)
     if form.validate_on_submit():
-        ticket, sent = open_ticket(current_user, form.subject.data, form.message.data)
-        _flash_sent(sent, _("Mensagem enviada ao suporte. Você receberá a resposta por email e aqui."))
-        return redirect(url_for("support.show_ticket", ticket_id=ticket.id))
-    return render_template("support/new.html", form=form), 400 if form.errors else 200
+        if form.experiment.data and experiment is None:
+            form.experiment.errors.append(NOT_ATTACHABLE)
+        else:
+            ticket, sent = open_ticket(current_user, form.subject.data, form.message.data, experiment)
+            _flash_sent(sent, _("Mensagem enviada ao suporte. Você receberá a resposta por email e aqui."))
+            return redirect(url_for("support.show_ticket", ticket_id=ticket.id))
+    return (
+        render_template("support/new.html", form=form, experiment=experiment),
+        400 if form.errors else 200,
+    )
+
+
+def _attachable_experiment(value: str | None) -> Experiment | None:
+    if not value or not re.fullmatch(r"[0-9]{1,10}", value):
+        return None
+    return visible_object_or_none(Experiment, int(value), current_user)
 
 
 @bp.route("/<int:ticket_id>", methods=["GET", "POST"])

@@ -13,7 +13,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from flautim.models import SupportMessage, SupportTicket, User, db, utcnow
+from flautim.models import Experiment, SupportMessage, SupportTicket, User, db, utcnow
 from flautim.web import flautim_config
 from flautim.web.auth.emails import absolute_url
 from flautim.web.mail import send_mail
@@ -34,9 +34,14 @@ def ticket_of_user_or_none(ticket_id: int, user: User) -> SupportTicket | None:
     )
 
 
-def open_ticket(user: User, subject: str, body: str) -> tuple[SupportTicket, bool]:
-    """Store a new ticket and tell the support address; returns (ticket, email sent)."""
-    ticket = SupportTicket(user_id=user.id, subject=subject, status="open")
+def open_ticket(
+    user: User, subject: str, body: str, experiment: Experiment | None = None
+) -> tuple[SupportTicket, bool]:
+    """Store a new ticket and tell the support address; returns (ticket, email sent).
+    `experiment`: one the user can see (the caller checked), shown to staff with the ticket."""
+    ticket = SupportTicket(
+        user_id=user.id, subject=subject, status="open", experiment_id=experiment.id if experiment else None
+    )
     ticket.messages.append(SupportMessage(author_id=user.id, from_staff=False, body=body))
     db.session.add(ticket)
     db.session.commit()
@@ -94,6 +99,16 @@ def _notify_staff(ticket: SupportTicket, user: User, body: str, new: bool) -> bo
             body=body,
             link=link,
         )
+        experiment = ticket.experiment
+        if experiment is not None:
+            text += _(
+                "\nSobre o experimento #%(id)d \"%(name)s\" do projeto \"%(project)s\" (estado: %(state)s):\n%(link)s\n",
+                id=experiment.id,
+                name=experiment.name,
+                project=experiment.project.name,
+                state=experiment.state.value,
+                link=absolute_url("admin.show_experiment", experiment_id=experiment.id),
+            )
     return _send(cfg.SUPPORT_EMAIL, subject, text, reply_to=user.email)
 
 

@@ -197,6 +197,15 @@
       var row = $("error-" + pair[0] + "-row");
       if (pair[1]) { $("error-" + pair[0]).textContent = (pair[0] === "where" && p.client !== undefined && p.client !== null) ? pair[1] + " (client-" + p.client + ")" : pair[1]; row.classList.remove("hidden"); }
     });
+    showHelpLink(p.help);
+  }
+
+  // The FAQ entry explaining an error: only a published slug (the page lists their URLs) links.
+  function showHelpLink(slug) {
+    var urls = JSON.parse($("error-box").getAttribute("data-help-urls") || "{}");
+    var url = typeof slug === "string" && Object.prototype.hasOwnProperty.call(urls, slug) ? urls[slug] : null;
+    $("error-help-row").classList.toggle("hidden", !url);
+    $("error-help").setAttribute("href", url || "#");
   }
 
   var modelsTimer = null;
