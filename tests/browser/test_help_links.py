@@ -8,7 +8,7 @@ import json
 import pytest
 
 from flautim.fl.events import EVENT_PREFIX, make_event
-from tests.conftest import PASSWORD
+from tests.conftest import ARTIFACTS, PASSWORD
 from tests.experiments_support import feed_run, make_experiment
 
 pytestmark = pytest.mark.browser
@@ -75,8 +75,11 @@ def test_error_in_saidas_links_to_its_faq_entry(
     link = page.get_by_test_id("error-help")
     expect(link).to_be_visible()
     expect(link).to_have_attribute("href", "/help/faq#incompatibilidade-de-tamanho-de-tensor")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "help-error-link.png"), full_page=True)
     link.click()
     expect(page.locator("#incompatibilidade-de-tamanho-de-tensor")).to_contain_text(
         "Incompatibilidade de tamanho de tensor"
     )
     assert page.url.endswith("/help/faq#incompatibilidade-de-tamanho-de-tensor")
+    page.screenshot(path=str(ARTIFACTS / "help-faq-entry.png"), full_page=True)
