@@ -83,11 +83,12 @@ def test_help_is_in_the_top_bar_for_visitors_and_users(client, make_user):
 def test_help_url_links_only_published_entries(app):
     from flask import render_template_string
 
+    from flautim.help_topics import help_path
     from flautim.web.help import help_url
 
     with app.test_request_context("/"):
         for slug in FIXED_SLUGS:
-            assert help_url(slug) == f"/help/faq#{slug}"
+            assert help_url(slug) == help_path(slug) == f"/help/faq#{slug}"
         assert (
             help_url("contato-suporte", external=True)
             == "http://localhost/help/faq#contato-suporte"
@@ -101,7 +102,7 @@ def test_help_url_links_only_published_entries(app):
             3,
             ["contato-suporte"],
         ):
-            assert help_url(hostile) is None
+            assert help_url(hostile) is None and help_path(hostile) is None
         rendered = render_template_string(
             '{% set u = help_url(slug) %}{% if u %}<a href="{{ u }}">?</a>{% endif %}',
             slug="heterogeneidade-de-dados",

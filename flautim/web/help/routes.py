@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import render_template, url_for
 from flask_babel import get_locale
 
+from flautim.help_topics import FAQ_PATH
 from flautim.web import flautim_config
 
 from . import bp
@@ -24,6 +25,6 @@ def tutorial():
     return render_template("help/tutorial.html", html=tutorial_html(str(get_locale()), _links()))
 
 
-@bp.get("/faq", endpoint="faq")
+@bp.get(FAQ_PATH.removeprefix(bp.url_prefix), endpoint="faq")
 def faq_page():
     return render_template("help/faq.html", faq=faq(str(get_locale()), _links()))
