@@ -103,7 +103,7 @@ def prepare_command(args: SimpleNamespace) -> int:
     try:
         hp = load_run_hyperparameters(bundle_dir, args.clients, args.rounds)
         for warning in hp.warnings:
-            events.emit("warning", message=str(warning), hint="")
+            events.emit("warning", **warning)
         summary = dict(prepare(Bundle.load(bundle_dir), hp, Path(args.workdir)))
         warnings = summary.pop("warnings", []) or []
         events.emit("partition_summary", **summary)

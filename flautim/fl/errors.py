@@ -4,6 +4,11 @@ Every failure that comes from the user's bundle (code, data, hyperparameters) is
 `FlautimError`. The runner turns it into exactly one `error` event (see `events.py`) and a
 non-zero exit code, so the web page can show "what / where / hint" instead of a traceback.
 
+Each error can also carry a stable `code` with its `params` (the values its message names)
+and a FAQ `help` slug: the platform renders the code through its translation catalog
+(flautim/run_messages.py), while `what` and `hint` stay the English text for `flautim run`
+and the logs. Codes and slugs are listed in `error_codes.py`.
+
 `user_code_error` builds one from an exception raised inside user code: it walks the
 traceback to the innermost frame that belongs to the bundle (dataset.py, api.py, ...) so the
 message names the user's own file and line, not a line deep inside PyTorch.
@@ -15,6 +20,8 @@ import traceback as traceback_module
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from flautim.fl import error_codes
 
 # The kinds match `events.ERROR_KINDS`.
 USER_CODE = "user_code"
@@ -41,8 +48,14 @@ class FlautimError(Exception):
         kind: str = USER_CODE,
         client: int | None = None,
         traceback: str | None = None,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+        help: str | None = None,
     ) -> None:
         self.what = what
+        self.code = code
+        self.params = dict(params or {})
+        self.help = help if help is not None else error_codes.help_for(code)
         self.where = where
         self.hint = hint
         self.kind = kind
@@ -71,7 +84,25 @@ class FlautimError(Exception):
             fields["client"] = self.client
         if self.traceback:
             fields["traceback"] = self.traceback
+        fields.update(error_codes.coded_fields(self.code, self.params, self.help))
         return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any], client: int | None = None) -> FlautimError:
+        """The error a client process reported with `event_fields()` (its code included),
+        raised again on the server; `client` names it when the fields do not."""
+        params = fields.get("params")
+        return cls(
+            what=str(fields.get("what", "a client failed")),
+            where=str(fields.get("where", "")),
+            hint=str(fields.get("hint", "")),
+            kind=str(fields.get("kind", USER_CODE)),
+            client=fields.get("client", client),
+            traceback=fields.get("traceback"),
+            code=fields.get("code") if isinstance(fields.get("code"), str) else None,
+            params=params if isinstance(params, dict) else None,
+            help=fields.get("help") if isinstance(fields.get("help"), str) else None,
+        )
 
     def with_client(self, client: int | None) -> FlautimError:
         """The same error attributed to `client` (keeps an attribution already made)."""

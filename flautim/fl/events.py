@@ -17,8 +17,14 @@ the fields listed in `EVENT_FIELDS` for its type (extra fields are allowed and k
 - central_evaluate: round, loss, metrics
 - metric: round, name, value, source (a user `metric(name, value)` call)
 - checkpoint: round, kind ("round" | "best" | "final"), files {format: relative path}, metrics
-- warning: message, hint, client (optional)
+- warning: message, hint, client (optional), where (optional)
 - error: what, where, hint, kind, client (optional), traceback (optional)
+
+An error or a warning may also carry `code` (a stable name from `error_codes.py`),
+`params` (an object of the values its message names) and `help` (a FAQ slug): the platform
+shows the code's text in the user's language and falls back to the English `what` /
+`message` and `hint`, which stay in every event. Consumers that do not know these optional
+fields ignore them, so the schema version stays 1.
 - run_finished: status ("completed" | "failed" | "stopped"), duration_s, rounds_completed
 """
 

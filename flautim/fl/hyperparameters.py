@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flautim.fl.error_codes import coded_fields, help_for
 from flautim.fl.errors import HYPERPARAMETERS, FlautimError
 from flautim.fl.partition import PartitionError, check_partition_options
 
@@ -55,10 +56,13 @@ ALIASES = {
 class HyperparameterError(FlautimError):
     """A hyperparameters.py that cannot be used: names the file, the line and the key."""
 
-    def __init__(self, what: str, filename: str, line: int | None, hint: str = "") -> None:
+    def __init__(
+        self, what: str, filename: str, line: int | None, hint: str = "",
+        code: str | None = None, params: dict[str, Any] | None = None,
+    ) -> None:
         self.line = line
         where = f"{filename}:{line}" if line else filename
-        super().__init__(what, where=where, hint=hint, kind=HYPERPARAMETERS)
+        super().__init__(what, where=where, hint=hint, kind=HYPERPARAMETERS, code=code, params=params)
 
 
 @dataclass
@@ -100,8 +104,9 @@ class Hyperparameters:
     round_deadline_floor_s: float = 60.0
     drop_late_clients: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-    # Not settings: notes for the user (e.g. "did you mean ...?") and where each key was set.
-    warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+    # Not settings: notes for the user (e.g. "did you mean ...?"), each a `warning` event's
+    # fields (message, hint, where, code, params), and where each key was set.
+    warnings: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +144,7 @@ def load_hyperparameters(path: str | Path) -> Hyperparameters:
     except FileNotFoundError:
         raise HyperparameterError(
             "the file hyperparameters.py is missing", path.name, None,
-            "add a hyperparameters.py with at least `rounds = 10`",
+            "add a hyperparameters.py with at least `rounds = 10`", code="hyperparameters.missing_file",
         ) from None
     except UnicodeDecodeError as exc:
         raise HyperparameterError(
@@ -160,7 +165,8 @@ def parse_hyperparameters(source: str, filename: str = "hyperparameters.py") -> 
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
         raise HyperparameterError(
-            f"syntax error: {exc.msg}", filename, exc.lineno, _HINT_LITERALS
+            f"syntax error: {exc.msg}", filename, exc.lineno, _HINT_LITERALS,
+            code="hyperparameters.syntax", params={"detail": exc.msg},
         ) from None
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}
@@ -191,6 +197,7 @@ def parse_hyperparameters(source: str, filename: str = "hyperparameters.py") -> 
                 raise HyperparameterError(
                     f"the value of `{target.id}` is not a literal: `{_snippet(source, value)}`",
                     filename, node.lineno, _value_hint(value),
+                    code="hyperparameters.not_literal", params={"key": target.id, "value": _snippet(source, value)},
                 ) from None
             key = ALIASES.get(target.id, target.id)
             if key in values and lines.get(key) != node.lineno and key != target.id:
@@ -231,7 +238,7 @@ def _value_hint(value: ast.AST) -> str:
 def _build(values: dict[str, Any], lines: dict[str, int], filename: str) -> Hyperparameters:
     checked: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    warnings: list[str] = []
+    warnings: list[dict[str, Any]] = []
     for key, value in values.items():
         line = lines.get(key) or None
         if key in _CHECKS:
@@ -241,10 +248,15 @@ def _build(values: dict[str, Any], lines: dict[str, int], filename: str) -> Hype
             close = difflib.get_close_matches(key, list(KNOWN_KEYS) + list(ALIASES), n=1, cutoff=0.8)
             if close:
                 where = f"{filename}:{line}" if line else filename
-                warnings.append(
-                    f"{where}: unknown key `{key}` is passed to your code as is; "
-                    f"did you mean `{ALIASES.get(close[0], close[0])}`?"
-                )
+                suggestion = ALIASES.get(close[0], close[0])
+                code = "hyperparameters.unknown_key"
+                warnings.append({
+                    "message": f"{where}: unknown key `{key}` is passed to your code as is; "
+                    f"did you mean `{suggestion}`?",
+                    "hint": "",
+                    "where": where,
+                    **coded_fields(code, {"key": key, "suggestion": suggestion}, help_for(code)),
+                })
     hp = Hyperparameters(**checked, extra=extra, warnings=warnings, lines=dict(lines))
     _check_together(hp, filename)
     return hp
@@ -253,9 +265,15 @@ def _build(values: dict[str, Any], lines: dict[str, int], filename: str) -> Hype
 # --- checks of single keys -----------------------------------------------------------------
 
 
-def _fail(key: str, value: Any, expected: str, filename: str, line: int | None, hint: str = "") -> None:
+def _fail(
+    key: str, value: Any, expected: str, filename: str, line: int | None, hint: str = "",
+    code: str | None = None, **params: Any,
+) -> None:
+    """`params` are the code's besides key, got (the value) and example."""
+    example = _example(key)
     raise HyperparameterError(
-        f"`{key}` must be {expected}, got {value!r}", filename, line, hint or f"e.g. `{key} = {_example(key)}`"
+        f"`{key}` must be {expected}, got {value!r}", filename, line, hint or f"e.g. `{key} = {example}`",
+        code=code, params={"key": key, "got": repr(value), "example": example, **params},
     )
 
 
@@ -269,7 +287,8 @@ def _int(low: int, high: int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            _fail(key, value, f"a whole number from {low} to {high}", filename, line)
+            _fail(key, value, f"a whole number from {low} to {high}", filename, line,
+                  code="hyperparameters.integer_range", low=low, high=high)
         return value
 
     return check
@@ -282,7 +301,9 @@ def _float(low: float, high: float, low_open: bool = False):
             ok = (value > low if low_open else value >= low) and value <= high
         if not ok:
             bound = f"greater than {low}" if low_open else f"at least {low}"
-            _fail(key, value, f"a number {bound} and at most {high}", filename, line)
+            _fail(key, value, f"a number {bound} and at most {high}", filename, line,
+                  code="hyperparameters.number_above" if low_open else "hyperparameters.number_range",
+                  low=low, high=high)
         return float(value)
 
     return check
@@ -296,7 +317,10 @@ def _choice(options: tuple[str, ...], case_sensitive: bool = False):
                     return option
         close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(options)}"
-        _fail(key, value, "one of " + ", ".join(repr(o) for o in options), filename, line, hint)
+        listed = ", ".join(repr(o) for o in options)
+        suggestion = {"suggestion": repr(close[0])} if close else {}
+        _fail(key, value, "one of " + listed, filename, line, hint, code="hyperparameters.choice",
+              options=listed, **suggestion)
         return ""
 
     return check
@@ -304,13 +328,14 @@ def _choice(options: tuple[str, ...], case_sensitive: bool = False):
 
 def _bool(key: str, value: Any, filename: str, line: int | None) -> bool:
     if not isinstance(value, bool):
-        _fail(key, value, "True or False", filename, line)
+        _fail(key, value, "True or False", filename, line, code="hyperparameters.boolean")
     return value
 
 
 def _dict(key: str, value: Any, filename: str, line: int | None) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        _fail(key, value, "a dict with string keys", filename, line, f'e.g. `{key} = {{"name": 1}}`')
+        _fail(key, value, "a dict with string keys", filename, line, f'e.g. `{key} = {{"name": 1}}`',
+              code="hyperparameters.dictionary")
     return dict(value)
 
 

@@ -23,23 +23,39 @@ def _shape(value: Any) -> list[int] | None:
     return list(value.shape) if isinstance(value, torch.Tensor) else None
 
 
-def _expectation(module: nn.Module, shape: list[int] | None) -> str | None:
-    """What `module` expects of its input, and what it got, when we know the layer type."""
+def _expectation(module: nn.Module, shape: list[int] | None) -> tuple[str, str, dict[str, Any]] | None:
+    """What `module` expects of its input, and what it got, when we know the layer type:
+    (English text, code, params)."""
     if shape is None:
         return None
     if isinstance(module, nn.Linear) and shape[-1] != module.in_features:
-        return f"expected {module.in_features} input features (last dimension), got {shape[-1]} (input shape {shape})"
+        return (
+            f"expected {module.in_features} input features (last dimension), got {shape[-1]} (input shape {shape})",
+            "model.linear_input", {"expected": module.in_features, "got": shape[-1], "shape": shape},
+        )
     if isinstance(module, nn.modules.conv._ConvNd):
         dims = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}.get(type(module))
         if dims and len(shape) not in (dims, dims - 1):
-            return f"expected an input with {dims} dimensions (batch, channels, ...), got {len(shape)} (input shape {shape})"
+            return (
+                f"expected an input with {dims} dimensions (batch, channels, ...), got {len(shape)} (input shape {shape})",
+                "model.conv_dimensions", {"expected": dims, "got": len(shape), "shape": shape},
+            )
         channels = shape[1] if dims and len(shape) == dims else shape[0]
         if channels != module.in_channels:
-            return f"expected {module.in_channels} input channels, got {channels} (input shape {shape})"
+            return (
+                f"expected {module.in_channels} input channels, got {channels} (input shape {shape})",
+                "model.conv_channels", {"expected": module.in_channels, "got": channels, "shape": shape},
+            )
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and len(shape) > 1 and shape[1] != module.num_features:
-        return f"expected {module.num_features} features/channels (dimension 1), got {shape[1]} (input shape {shape})"
+        return (
+            f"expected {module.num_features} features/channels (dimension 1), got {shape[1]} (input shape {shape})",
+            "model.batchnorm_features", {"expected": module.num_features, "got": shape[1], "shape": shape},
+        )
     if isinstance(module, nn.RNNBase) and shape[-1] != module.input_size:
-        return f"expected input_size {module.input_size} (last dimension), got {shape[-1]} (input shape {shape})"
+        return (
+            f"expected input_size {module.input_size} (last dimension), got {shape[-1]} (input shape {shape})",
+            "model.rnn_input_size", {"expected": module.input_size, "got": shape[-1], "shape": shape},
+        )
     return None
 
 
@@ -110,11 +126,13 @@ def forward_one_batch(
         detail = describe_exception(exc)
         if running and id(running[-1][1]) not in finished:
             name, module, shape = running[-1]
-            expectation = _expectation(module, shape) or f"failed on input shape {shape}: {detail}"
+            expectation, code, params = _expectation(module, shape) or (
+                f"failed on input shape {shape}: {detail}", "model.layer_failed", {"shape": shape, "error": detail}
+            )
             raise FlautimError(
                 f"the model failed on the first batch: layer '{name}' ({module}) {expectation}",
                 where=where, hint=_hint(module, shape), client=client,
-                traceback=user_traceback(exc, root),
+                traceback=user_traceback(exc, root), code=code, params={"layer": name, **params},
             ) from None
         after_layer = ""
         if running:
@@ -123,6 +141,7 @@ def forward_one_batch(
             f"the model failed on the first batch{after_layer}: {detail}",
             where=where, hint=f"the input batch has shape {_shape(inputs)}; check your forward()",
             client=client, traceback=user_traceback(exc, root),
+            code="model.forward_failed", params={"error": detail, "shape": _shape(inputs)},
         ) from None
     finally:
         for h in hooks:
@@ -141,6 +160,7 @@ def check_output(
         raise FlautimError(
             f"the model returned a {type(output).__name__}, expected a tensor", where=where,
             hint="forward() must return a tensor of shape [batch, outputs]", client=client,
+            code="model.output_not_tensor", params={"type": type(output).__name__},
         )
     batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) else None
     if batch is not None and (output.dim() == 0 or output.shape[0] != batch):
@@ -149,6 +169,8 @@ def check_output(
             f"expected {batch} rows, got {output.shape[0] if output.dim() else 0}",
             where=where, client=client,
             hint="do not flatten away the batch dimension: use torch.flatten(x, 1) or x.view(x.size(0), -1)",
+            code="model.output_rows",
+            params={"shape": list(output.shape), "batch": batch, "rows": output.shape[0] if output.dim() else 0},
         )
     integer_labels = isinstance(labels, torch.Tensor) and not labels.is_floating_point()
     if integer_labels and all_labels and output.dim() == 2 and output.shape[1] > 1:
@@ -159,4 +181,6 @@ def check_output(
                 f"labels go up to {highest}: expected at least {highest + 1} outputs, one per class",
                 where=where, client=client,
                 hint=f"set the last layer's out_features to {highest + 1}",
+                code="model.output_classes",
+                params={"columns": output.shape[1], "shape": list(output.shape), "highest": highest, "needed": highest + 1},
             )

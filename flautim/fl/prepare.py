@@ -26,6 +26,7 @@ import torch
 
 from flautim.fl.api import Dataset, label_of
 from flautim.fl.bundle import Bundle, load_dataset_class
+from flautim.fl.error_codes import coded_fields, help_for
 from flautim.fl.errors import DATA, FlautimError, user_code_error
 from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.partition import label_counts, partition_indices
@@ -182,12 +183,14 @@ def _warnings(clients: list[dict[str, Any]], batch_size: int) -> list[dict[str, 
                 "message": f"client {c['client']} holds only class {label} ({c['train_examples']} examples)",
                 "hint": "its local model learns to predict one class; expect slow or unstable "
                 "convergence (try FedProx, a larger Dirichlet alpha or more classes per client)",
+                **_coded("data.single_class_client", client=c["client"], label=label, examples=c["train_examples"]),
             })
         if c["train_examples"] < FEW_EXAMPLES:
             warnings.append({
                 "client": c["client"],
                 "message": f"client {c['client']} holds only {c['train_examples']} training examples",
                 "hint": "use fewer clients or a partitioning with less size skew",
+                **_coded("data.few_examples_client", client=c["client"], examples=c["train_examples"]),
             })
         elif c["train_examples"] < batch_size:
             warnings.append({
@@ -195,8 +198,14 @@ def _warnings(clients: list[dict[str, Any]], batch_size: int) -> list[dict[str, 
                 "message": f"client {c['client']} holds {c['train_examples']} training examples, "
                 f"fewer than batch_size ({batch_size})",
                 "hint": "each local epoch is a single, smaller batch; consider a smaller batch_size",
+                **_coded("data.smaller_than_batch", client=c["client"], examples=c["train_examples"],
+                         batch_size=batch_size),
             })
     return warnings
+
+
+def _coded(code: str, **params: Any) -> dict[str, Any]:
+    return coded_fields(code, params, help_for(code))
 
 
 def prepare(bundle: Bundle, hyperparameters: Hyperparameters, workdir: str | Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def resolve_device(name: str) -> torch.device:
         raise FlautimError(
             "device = 'cuda' but this machine has no usable GPU", where="hyperparameters.py",
             hint='use device = "auto" to take a GPU when there is one', kind=HYPERPARAMETERS,
+            code="hyperparameters.no_gpu",
         )
     return torch.device(name)
 
@@ -73,6 +74,8 @@ def checked_state(model: torch.nn.Module, weights: Weights, client: int | None =
             f"the global weights do not match this model's parameters ({detail})", client=client,
             hint="every client and the server must build the same model: build_model() must not "
             "depend on the client's data",
+            code="weights.missing_parameters" if missing else "weights.unexpected_parameters",
+            params={"names": ", ".join((missing or extra)[:3])},
         )
     new_state = {}
     for key, current in state.items():
@@ -82,6 +85,8 @@ def checked_state(model: torch.nn.Module, weights: Weights, client: int | None =
                 f"parameter {key!r} of the global weights has shape {list(array.shape)}, this "
                 f"model's has {list(current.shape)}", client=client,
                 hint="every client and the server must build the same model",
+                code="weights.shape",
+                params={"parameter": key, "got": list(array.shape), "expected": list(current.shape)},
             )
         new_state[key] = torch.from_numpy(np.ascontiguousarray(array)).to(dtype=current.dtype)
     return new_state
@@ -385,6 +390,7 @@ class ClientSession(_Session):
                         where=where, client=self.client_id,
                         hint="lower learning_rate, normalise the inputs, check the data for NaN "
                         "values, or clip gradients (torch.nn.utils.clip_grad_norm_)",
+                        code="training.loss_not_finite", params={"loss": str(loss), "round": round, "epoch": epoch},
                     )
                 log(f"epoch {epoch}/{epochs} loss {loss:.4f}" + "".join(
                     f" {k} {v:.4f}" for k, v in metrics.items()))
@@ -397,6 +403,7 @@ class ClientSession(_Session):
                     f"parameter {key!r} holds NaN/inf after training in round {round}",
                     where=where, client=self.client_id,
                     hint="lower learning_rate or clip gradients (torch.nn.utils.clip_grad_norm_)",
+                    code="training.weights_not_finite", params={"parameter": key, "round": round},
                 )
         return {
             "weights": new_weights,
@@ -472,29 +479,42 @@ class ServerSession(_Session):
         who = "the server" if client_id is None else f"client {client_id}"
         hint = ("every client must train the same model: build_model() must not depend on the "
                 "client's data, and training_loop must not replace or resize layers")
+        # Coded (translated by the platform) when a client sent them, as it always does.
+        coded = {"client": client_id} if client_id is not None else None
+
+        def code(name: str) -> str | None:
+            return name if coded is not None else None
+
         for key in self._reference:
             if key not in weights:
                 raise FlautimError(f"{who} sent weights without parameter {key!r}",
-                                   where=f"client {client_id}", hint=hint, client=client_id)
+                                   where=f"client {client_id}", hint=hint, client=client_id,
+                                   code=code("weights.update_missing_parameter"), params={**(coded or {}), "parameter": key})
         for key in weights:
             if key not in self._reference:
                 raise FlautimError(f"{who} sent an unknown parameter {key!r}, not in the global model",
-                                   where=f"client {client_id}", hint=hint, client=client_id)
+                                   where=f"client {client_id}", hint=hint, client=client_id,
+                                   code=code("weights.update_unknown_parameter"), params={**(coded or {}), "parameter": key})
         for key, (shape, dtype) in self._reference.items():
             array = np.asarray(weights[key])
             if array.shape != shape:
                 raise FlautimError(
                     f"{who} sent parameter {key!r} with shape {list(array.shape)}, the global "
-                    f"model has {list(shape)}", where=f"client {client_id}", hint=hint, client=client_id)
+                    f"model has {list(shape)}", where=f"client {client_id}", hint=hint, client=client_id,
+                    code=code("weights.update_shape"),
+                    params={**(coded or {}), "parameter": key, "got": list(array.shape), "expected": list(shape)})
             if array.dtype != dtype:
                 raise FlautimError(
                     f"{who} sent parameter {key!r} as {array.dtype}, the global model has {dtype}",
                     where=f"client {client_id}", client=client_id,
-                    hint="do not change the model's dtype in training_loop (e.g. model.double())")
+                    hint="do not change the model's dtype in training_loop (e.g. model.double())",
+                    code=code("weights.update_dtype"),
+                    params={**(coded or {}), "parameter": key, "got": str(array.dtype), "expected": str(dtype)})
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise FlautimError(
                     f"{who} sent parameter {key!r} with NaN/inf values", where=f"client {client_id}",
-                    client=client_id, hint="lower learning_rate or clip gradients")
+                    client=client_id, hint="lower learning_rate or clip gradients",
+                    code=code("weights.update_not_finite"), params={**(coded or {}), "parameter": key})
 
     def central_evaluate(self, weights: Weights, round: int) -> tuple[float, dict[str, float]] | None:
         """(loss, metrics) of the global model on the server's data (the Dataset's validation

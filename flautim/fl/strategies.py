@@ -94,6 +94,7 @@ def build_strategy(hyperparameters: Any, num_clients: int) -> flower_strategies.
             where="hyperparameters.py: strategy",
             hint=f"use one of {known}",
             kind="hyperparameters",
+            code="hyperparameters.unknown_strategy", params={"name": name, "known": known},
         )
     cls = STRATEGIES[key]
     options = dict(_hp(hyperparameters, "strategy_options", {}) or {})
@@ -240,14 +241,7 @@ class ObservedStrategy(flower_strategies.Strategy):
         for reply in replies:
             if reply.has_error():
                 fields = read_error_reply(reply)
-                raise FlautimError(
-                    what=str(fields.get("what", "a client failed")),
-                    where=str(fields.get("where", "")),
-                    hint=str(fields.get("hint", "")),
-                    kind=str(fields.get("kind", "user_code")),
-                    client=fields.get("client", self.client_of(reply.metadata.src_node_id, None)),
-                    traceback=fields.get("traceback"),
-                )
+                raise FlautimError.from_fields(fields, self.client_of(reply.metadata.src_node_id, None))
         missing = self._expected[phase] - {r.metadata.src_node_id for r in replies}
         late = getattr(self._grid, "late", None)
         if missing and late is not None and late.phase == phase and missing <= set(late.node_ids):

@@ -93,7 +93,11 @@ def test_near_miss_keys_are_kept_with_a_warning():
     hp = parse_hyperparameters("rounds = 2\nlearning_rat = 0.1\n")
     assert hp.extra == {"learning_rat": 0.1}
     assert hp.learning_rate == Hyperparameters().learning_rate
-    assert len(hp.warnings) == 1 and "learning_rate" in hp.warnings[0] and ":2" in hp.warnings[0]
+    (warning,) = hp.warnings
+    assert "learning_rate" in warning["message"] and ":2" in warning["message"]
+    assert warning["code"] == "hyperparameters.unknown_key"
+    assert warning["params"] == {"key": "learning_rat", "suggestion": "learning_rate"}
+    assert warning["help"] == "configuracao-de-hiperparametros"
 
 
 def test_checkpoint_mode_follows_the_metric():

@@ -141,15 +141,7 @@ class DirectGrid(Grid):
 
     def _raise_client_errors(self) -> None:
         if self._client_errors:
-            fields = self._client_errors[0]
-            raise FlautimError(
-                what=str(fields.get("what", "a client failed")),
-                where=str(fields.get("where", "")),
-                hint=str(fields.get("hint", "")),
-                kind=str(fields.get("kind", "user_code")),
-                client=fields.get("client"),
-                traceback=fields.get("traceback"),
-            )
+            raise FlautimError.from_fields(self._client_errors[0])
 
     def _dead_clients(self) -> list[int]:
         return sorted(cid for cid, peer in self._peers.items() if not peer.alive and cid not in self._dropped)

@@ -1,0 +1,332 @@
+"""The runtime's errors and warnings in the user's language: one template per code.
+
+An `error` or `warning` event from a run carries its English text (`what` / `message`,
+`hint`) and, since the runtime names its failures (flautim/fl/error_codes.py), a `code`
+with `params`. `render` turns such an event into what a page, the API or an email shows:
+the code's pt-BR template (the catalog's msgid) translated by the `gettext` it is given and
+filled with the params. The event comes from the sandbox and is hostile: a code that is
+not listed here, params that do not fit the template, or a template left unfilled fall
+back to the English text, cut to a bounded length. Params are substituted as text, once
+(`%(name)s` only), never through a format language that could reach attributes.
+
+Platform checks that emit their own events (the diagnoses) add their codes here too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flautim import translation
+from flautim.fl import error_codes
+
+
+def _l(message: str) -> str:
+    """Marks a msgid for the catalog (scripts/i18n extracts it); translated when shown."""
+    return message
+
+
+@dataclass(frozen=True)
+class Template:
+    """A code's pt-BR texts; `hints` in order of preference: the first whose params are
+    all present is shown. `help` is the FAQ slug of codes the runtime does not list."""
+
+    what: str
+    hints: tuple[str, ...] = ()
+    help: str | None = None
+
+
+_SAME_MODEL = _l(
+    "todos os clientes e o servidor devem construir o mesmo modelo: build_model() não deve "
+    "depender dos dados do cliente"
+)
+_SAME_UPDATE = _l(
+    "todo cliente deve treinar o mesmo modelo: build_model() não deve depender dos dados do "
+    "cliente, e training_loop não deve trocar nem redimensionar camadas"
+)
+_LAYER_SIZES = _l("confira os tamanhos das camadas contra o formato dos dados")
+_LOWER_LR = _l("diminua learning_rate ou limite os gradientes (torch.nn.utils.clip_grad_norm_)")
+_EXAMPLE = _l("por exemplo `%(key)s = %(example)s`")
+_LITERALS = _l(
+    "hyperparameters.py é lido, não executado: escreva só atribuições de valores literais "
+    "(números, textos, True/False/None, listas, tuplas e dicts deles), por exemplo `rounds = 10`"
+)
+
+TEMPLATES: dict[str, Template] = {
+    "model.linear_input": Template(
+        _l("a camada '%(layer)s' esperava %(expected)s entradas e recebeu %(got)s"),
+        (_l(
+            "as camadas anteriores produzem %(got)s valores por exemplo (entrada de formato %(shape)s): "
+            "defina in_features=%(got)s ou mude as camadas anteriores (ou o tamanho da entrada)"
+        ),),
+    ),
+    "model.conv_dimensions": Template(
+        _l(
+            "a camada '%(layer)s' esperava uma entrada de %(expected)s dimensões (lote, canais, ...) "
+            "e recebeu %(got)s (formato %(shape)s)"
+        ),
+        (_l("ajuste in_channels aos dados (por exemplo 1 para tons de cinza, 3 para imagens coloridas)"),),
+    ),
+    "model.conv_channels": Template(
+        _l("a camada '%(layer)s' esperava %(expected)s canais de entrada e recebeu %(got)s (formato %(shape)s)"),
+        (_l("ajuste in_channels aos dados (por exemplo 1 para tons de cinza, 3 para imagens coloridas)"),),
+    ),
+    "model.batchnorm_features": Template(
+        _l(
+            "a camada '%(layer)s' esperava %(expected)s atributos ou canais (dimensão 1) e recebeu "
+            "%(got)s (formato %(shape)s)"
+        ),
+        (_LAYER_SIZES,),
+    ),
+    "model.rnn_input_size": Template(
+        _l(
+            "a camada '%(layer)s' esperava input_size %(expected)s (última dimensão) e recebeu "
+            "%(got)s (formato %(shape)s)"
+        ),
+        (_LAYER_SIZES,),
+    ),
+    "model.layer_failed": Template(
+        _l("o modelo falhou no primeiro lote: a camada '%(layer)s' falhou com a entrada de formato %(shape)s: %(error)s"),
+        (_LAYER_SIZES,),
+    ),
+    "model.forward_failed": Template(
+        _l("o modelo falhou no primeiro lote: %(error)s"),
+        (_l("o lote de entrada tem formato %(shape)s; confira seu forward()"),),
+    ),
+    "model.output_not_tensor": Template(
+        _l("o modelo devolveu um %(type)s, esperava um tensor"),
+        (_l("forward() deve devolver um tensor de formato [lote, saídas]"),),
+    ),
+    "model.output_rows": Template(
+        _l(
+            "a saída do modelo tem formato %(shape)s para um lote de %(batch)s exemplos: esperava "
+            "%(batch)s linhas, recebeu %(rows)s"
+        ),
+        (_l("não achate a dimensão do lote: use torch.flatten(x, 1) ou x.view(x.size(0), -1)"),),
+    ),
+    "model.output_classes": Template(
+        _l(
+            "a saída do modelo tem %(columns)s colunas (formato %(shape)s), mas os rótulos vão até "
+            "%(highest)s: esperava ao menos %(needed)s saídas, uma por classe"
+        ),
+        (_l("defina out_features da última camada como %(needed)s"),),
+    ),
+    "weights.missing_parameters": Template(
+        _l("os pesos globais não correspondem aos parâmetros deste modelo (faltam %(names)s)"), (_SAME_MODEL,)
+    ),
+    "weights.unexpected_parameters": Template(
+        _l("os pesos globais não correspondem aos parâmetros deste modelo (inesperados: %(names)s)"), (_SAME_MODEL,)
+    ),
+    "weights.shape": Template(
+        _l("o parâmetro '%(parameter)s' dos pesos globais tem formato %(got)s, o deste modelo tem %(expected)s"),
+        (_SAME_MODEL,),
+    ),
+    "weights.update_missing_parameter": Template(
+        _l("o cliente %(client)s enviou pesos sem o parâmetro '%(parameter)s'"), (_SAME_UPDATE,)
+    ),
+    "weights.update_unknown_parameter": Template(
+        _l("o cliente %(client)s enviou um parâmetro desconhecido, '%(parameter)s', que não está no modelo global"),
+        (_SAME_UPDATE,),
+    ),
+    "weights.update_shape": Template(
+        _l("o cliente %(client)s enviou o parâmetro '%(parameter)s' com formato %(got)s; o modelo global tem %(expected)s"),
+        (_SAME_UPDATE,),
+    ),
+    "weights.update_dtype": Template(
+        _l("o cliente %(client)s enviou o parâmetro '%(parameter)s' como %(got)s; o modelo global tem %(expected)s"),
+        (_l("não mude o dtype do modelo em training_loop (por exemplo model.double())"),),
+    ),
+    "weights.update_not_finite": Template(
+        _l("o cliente %(client)s enviou o parâmetro '%(parameter)s' com valores NaN/inf"), (_LOWER_LR,)
+    ),
+    "training.loss_not_finite": Template(
+        _l("a perda de treino virou %(loss)s na rodada %(round)s, época local %(epoch)s"),
+        (_l(
+            "diminua learning_rate, normalize as entradas, procure valores NaN nos dados ou limite "
+            "os gradientes (torch.nn.utils.clip_grad_norm_)"
+        ),),
+    ),
+    "training.weights_not_finite": Template(
+        _l("o parâmetro '%(parameter)s' contém NaN/inf após o treino da rodada %(round)s"), (_LOWER_LR,)
+    ),
+    "hyperparameters.missing_file": Template(
+        _l("o arquivo hyperparameters.py não existe"),
+        (_l("adicione um hyperparameters.py com pelo menos `rounds = 10`"),),
+    ),
+    "hyperparameters.syntax": Template(_l("erro de sintaxe: %(detail)s"), (_LITERALS,)),
+    "hyperparameters.not_literal": Template(
+        _l("o valor de `%(key)s` não é um literal: `%(value)s`"), (_LITERALS,)
+    ),
+    "hyperparameters.integer_range": Template(
+        _l("`%(key)s` deve ser um número inteiro de %(low)s a %(high)s, recebeu %(got)s"), (_EXAMPLE,)
+    ),
+    "hyperparameters.number_range": Template(
+        _l("`%(key)s` deve ser um número de no mínimo %(low)s e no máximo %(high)s, recebeu %(got)s"), (_EXAMPLE,)
+    ),
+    "hyperparameters.number_above": Template(
+        _l("`%(key)s` deve ser um número maior que %(low)s e no máximo %(high)s, recebeu %(got)s"), (_EXAMPLE,)
+    ),
+    "hyperparameters.choice": Template(
+        _l("`%(key)s` deve ser um de %(options)s, recebeu %(got)s"),
+        (_l("você quis dizer %(suggestion)s?"), _l("escolha um de %(options)s")),
+    ),
+    "hyperparameters.boolean": Template(_l("`%(key)s` deve ser True ou False, recebeu %(got)s"), (_EXAMPLE,)),
+    "hyperparameters.dictionary": Template(
+        _l("`%(key)s` deve ser um dict com chaves de texto, recebeu %(got)s"),
+        (_l("por exemplo `%(key)s = {\"nome\": 1}`"),),
+    ),
+    "hyperparameters.unknown_key": Template(
+        _l("a chave desconhecida `%(key)s` é passada ao seu código como está; você quis dizer `%(suggestion)s`?")
+    ),
+    "hyperparameters.unknown_strategy": Template(
+        _l("estratégia desconhecida: %(name)s"), (_l("use uma destas: %(known)s"),)
+    ),
+    "hyperparameters.no_gpu": Template(
+        _l("device = 'cuda', mas esta máquina não tem GPU utilizável"),
+        (_l("use device = \"auto\" para usar uma GPU quando houver uma"),),
+    ),
+    "data.single_class_client": Template(
+        _l("o cliente %(client)s só tem a classe %(label)s (%(examples)s exemplos)"),
+        (_l(
+            "o modelo local dele aprende a prever uma só classe; espere convergência lenta ou instável "
+            "(tente FedProx, um alpha de Dirichlet maior ou mais classes por cliente)"
+        ),),
+    ),
+    "data.few_examples_client": Template(
+        _l("o cliente %(client)s tem só %(examples)s exemplos de treino"),
+        (_l("use menos clientes ou um particionamento com menos desequilíbrio de tamanho"),),
+    ),
+    "data.smaller_than_batch": Template(
+        _l("o cliente %(client)s tem %(examples)s exemplos de treino, menos que batch_size (%(batch_size)s)"),
+        (_l("cada época local é um só lote, menor; considere um batch_size menor"),),
+    ),
+}
+
+# Bounds on what a hostile event can make a page show.
+MAX_PARAMS = 32
+MAX_PARAM_CHARS = 200
+MAX_TEXT_CHARS = 2000
+MAX_WHERE_CHARS = 300
+_PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """An error or warning as shown: `translated` says whether the catalog's text was used
+    (else the English text the event carried)."""
+
+    what: str
+    where: str
+    hint: str
+    help: str | None
+    client: int | None
+    code: str | None
+    translated: bool
+
+    def text(self) -> str:
+        """`where: what`, the one line a list or an email shows."""
+        return f"{self.where}: {self.what}" if self.where else self.what
+
+
+def render(payload: Mapping[str, Any], gettext: Callable[[str], str] | None = None) -> RunMessage:
+    """The error or warning event `payload` in the language of `gettext` (by default the
+    core's: the request's language in the web, pt-BR elsewhere)."""
+    gettext = gettext or translation.gettext
+    code = payload.get("code") if isinstance(payload.get("code"), str) else None
+    template = TEMPLATES.get(code) if code else None
+    params = clean_params(payload.get("params"))
+    what = hint = None
+    if template is not None and params is not None:
+        what = fill(gettext(template.what), params)
+        hint = next(
+            (text for text in (fill(gettext(h), params) for h in template.hints) if text is not None), ""
+        ) if template.hints else ""
+    translated = what is not None
+    if not translated:
+        what = _text(payload.get("what", payload.get("message")), MAX_TEXT_CHARS)
+        hint = _text(payload.get("hint"), MAX_TEXT_CHARS)
+    client = payload.get("client")
+    return RunMessage(
+        what=what,
+        where=_text(payload.get("where"), MAX_WHERE_CHARS),
+        hint=hint or "",
+        help=help_slug(code) if translated else None,
+        client=client if isinstance(client, int) and not isinstance(client, bool) else None,
+        code=code if translated else None,
+        translated=translated,
+    )
+
+
+def help_slug(code: str | None) -> str | None:
+    """The FAQ entry of a listed code (never the slug a hostile event names)."""
+    template = TEMPLATES.get(code) if code else None
+    if template is None:
+        return None
+    return template.help or error_codes.help_for(code)
+
+
+def clean_params(params: Any) -> dict[str, str] | None:
+    """`params` as short, printable text per name; None when they are not a small object of
+    scalars and short lists of scalars (the English text is shown then)."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict) or len(params) > MAX_PARAMS:
+        return None
+    clean: dict[str, str] = {}
+    for name, value in params.items():
+        if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
+            return None
+        if isinstance(value, list):
+            if len(value) > 16 or not all(_scalar(v) for v in value):
+                return None
+            text = "[" + ", ".join(_scalar_text(v) for v in value) + "]"
+        elif _scalar(value):
+            text = _scalar_text(value)
+        else:
+            return None
+        clean[name] = _text(text, MAX_PARAM_CHARS)
+    return clean
+
+
+def fill(template: str, params: Mapping[str, str]) -> str | None:
+    """`template` with each `%(name)s` replaced by its param (once: a param's own text is
+    not read again), `%%` as `%`; None when a name has no param."""
+    missing = False
+
+    def replace(match: re.Match) -> str:
+        nonlocal missing
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in params:
+            missing = True
+            return ""
+        return params[name]
+
+    text = _PLACEHOLDER.sub(replace, template)
+    return None if missing else text
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value)) if abs(value) >= 1 else str(value)
+    if isinstance(value, str):
+        return _text(value, MAX_PARAM_CHARS)
+    return str(value)
+
+
+def _text(value: Any, limit: int) -> str:
+    """Any value as one bounded, printable text (newlines kept, other controls dropped)."""
+    if value is None:
+        return ""
+    text = _CONTROL.sub("", value if isinstance(value, str) else str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
