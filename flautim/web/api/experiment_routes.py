@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response
 from sqlalchemy import func, select
 
 from flautim.models import Experiment, ExperimentState, Role, db
-from flautim.web.experiments import results, runs
+from flautim.web.experiments import results, run_messages, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
@@ -183,9 +185,21 @@ def experiment_events(project_id: int, experiment_id: int):
     args = query_args()
     rows = results.experiment_events(experiment, attempt=_attempt(args, experiment), after_id=args.after,
                                      limit=args.limit + 1)
-    items = [s.Event.model_validate(ev) for ev in rows[: args.limit]]
-    return answer(s.Events(items=items, next_after=items[-1].id if items else args.after,
+    language = run_messages.api_language()
+    items = [_event(ev, language) for ev in rows[: args.limit]]
+    response = answer(s.Events(items=items, next_after=items[-1].id if items else args.after,
                            has_more=len(rows) > args.limit, experiment=s.Experiment.model_validate(experiment)))
+    response.headers["Content-Language"] = language.replace("_", "-")
+    response.vary.add("Accept-Language")
+    return response
+
+
+def _event(row: Any, language: str) -> s.Event:
+    event = s.Event.model_validate(row)
+    message = run_messages.api_message(row.type, row.payload, language)
+    if message is not None:
+        event.message = s.EventMessage(**{k: v for k, v in message.items() if v is not None})
+    return event
 
 
 @bp.get(E + "/artifacts")

@@ -215,12 +215,30 @@ class Logs(Answer):
     has_more: bool
 
 
+class EventMessage(Answer):
+    """An error or warning as the reader sees it: the code's text in the language that
+    Accept-Language picked, or the English text of the payload when the code is unknown."""
+
+    language: str = Field(description="pt-BR ou en: a língua de what, where e hint")
+    text: str = Field(description="where: what, numa linha")
+    what: str
+    where: str
+    hint: str
+    translated: bool = Field(description="false: o texto em inglês do evento (código desconhecido ou parâmetros inválidos)")
+    code: str | None = omitted(description="O código estável do erro (payload.code), quando traduzido")
+    help: str | None = omitted(description="A entrada do FAQ que explica o problema")
+    help_url: str | None = omitted(description="O endereço dessa entrada")
+
+
 class Event(Answer):
     id: int
     attempt: int
     type: str
     payload: JsonObject
     created_at: Timestamp
+    message: EventMessage | None = omitted(
+        description="Erros e avisos (type error ou warning) na língua pedida; o texto em inglês fica em payload"
+    )
 
 
 class Events(Answer):

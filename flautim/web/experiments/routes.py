@@ -39,7 +39,7 @@ from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
-from . import bp, live, runs
+from . import bp, live, run_messages, runs
 from .display import artifact_download_name, can_edit_project, js_labels
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import (
@@ -381,7 +381,9 @@ def show(project_id: int, experiment_id: int):
         "not_isolated": _ran_without_isolation(experiment),
         "panels": _panels(experiment),
     }
-    return render_template("experiments/show.html", e=e, js_labels=js_labels())
+    return render_template(
+        "experiments/show.html", e=e, js_labels=js_labels(), run_messages_catalog=run_messages.page_catalog()
+    )
 
 
 def _panels(experiment: Experiment) -> Markup:

@@ -192,8 +192,10 @@
 
   function showError(p) {
     $("error-box").classList.remove("hidden");
-    $("error-what").textContent = p.what || "";
-    [["where", p.where], ["hint", p.hint], ["traceback", p.traceback]].forEach(function (pair) {
+    // In the page's language when the runtime named the error (run_messages.js).
+    var m = window.FlautimRunMessages ? window.FlautimRunMessages.render(p) : p;
+    $("error-what").textContent = m.what || "";
+    [["where", m.where], ["hint", m.hint], ["traceback", p.traceback]].forEach(function (pair) {
       var row = $("error-" + pair[0] + "-row");
       if (pair[1]) { $("error-" + pair[0]).textContent = (pair[0] === "where" && p.client !== undefined && p.client !== null) ? pair[1] + " (client-" + p.client + ")" : pair[1]; row.classList.remove("hidden"); }
     });
@@ -263,6 +265,7 @@
         break;
       case "checkpoint": refreshModels(); break;
       case "error": showError(p); break;
+      case "warning": if (window.FlautimRunMessages) window.FlautimRunMessages.showWarning(p, e.id); break;
       case "run_finished":
         runFinished = p;
         if (num(p.rounds_completed) !== null) completedRounds = Math.max(completedRounds, p.rounds_completed);
