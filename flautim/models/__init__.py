@@ -7,6 +7,7 @@ from .experiments import (
     ALLOWED_TRANSITIONS,
     Experiment,
     ExperimentEvent,
+    ExperimentKind,
     ExperimentState,
     FailureKind,
     InvalidTransition,
@@ -20,7 +21,7 @@ from .support import SupportMessage, SupportTicket
 
 __all__ = [
     "ALLOWED_TRANSITIONS", "MAX_ID", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
-    "ExperimentEvent", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
+    "ExperimentEvent", "ExperimentKind", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
     "Invitation", "LogRecord", "Membership", "MetricRow", "ModelArtifact", "ModelCode", "Project",
     "QuotaOverride", "Role", "RunUsage", "SupportMessage", "SupportTicket", "User", "db", "utcnow",
 ]

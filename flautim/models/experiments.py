@@ -5,7 +5,18 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from .base import UTCDateTime, created_at_column, db, utcnow
@@ -61,12 +72,23 @@ class FailureKind(enum.StrEnum):
     INFRASTRUCTURE = "infrastructure"
 
 
+class ExperimentKind(enum.StrEnum):
+    # An experiment the user set up.
+    FEDERATED = "federated"
+    # The centralized baseline of its parent (`parent_id`): the same Dataset and model on
+    # one client holding all the training data (flautim/web/experiments/baseline.py).
+    CENTRALIZED_BASELINE = "centralized_baseline"
+
+
 class InvalidTransition(ValueError):
     pass
 
 
 class Experiment(db.Model):
     __tablename__ = "experiments"
+    # One child of each kind per parent: a second press of "Comparar com treino
+    # centralizado" finds the first one instead of making another.
+    __table_args__ = (UniqueConstraint("parent_id", "kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -82,6 +104,10 @@ class Experiment(db.Model):
     cloned_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("experiments.id", ondelete="SET NULL")
     )
+    # The experiment this one was derived from to compare against (see `kind`); a deleted
+    # parent leaves the child as an experiment of its own.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("experiments.id", ondelete="SET NULL"))
+    kind: Mapped[ExperimentKind] = enum_column(ExperimentKind, default=ExperimentKind.FEDERATED)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Who pressed "run" for the current attempt: the user whose quotas it counts against.
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -9,7 +9,7 @@ from flask import Response
 from sqlalchemy import func, select
 
 from flautim.models import Experiment, ExperimentState, Role, db
-from flautim.web.experiments import results, run_messages, runs
+from flautim.web.experiments import baseline, results, run_messages, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
@@ -114,6 +114,33 @@ def cancel_experiment(project_id: int, experiment_id: int):
     except UserFacingError as exc:
         raise user_error(exc, status=409) from None
     return answer(s.Experiment.model_validate(experiment), 202)
+
+
+@bp.get(E + "/baseline")
+@operation("O treino centralizado de referência e a comparação com ele", "results",
+           responses={200: s.BaselineComparison}, errors=(401, 404))
+def show_baseline(project_id: int, experiment_id: int):
+    """The experiment's curves beside its centralized baseline's (the same Dataset and model
+    on one client holding all the training data), on the evaluation both report, and the gap
+    between their final values on the headline metric once both succeeded."""
+    _project, experiment = scoped_experiment(project_id, experiment_id)
+    return answer(s.BaselineComparison.model_validate(baseline.comparison(experiment)))
+
+
+@bp.post(E + "/baseline")
+@operation("Comparar com treino centralizado: criar (uma vez) e executar", "experiments",
+           responses={202: s.BaselineComparison}, errors=ACTION_ERRORS)
+def start_baseline(project_id: int, experiment_id: int):
+    """Queue the experiment's centralized baseline, made on the first call: a child
+    experiment with the same Dataset and model on one client holding all the training data,
+    the same rounds and local epochs. One at a time per experiment: 409 while it is queued or
+    running, or when the experiment has not succeeded."""
+    project, experiment = scoped_experiment(project_id, experiment_id, Role.EDITOR)
+    try:
+        baseline.start_baseline(project, api_user(), experiment)
+    except UserFacingError as exc:
+        raise user_error(exc, status=409) from None
+    return answer(s.BaselineComparison.model_validate(baseline.comparison(experiment)), 202)
 
 
 # --- results ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pydantic import (
 from werkzeug.datastructures import FileStorage
 
 from flautim import models as orm
-from flautim.models import MAX_ID, ExperimentState, FailureKind, Role
+from flautim.models import MAX_ID, ExperimentKind, ExperimentState, FailureKind, Role
 
 MAX_BIGINT = 2**63 - 1
 MAX_ROUNDS_PER_PAGE = 10_000
@@ -146,6 +146,9 @@ class Experiment(Answer):
     model_code_id: int | None
     hyperparameter_file_id: int | None
     cloned_from_id: int | None
+    parent_id: int | None = Field(description="O experimento de que este deriva (ver kind)")
+    kind: ExperimentKind = Field(description="federated, ou centralized_baseline: o treino centralizado "
+                                             "de referência do experimento parent_id")
     transport: str
     wants_gpu: bool
     cancel_requested: bool
@@ -263,6 +266,39 @@ class Artifact(Answer):
 
 class Artifacts(Answer):
     items: list[Artifact]
+
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[rodada, valor]")]
+
+
+class BaselineCurves(Answer):
+    series: Literal["central", "evaluate"] = Field(
+        description="A avaliação comparada: central (dados de validação do servidor, os mesmos nos dois) "
+                    "ou a federada")
+    federated: list[Point]
+    centralized: list[Point]
+
+
+class BaselineGap(Answer):
+    metric: Literal["accuracy", "loss"]
+    federated: float = Field(description="Valor final do experimento federado")
+    centralized: float = Field(description="Valor final do treino centralizado")
+    ratio: float = Field(description="federated / centralized (acurácia: a fração atingida)")
+
+
+class BaselineComparison(Answer):
+    """An experiment beside its centralized baseline: the same Dataset and model on one client
+    holding all the training data, with the same rounds and local epochs."""
+
+    experiment_id: int
+    can_start: bool = Field(description="O experimento permite iniciar o treino centralizado agora "
+                                        "(concluído, nenhum em andamento); exige o papel de editor")
+    baseline: Experiment | None = Field(description="O treino centralizado, se já foi criado")
+    metric: Literal["accuracy", "loss"] | None = Field(description="A métrica principal comparada")
+    series: Literal["central", "evaluate"] | None
+    curves: dict[Literal["accuracy", "loss"], BaselineCurves]
+    gap: BaselineGap | None = Field(description="Quando os dois concluíram")
+    gap_text: str | None = Field(description="A diferença em palavras, na língua pedida")
 
 
 # --- requests ---------------------------------------------------------------------------

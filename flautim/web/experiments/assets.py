@@ -38,6 +38,7 @@ from flautim.web.uploads import (
     stage_dataset,
 )
 from flautim.web.uploads.names import basename
+from flautim.web.uploads.sources import PythonSource
 
 from .errors import NotFound
 from .runtime_checks import check_api_source, check_dataset_source, check_hyperparameters
@@ -126,6 +127,19 @@ def upload_hyperparameters(
 ) -> HyperparameterFile:
     """Store a hyperparameter file: literals only, parsed and never executed."""
     source = _read_source(upload, "hyperparameters_file")
+    values = check_hyperparameters(source.text, source.filename)
+    return _store_source_version(
+        project, user, HyperparameterFile, source, name, description, storage.hyperparameters_key,
+        values=values,
+    )
+
+
+def store_derived_hyperparameters(
+    project: Project, user: User, *, text: str, filename: str, name: str, description: str = ""
+) -> HyperparameterFile:
+    """Store a hyperparameter file the platform wrote (e.g. a centralized baseline's), checked
+    like an upload; the same text again returns the version already stored."""
+    source = PythonSource(filename=filename, text=text, data=text.encode("utf-8"))
     values = check_hyperparameters(source.text, source.filename)
     return _store_source_version(
         project, user, HyperparameterFile, source, name, description, storage.hyperparameters_key,

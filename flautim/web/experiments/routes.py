@@ -39,8 +39,8 @@ from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
-from . import bp, live, run_messages, runs
-from .display import artifact_download_name, can_edit_project, js_labels
+from . import baseline, bp, live, run_messages, runs
+from .display import artifact_download_name, can_edit_project, js_labels, state_label
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import (
     artifact_in_experiment,
@@ -410,6 +410,8 @@ def _panels(experiment: Experiment) -> Markup:
         # While it runs, the page's script counts the elapsed time from data-started-at.
         "duration_s": int(experiment.duration_s) if terminal and experiment.duration_s is not None else None,
         "sources": tuple(log_sources(experiment)),
+        "kind": experiment.kind.value,
+        "parent_id": experiment.parent_id,
     }
     key = ("experiment-panels", str(get_locale()), tuple(view.items()))
     return Markup(cached_fragment(key, lambda: render_template("experiments/_panels.html", v=view)))
@@ -553,3 +555,40 @@ def compare(project_id: int):
     )
 
 
+
+
+# --- the centralized baseline (baseline.py) ------------------------------------------------
+
+def _baseline_json(project_id: int, experiment: Experiment) -> dict:
+    may_start = can_edit_project(g.membership) and g.project.archived_at is None
+    body = baseline.comparison(experiment, may_start=may_start)
+    child = body["baseline"]
+    if child is not None:
+        body["baseline"] = {
+            "id": child.id, "name": child.name, "state": child.state.value,
+            "state_label": state_label(child.state.value), "attempt": child.attempt,
+            "rounds_done": child.rounds_done, "rounds_total": child.rounds_total,
+            "url": url_for(".show", project_id=project_id, experiment_id=child.id),
+        }
+    return body
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/baseline.json")
+@require_role(Role.VIEWER)
+def baseline_comparison(project_id: int, experiment_id: int):
+    """The Saídas overlay of the experiment and its centralized baseline, fetched by the
+    page's script (baseline.js), so the page itself makes no query for it."""
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    return _baseline_json(project_id, experiment)
+
+
+@bp.post("/<int:project_id>/experiments/<int:experiment_id>/baseline")
+@require_role(Role.EDITOR)
+def start_baseline(project_id: int, experiment_id: int):
+    """"Comparar com treino centralizado" (a fetch with the X-CSRFToken header)."""
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    try:
+        baseline.start_baseline(g.project, current_user, experiment)
+    except UserFacingError as error:
+        return {"error": {"message": error.message, "hint": error.hint}}, 409
+    return _baseline_json(project_id, experiment), 202
