@@ -8,9 +8,16 @@ import pytest
 from sqlalchemy import select
 
 from flautim.fl.hyperparameters import parse_hyperparameters
-from flautim.models import Experiment, ExperimentKind, ExperimentState, HyperparameterFile, Project, db
+from flautim.models import (
+    Experiment,
+    ExperimentKind,
+    ExperimentState,
+    HyperparameterFile,
+    Project,
+    db,
+)
 from flautim.object_store import store_for
-from tests.api.conftest import bearer, make_token  # noqa: F401 - the fixture
+from tests.api.conftest import bearer
 from tests.conftest import csrf_token_from
 from tests.experiments_support import (
     HYPERPARAMETERS,
@@ -36,6 +43,18 @@ def parent(app, client, project, tmp_path):
     experiment_id = make_experiment(project["project_id"], ids, name="Federado", state="running")
     feed_run(app, experiment_id, tmp_path / "parent-out", scripted_run_lines(tmp_path / "parent-out"))
     return experiment_id
+
+
+@pytest.fixture
+def make_token(app):
+    """make_token(user_id) -> the secret of a new personal access token (the real token code)."""
+    from flautim.models import User
+    from flautim.web.api.tokens import create_token
+
+    def factory(user_id: int) -> str:
+        return create_token(db.session.get(User, user_id), "t")[1]
+
+    return factory
 
 
 def _csrf(client, project_id: int, experiment_id: int) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask_babel import format_decimal
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -139,7 +140,12 @@ def start_baseline(project: Project, user: User, parent: Experiment) -> Experime
     lock = redis_connection.connect(flautim_config()).lock(
         f"flautim:baseline:{parent.id}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_TIMEOUT_S
     )
-    if not lock.acquire():
+    try:
+        acquired = lock.acquire()
+    except redis.RedisError:
+        log.exception("experiment %s: the baseline lock is unavailable", parent.id)
+        acquired = False
+    if not acquired:
         raise UserFacingError(
             _(
                 "O treino centralizado deste experimento está sendo iniciado. Tente de novo em instantes."

@@ -43,6 +43,7 @@
     $("baseline-link").setAttribute("href", b.url);
     $("baseline-state").textContent = "(" + (b.state_label || b.state) + ")";
     $("baseline-state").setAttribute("data-state", b.state);
+    $("baseline-series").textContent = body.series ? "· " + label("series-" + body.series) : "";
     $("baseline-gap").textContent = body.gap_text || (b.state === "succeeded" ? "" : label("waiting"));
     ["loss", "accuracy"].forEach(function (metric) { draw(metric, body.curves || {}); });
     if (ACTIVE[b.state]) schedule(5000);
