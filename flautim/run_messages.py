@@ -56,6 +56,33 @@ _LITERALS = _l(
 )
 
 TEMPLATES: dict[str, Template] = {
+    "bundle.missing_file": Template(
+        _l("o experimento não tem %(name)s"),
+        (_l("um experimento precisa de dataset.py, api.py, hyperparameters.py e uma pasta data/"),),
+    ),
+    "bundle.syntax": Template(
+        _l("erro de sintaxe: %(detail)s"), (_l("corrija a linha (confira parênteses, dois-pontos e indentação)"),)
+    ),
+    "bundle.no_experiment_class": Template(
+        _l("api.py não define uma subclasse de Experiment"),
+        (_l("adicione `from flautim.fl import Experiment` e `class MeuExperimento(Experiment): ...`"),),
+    ),
+    "bundle.missing_loop": Template(
+        _l("a classe %(cls)s não tem o método %(method)s(self, data_loader)"),
+        (_l("defina %(method)s(self, data_loader) devolvendo (loss, dicionário de métricas)"),),
+    ),
+    "bundle.no_model": Template(
+        _l("api.py não define um modelo"),
+        (_l("defina `class Model(torch.nn.Module)` ou um método build_model(self) no seu Experiment"),),
+    ),
+    "bundle.no_dataset_class": Template(
+        _l("dataset.py não define uma subclasse de Dataset"),
+        (_l("adicione `from flautim.fl import Dataset` e `class MeuDataset(Dataset): ...`"),),
+    ),
+    "bundle.missing_split": Template(
+        _l("a classe %(cls)s não tem o método %(method)s(self)"),
+        (_l("defina %(method)s(self) devolvendo um dataset do torch indexável (map-style)"),),
+    ),
     "model.linear_input": Template(
         _l("a camada '%(layer)s' esperava %(expected)s entradas e recebeu %(got)s"),
         (_l(

@@ -4,6 +4,7 @@ in Debian's chromium in pt-BR and in English; hostile events fall back to their 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -173,3 +174,28 @@ def test_saidas_shows_the_error_and_warnings_in_portuguese_then_english(live_ser
     page.click("form.lang button[value=en]")  # back on the same page, in English
     expect(page.locator("#error-what")).to_have_text(EN_ERROR)
     assert console_errors == []
+
+
+def test_uploads_name_the_runtimes_errors_in_the_users_language(app, client, make_user, make_project):
+    """The same checks at upload time: the form in pt-BR, the API by Accept-Language."""
+    import html as html_module
+
+    from tests.experiments_support import setup_project, upload
+
+    ctx = setup_project(make_user, make_project, client)
+    r = upload(client, ctx["project_id"], "hyperparameters", {"file": ("hyperparameters.py", b"rounds = 0\n")})
+    page = html_module.unescape(r.get_data(as_text=True))
+    assert r.status_code == 400
+    assert "`rounds` deve ser um número inteiro de 1 a 10000, recebeu 0" in page
+    assert "por exemplo `rounds = 10`" in page
+    r = upload(client, ctx["project_id"], "model-code", {"file": ("api.py", b"import torch\nx = 1\n")})
+    assert "api.py não define uma subclasse de Experiment" in html_module.unescape(r.get_data(as_text=True))
+
+    url = f"/api/v1/projects/{ctx['project_id']}/hyperparameters"
+    headers = bearer(_token(app, ctx["owner"])) | {"Accept-Language": "en"}
+    bad = client.post(url, headers=headers, content_type="multipart/form-data",
+                      data={"hyperparameters_file": (io.BytesIO(b"rounds = 3\nstrategy = 'FedAvq'\n"), "hp.py")})
+    assert bad.status_code == 400
+    error = bad.json["error"]
+    assert error["line"] == 2 and "`strategy` must be one of" in error["message"], error
+    assert "did you mean 'FedAvg'?" in json.dumps(error)

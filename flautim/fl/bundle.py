@@ -50,6 +50,7 @@ class Bundle:
                 raise FlautimError(
                     f"the experiment has no {name}", where=name,
                     hint="an experiment needs dataset.py, api.py, hyperparameters.py and a data/ folder",
+                    code="bundle.missing_file", params={"name": name},
                 )
         return cls(root)
 
@@ -108,6 +109,7 @@ def _syntax(source: str, filename: str) -> tuple[ast.Module | None, list[Flautim
                 f"syntax error: {exc.msg}{text}",
                 where=f"{filename}:{exc.lineno}" if exc.lineno else filename,
                 hint="fix the line (check parentheses, colons and indentation)",
+                code="bundle.syntax", params={"detail": f"{exc.msg}{text}"},
             )
         ]
 
@@ -136,6 +138,7 @@ def check_api_source(source: str, filename: str = "api.py") -> list[FlautimError
             FlautimError(
                 "api.py defines no subclass of Experiment", where=filename,
                 hint="add `from flautim.fl import Experiment` and `class MyExperiment(Experiment): ...`",
+                code="bundle.no_experiment_class",
             )
         ]
     cls = experiments[-1]
@@ -147,6 +150,7 @@ def check_api_source(source: str, filename: str = "api.py") -> list[FlautimError
                     f"class {cls.name} has no {required}(self, data_loader) method",
                     where=f"{filename}:{cls.lineno}",
                     hint=f"define {required}(self, data_loader) returning (loss, metrics_dict)",
+                    code="bundle.missing_loop", params={"cls": cls.name, "method": required},
                 )
             )
     has_model = "build_model" in methods or any(
@@ -160,6 +164,7 @@ def check_api_source(source: str, filename: str = "api.py") -> list[FlautimError
             FlautimError(
                 "api.py defines no model", where=filename,
                 hint="define `class Model(torch.nn.Module)` or a build_model(self) method in your Experiment",
+                code="bundle.no_model",
             )
         )
     return errors
@@ -183,6 +188,7 @@ def check_dataset_source(source: str, filename: str = "dataset.py") -> list[Flau
             FlautimError(
                 "dataset.py defines no subclass of Dataset", where=filename,
                 hint="add `from flautim.fl import Dataset` and `class MyDataset(Dataset): ...`",
+                code="bundle.no_dataset_class",
             )
         ]
     cls = datasets[-1]
@@ -194,6 +200,7 @@ def check_dataset_source(source: str, filename: str = "dataset.py") -> list[Flau
                     f"class {cls.name} has no {required}(self) method",
                     where=f"{filename}:{cls.lineno}",
                     hint=f"define {required}(self) returning a map-style torch dataset",
+                    code="bundle.missing_split", params={"cls": cls.name, "method": required},
                 )
             )
     return errors

@@ -19,6 +19,14 @@ TENSOR_SIZE = "incompatibilidade-de-tamanho-de-tensor"
 
 # code -> FAQ slug (None: no entry explains it).
 CODES: dict[str, str | None] = {
+    # the bundle's files (checked at upload and before a run)
+    "bundle.missing_file": None,
+    "bundle.syntax": None,
+    "bundle.no_experiment_class": None,
+    "bundle.missing_loop": None,
+    "bundle.no_model": None,
+    "bundle.no_dataset_class": None,
+    "bundle.missing_split": None,
     # the model against the first batch (preflight)
     "model.linear_input": TENSOR_SIZE,
     "model.conv_dimensions": TENSOR_SIZE,

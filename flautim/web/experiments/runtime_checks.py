@@ -11,8 +11,10 @@ import json
 import re
 from typing import Any
 
+import flask_babel
 from flask_babel import gettext as _
 
+from flautim import run_messages
 from flautim.web.uploads import UserFacingError
 
 _LINE_IN_WHERE = re.compile(r":(\d+)\s*$")
@@ -24,9 +26,19 @@ def _as_user_error(exc: Exception, filename: str, field: str) -> UserFacingError
     if not line and where:
         match = _LINE_IN_WHERE.search(where)
         line = int(match.group(1)) if match else None
+    message, hint = _text(exc)
+    return UserFacingError(message, field=field, line=line, hint=hint or None, filename=filename)
+
+
+def _text(exc: Exception) -> tuple[str, str]:
+    """(what, hint) in the request's language when the runtime named the error with a code
+    (flautim.run_messages), else its own text."""
+    if getattr(exc, "code", None):
+        shown = run_messages.render(exc.event_fields(), flask_babel.gettext)
+        if shown.translated:
+            return shown.what, shown.hint
     message = getattr(exc, "what", None) or getattr(exc, "message", None) or str(exc)
-    hint = getattr(exc, "hint", None) or None
-    return UserFacingError(str(message), field=field, line=line, hint=hint, filename=filename)
+    return str(message), getattr(exc, "hint", None) or ""
 
 
 def _raise_first(problems: list, filename: str, field: str) -> None:
@@ -34,7 +46,7 @@ def _raise_first(problems: list, filename: str, field: str) -> None:
         return
     error = _as_user_error(problems[0], filename, field)
     if len(problems) > 1:
-        more = "; ".join(str(getattr(p, "what", p)) for p in problems[1:4])
+        more = "; ".join(_text(p)[0] for p in problems[1:4])
         error.hint = " ".join(filter(None, [error.hint, _("Também: %(more)s", more=more)]))
     raise error
 
