@@ -5,7 +5,7 @@ real worker: tests/worker/test_baseline_run.py."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flautim.fl.hyperparameters import parse_hyperparameters
 from flautim.models import (
@@ -215,6 +215,17 @@ def test_who_may_start_it_and_when(app, client, project, parent, make_token):
     db.session.commit()
     r = client.post(f"/api/v1/projects/{pid}/experiments/{child_id}/baseline", headers=owner_api)
     assert r.status_code == 409 and "já é um treino centralizado" in r.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("config_overrides", [{"QUOTA_QUEUED_PER_PROJECT": 0}])
+def test_the_quotas_refuse_it_before_anything_is_made(app, client, project, parent, config_overrides):
+    pid = project["project_id"]
+    hyper_files = db.session.scalar(select(func.count(HyperparameterFile.id)))
+    r = _start(client, pid, parent, _csrf(client, pid, parent))
+    assert r.status_code == 409
+    assert "Limite de experimentos na fila" in r.get_json()["error"]["message"]
+    assert _children(parent) == []
+    assert db.session.scalar(select(func.count(HyperparameterFile.id))) == hyper_files
 
 
 def _child_run(rounds: int, loss: list[float], accuracy: list[float] | None):

@@ -38,7 +38,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from flautim import redis_connection
+from flautim import quotas, redis_connection
 from flautim.models import (
     Experiment,
     ExperimentKind,
@@ -158,6 +158,8 @@ def start_baseline(project: Project, user: User, parent: Experiment) -> Experime
         if problem is not None:
             raise problem
         if baseline is None:
+            # Refused by the quotas before anything is made (run_experiment checks again).
+            quotas.check_can_queue(project, user, parent, flautim_config())
             baseline = _create(project, user, parent)
         return runs.run_experiment(project, user, baseline)
     finally:
