@@ -478,7 +478,9 @@ def sse_latency(base: str, cookies: dict, info: dict, redis_url: str, clients: i
     ready.wait(60)
     time.sleep(1.0)  # every reader has caught up and is following the channel
     r = redis.Redis.from_url(redis_url)
-    channel = f"flautim:experiment:{info['experiment']}"
+    from flautim.live_messages import channel_for
+
+    channel = channel_for(r, info["experiment"])
     for i in range(messages):
         r.publish(channel, json.dumps({"kind": "log", "id": next_id + i, "attempt": 1, "source": "server",
                                        "stream": "stdout", "line": f"live {i}", "sent_at": time.time()}))

@@ -5,7 +5,7 @@ The worker's ingest publishes log and event messages, the worker and the queue p
 state messages, and the web's stream builds the same messages from rows when a page
 catches up: every path goes through these builders, so the browser
 (`flautim/web/static/js/experiment.js`) reads one shape per kind. Messages travel as JSON
-on `channel_for(experiment_id)` and reach the browser as Server-Sent Events named by their
+on `channel_for(redis_client, experiment_id)` and reach the browser as Server-Sent Events named by their
 `kind`.
 
 The server decides the figures a page shows: an event carries its `accuracy` (found by
@@ -22,7 +22,6 @@ import math
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
-CHANNEL_PREFIX = "flautim:experiment:"
 
 # The metric names a run may report its accuracy under, in order of preference.
 ACCURACY_NAMES = ("accuracy", "acc", "val_accuracy")
@@ -31,9 +30,14 @@ SCORED_EVENTS = frozenset({"client_train", "client_evaluate", "aggregated", "cen
 HEADLINE_KEYS = ("accuracy", "best_accuracy", "loss", "best_loss", "round", "source")
 
 
-def channel_for(experiment_id: int) -> str:
-    """The Redis pub/sub channel of an experiment's live updates."""
-    return f"{CHANNEL_PREFIX}{int(experiment_id)}"
+def channel_for(redis_client: Any, experiment_id: int) -> str:
+    """The Redis pub/sub channel of an experiment's live updates on `redis_client`'s server.
+
+    Named with the client's database number: keys live in one database but pub/sub channels
+    are server-wide, so two sites (or test runs) sharing a server on different databases
+    would otherwise see each other's experiment 1."""
+    database = int(redis_client.connection_pool.connection_kwargs.get("db") or 0)
+    return f"flautim:{database}:experiment:{int(experiment_id)}"
 
 
 def number_or_none(value: Any) -> float | None:

@@ -145,11 +145,11 @@ def test_duplicates_from_the_channel_are_dropped(app, ctx, live_server, tmp_path
     last_log = catch_up[-2] if catch_up[-2]["event"] == "log" else next(m for m in reversed(catch_up) if m["event"] == "log")
     publisher = redis_lib.Redis.from_url(app.config["FLAUTIM_REDIS_URL_RESOLVED"])
     # Re-publish the last log row the page already has, then a new one and a state.
-    publisher.publish(channel_for(exp_id), json.dumps(last_log["data"]))
+    publisher.publish(channel_for(publisher, exp_id), json.dumps(last_log["data"]))
     new = dict(last_log["data"], id=last_log["data"]["id"] + 1000, line="fresh line")
-    publisher.publish(channel_for(exp_id), json.dumps(new))
-    publisher.publish(channel_for(exp_id), json.dumps(new))
-    publisher.publish(channel_for(exp_id), json.dumps({"kind": "state", "state": "succeeded", "attempt": 1}))
+    publisher.publish(channel_for(publisher, exp_id), json.dumps(new))
+    publisher.publish(channel_for(publisher, exp_id), json.dumps(new))
+    publisher.publish(channel_for(publisher, exp_id), json.dumps({"kind": "state", "state": "succeeded", "attempt": 1}))
     live = reader.until(lambda m: m["event"] == "end")
     response.close()
     assert [m["data"]["line"] for m in live if m["event"] == "log"] == ["fresh line"]

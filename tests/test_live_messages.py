@@ -8,6 +8,9 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import redis
 
 from flautim import live_messages as lm
 
@@ -58,4 +61,28 @@ def test_state_and_log_messages():
     log = lm.log_message(4, 2, "client-0", "stdout", "época 1", datetime(2026, 1, 2, tzinfo=UTC))
     assert json.loads(lm.encode(log)) == {"kind": "log", "id": 4, "attempt": 2, "source": "client-0",
                                           "stream": "stdout", "line": "época 1", "created_at": "2026-01-02T00:00:00+00:00"}
-    assert lm.channel_for(3) == "flautim:experiment:3"
+    assert lm.channel_for(redis.Redis(db=4), 3) == "flautim:4:experiment:3"
+
+
+def test_sites_sharing_a_redis_server_do_not_hear_each_other():
+    """Pub/sub channels are server-wide while keys are per database: two sites (or two test
+    runs) on different databases of one server both have an experiment 1, and a page of one
+    must not receive the other's messages (a stranger's "succeeded" reloaded a running page)."""
+    from tests.conftest import REDIS_URL
+
+    here = redis.Redis.from_url(REDIS_URL)
+    database = int(here.connection_pool.connection_kwargs.get("db") or 0)
+    there = redis.Redis.from_url(urlsplit(REDIS_URL)._replace(path=f"/{(database + 1) % 16}").geturl())
+    listeners = {}
+    for name, client in (("here", here), ("there", there)):
+        listeners[name] = client.pubsub()
+        listeners[name].subscribe(lm.channel_for(client, 1))
+        assert listeners[name].get_message(timeout=5)["type"] == "subscribe"
+    try:
+        there.publish(lm.channel_for(there, 1), lm.encode({"kind": "state", "state": "succeeded"}))
+        heard = listeners["there"].get_message(timeout=5)
+        assert heard is not None and json.loads(heard["data"])["state"] == "succeeded"
+        assert listeners["here"].get_message(timeout=0.5) is None
+    finally:
+        for listener in listeners.values():
+            listener.close()

@@ -526,7 +526,7 @@ class Ingestor:
     def _publish(self, logs, events, artifacts, experiment) -> None:
         if self.redis is None:
             return
-        channel = live_messages.channel_for(self.experiment_id)
+        channel = live_messages.channel_for(self.redis, self.experiment_id)
         try:
             pipe = self.redis.pipeline(transaction=False)
             for row in logs:

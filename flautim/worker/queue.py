@@ -320,8 +320,8 @@ def _hand_over(experiment_id: int, attempt: int, queue: str, values, config: Con
 def publish_state(experiment: Experiment, config: Config) -> None:
     """Tell live pages the experiment's state changed (best effort: pages also poll the DB)."""
     try:
-        redis_for(config).publish(
-            channel_for(experiment.id), encode(state_message(experiment)))
+        client = redis_for(config)
+        client.publish(channel_for(client, experiment.id), encode(state_message(experiment)))
     except redis.RedisError:
         log.warning("could not publish the state of experiment %s", experiment.id)
 

@@ -38,8 +38,9 @@ def _event(type_, **fields):
 
 
 def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_path):
-    listener = redis.Redis.from_url(REDIS_URL).pubsub()
-    listener.subscribe(channel_for(experiment_id))
+    client = redis.Redis.from_url(REDIS_URL)
+    listener = client.pubsub()
+    listener.subscribe(channel_for(client, experiment_id))
     out = tmp_path / "out"
     (out / "ckpt").mkdir(parents=True)
     (out / "ckpt" / "r1.pt").write_bytes(b"model-bytes")

@@ -67,8 +67,9 @@ def test_a_run_through_the_real_queue_stores_logs_events_metrics_and_checkpoints
 ):
     user_id, project_id = owner
     experiment_id = store_experiment(app, write_bundle(tmp_path / "b"), project_id, user_id)
-    listener = redis.Redis.from_url(REDIS_URL).pubsub()
-    listener.subscribe(channel_for(experiment_id))
+    client = redis.Redis.from_url(REDIS_URL)
+    listener = client.pubsub()
+    listener.subscribe(channel_for(client, experiment_id))
     attempt = _enqueue(app, experiment_id)
     assert _experiment(app, experiment_id).state == ExperimentState.QUEUED
 

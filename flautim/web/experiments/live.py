@@ -263,7 +263,7 @@ def stream(
     seconds; once it says no, the stream ends with `end {"revoked": true}`."""
     pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
     try:
-        pubsub.subscribe(channel_for(experiment_id))
+        pubsub.subscribe(channel_for(redis_client, experiment_id))
         # Tell the browser to reconnect after 1 s, and flush proxies at once.
         yield "retry: 1000\n: open\n\n"
         caught_up, state = _catch_up(app, experiment_id, cursor, catch_up_events)
