@@ -319,3 +319,20 @@ def test_the_experiment_page_makes_no_query_for_the_baseline(app, client, projec
         event.remove(engine, "before_cursor_execute", count)
     assert 'data-testid="baseline"' in page and "js/baseline.js" in page
     assert not [s for s in statements if "parent_id =" in s], statements
+
+
+def test_the_baseline_settings_win_over_any_spelling_of_the_parents():
+    """The parent's file may use the published library's aliases; the appended settings are
+    read last and win, and what makes the schedule (rounds, local epochs) is kept."""
+    from flautim.web.experiments.baseline import baseline_source
+
+    parent = (
+        'num_rounds = 5\nepochs = 2\nclients = 8\nfraction_train = 0.5\npartition = "dirichlet"\n'
+        'partitioning_options = {"alpha": 0.3}\nstrategy = "FedProx"\nstrategy_options = {"proximal_mu": 0.1}\n'
+        'differential_privacy = {"noise_multiplier": 1.0, "clipping_norm": 1.0}\nlr = 0.05\nmy_dropout = 0.2\n'
+    )
+    run = parse_hyperparameters(baseline_source(parent))
+    assert (run.rounds, run.local_epochs, run.learning_rate, run.extra) == (5, 2, 0.05, {"my_dropout": 0.2})
+    assert (run.num_clients, run.fraction_fit, run.fraction_evaluate) == (1, 1.0, 1.0)
+    assert (run.partitioning, run.partitioning_options, run.strategy, run.strategy_options) == ("iid", {}, "FedAvg", {})
+    assert run.differential_privacy is None and run.warnings == []
