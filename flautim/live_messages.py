@@ -22,7 +22,6 @@ import math
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
-
 # The metric names a run may report its accuracy under, in order of preference.
 ACCURACY_NAMES = ("accuracy", "acc", "val_accuracy")
 # Events that report a loss and metrics (and so an accuracy) for a round.

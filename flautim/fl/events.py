@@ -58,6 +58,16 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "run_finished": ("status", "duration_s", "rounds_completed"),
 }
 
+PHASES = ("train", "evaluate")
+
+
+def client_event_type(phase: str) -> str:
+    """The per-client event of a phase (as `aggregated` events and metric rows name it)."""
+    return f"client_{phase}"
+
+
+CLIENT_EVENT_PHASES = {client_event_type(phase): phase for phase in PHASES}
+
 # Error kinds, for classifying a failed run.
 ERROR_KINDS = ("user_code", "hyperparameters", "data", "timeout", "out_of_memory", "infrastructure")
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from flautim.fl.events import InvalidEvent, event_line, make_event, parse_line
+from flautim.fl.events import CLIENT_EVENT_PHASES, InvalidEvent, event_line, make_event, parse_line
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,8 +55,8 @@ def describe(event: dict[str, Any]) -> str:
         return f"partition {event['method']}: train examples per client [{sizes}]"
     if kind == "round_started":
         return f"round {event['round']}"
-    if kind in {"client_train", "client_evaluate"}:
-        phase = "train" if kind == "client_train" else "evaluate"
+    if kind in CLIENT_EVENT_PHASES:
+        phase = CLIENT_EVENT_PHASES[kind]
         return f"  client {event['client']} {phase}: loss={num(event['loss'])} examples={event['examples']} {num(event['duration_s'])}s{metrics(event['metrics'])}"
     if kind == "aggregated":
         return f"  aggregated {event['phase']}: loss={num(event['loss'])}{metrics(event['metrics'])}"

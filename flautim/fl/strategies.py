@@ -26,7 +26,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp import strategy as flower_strategies
 
 from flautim.fl.errors import FlautimError
-from flautim.fl.events import EventWriter
+from flautim.fl.events import EventWriter, client_event_type
 from flautim.fl.transport.records import arrays_to_weights, read_error_reply, read_flautim_record
 
 STRATEGIES: dict[str, type[flower_strategies.Strategy]] = {
@@ -329,7 +329,7 @@ class ObservedStrategy(flower_strategies.Strategy):
                 if arrays:
                     self.check_update(arrays_to_weights(arrays[0]), client)
             self.events.emit(
-                f"client_{phase}",
+                client_event_type(phase),
                 round=server_round,
                 client=client,
                 loss=info["loss"] if info["loss"] is not None else numbers.get("loss"),

@@ -32,7 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import live_messages, storage
 from flautim.config import Config
-from flautim.fl.events import MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
+from flautim.fl.events import CLIENT_EVENT_PHASES, MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
 from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
 from flautim.object_store import store_for
@@ -317,8 +317,8 @@ class Ingestor:
 
     def _metrics_of(self, event: dict) -> list[MetricRow]:
         kind = event["type"]
-        if kind in ("client_train", "client_evaluate"):
-            phase = "train" if kind == "client_train" else "evaluate"
+        if kind in CLIENT_EVENT_PHASES:
+            phase = CLIENT_EVENT_PHASES[kind]
             source = f"client-{event.get('client')}"
         elif kind == "aggregated":
             phase, source = str(event.get("phase", "train"))[:16], "aggregate"
