@@ -14,11 +14,15 @@ Platform checks that emit their own events (the diagnoses) add their codes here 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from babel.support import Translations
 
 from flautim import translation
 from flautim.fl import error_codes
@@ -83,6 +87,21 @@ TEMPLATES: dict[str, Template] = {
         _l("a classe %(cls)s não tem o método %(method)s(self)"),
         (_l("defina %(method)s(self) devolvendo um dataset do torch indexável (map-style)"),),
     ),
+    "user_code.init_failed": Template(_l("criar %(cls)s() falhou: %(error)s")),
+    "user_code.build_model_failed": Template(_l("construir o modelo (build_model / Model()) falhou: %(error)s")),
+    "user_code.configure_optimizer_failed": Template(_l("configure_optimizer(model) falhou: %(error)s")),
+    "user_code.preflight_validation_failed": Template(
+        _l("validation_loop falhou em um lote antes da rodada 1: %(error)s")
+    ),
+    "user_code.training_loop_raised": Template(
+        _l("training_loop lançou um erro na rodada %(round)s, época local %(epoch)s: %(error)s")
+    ),
+    "user_code.validation_loop_raised": Template(_l("validation_loop lançou um erro na rodada %(round)s: %(error)s")),
+    "user_code.central_dataset_failed": Template(_l("central_dataset() falhou: %(error)s")),
+    "user_code.central_evaluation_raised": Template(
+        _l("a avaliação central lançou um erro após a rodada %(round)s: %(error)s")
+    ),
+    "user_code.build_strategy_failed": Template(_l("build_strategy(defaults) falhou: %(error)s")),
     "model.linear_input": Template(
         _l("a camada '%(layer)s' esperava %(expected)s entradas e recebeu %(got)s"),
         (_l(
@@ -234,7 +253,7 @@ TEMPLATES: dict[str, Template] = {
 
 # Bounds on what a hostile event can make a page show.
 MAX_PARAMS = 32
-MAX_PARAM_CHARS = 200
+MAX_PARAM_CHARS = 500
 MAX_TEXT_CHARS = 2000
 MAX_WHERE_CHARS = 300
 _PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
@@ -287,6 +306,18 @@ def render(payload: Mapping[str, Any], gettext: Callable[[str], str] | None = No
         code=code if translated else None,
         translated=translated,
     )
+
+
+# The site's catalog (scripts/i18n compiles it for the web): read here too, so what the
+# worker sends (an email) speaks its reader's language without Flask.
+TRANSLATIONS_DIR = Path(__file__).parent / "web" / "translations"
+
+
+@functools.lru_cache(maxsize=8)
+def gettext_for(locale: str) -> Callable[[str], str]:
+    """The catalog's gettext for `locale` ("en", "pt_BR"); the source text (pt-BR) for a
+    locale the site has no catalog of."""
+    return Translations.load(str(TRANSLATIONS_DIR), [locale]).gettext
 
 
 def help_slug(code: str | None) -> str | None:

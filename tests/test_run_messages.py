@@ -6,15 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from babel.support import Translations
 
 from flautim import help_topics, run_messages
 from flautim.fl import error_codes
 from flautim.fl.errors import FlautimError
 from flautim.fl.events import EventWriter, parse_line
-from tests.conftest import ROOT
 
-ENGLISH = Translations.load(str(ROOT / "flautim" / "web" / "translations"), ["en"]).gettext
+ENGLISH = run_messages.gettext_for("en")
 
 LINEAR = {
     "what": "the model failed on the first batch: layer 'fc1' (Linear(...)) expected 784 input features "
@@ -125,3 +123,24 @@ def test_a_slug_the_event_names_is_not_trusted():
                                    "params": {"key": "lr2", "suggestion": "lr"}})
     assert message.help == "configuracao-de-hiperparametros"
     assert run_messages.render({"what": "x", "help": "contato-suporte"}).help is None
+
+
+def test_user_code_that_raises_names_the_round_in_the_readers_language(tmp_path):
+    """The worker (no Flask) renders for an email in its reader's language."""
+    from flautim.fl.errors import user_code_error
+
+    (tmp_path / "api.py").write_text("def training_loop():\n    raise ValueError('bad batch')\n")
+    namespace: dict = {}
+    exec(compile((tmp_path / "api.py").read_text(), str(tmp_path / "api.py"), "exec"), namespace)
+    try:
+        namespace["training_loop"]()
+    except ValueError as exc:
+        error = user_code_error(exc, tmp_path, "training_loop raised in round 3, local epoch 1",
+                                code="user_code.training_loop_raised", params={"round": 3, "epoch": 1})
+    fields = error.event_fields()
+    assert fields["what"] == "training_loop raised in round 3, local epoch 1: ValueError: bad batch"
+    assert fields["where"] == "api.py:2"
+    assert run_messages.render(fields, run_messages.gettext_for("pt_BR")).text() == (
+        "api.py:2: training_loop lançou um erro na rodada 3, época local 1: ValueError: bad batch")
+    assert run_messages.render(fields, run_messages.gettext_for("en")).what == fields["what"]
+    assert run_messages.render(fields, run_messages.gettext_for("xx")).translated  # no catalog: pt-BR

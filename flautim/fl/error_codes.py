@@ -27,6 +27,16 @@ CODES: dict[str, str | None] = {
     "bundle.no_model": None,
     "bundle.no_dataset_class": None,
     "bundle.missing_split": None,
+    # user code that raised (the exception is the param `error`)
+    "user_code.init_failed": None,
+    "user_code.build_model_failed": None,
+    "user_code.configure_optimizer_failed": None,
+    "user_code.preflight_validation_failed": None,
+    "user_code.training_loop_raised": None,
+    "user_code.validation_loop_raised": None,
+    "user_code.central_dataset_failed": None,
+    "user_code.central_evaluation_raised": None,
+    "user_code.build_strategy_failed": None,
     # the model against the first batch (preflight)
     "model.linear_input": TENSOR_SIZE,
     "model.conv_dimensions": TENSOR_SIZE,
@@ -70,7 +80,7 @@ CODES: dict[str, str | None] = {
 }
 
 # What a param may hold on the wire: short scalars or short lists of them (shapes).
-MAX_PARAM_CHARS = 200
+MAX_PARAM_CHARS = 500
 
 
 def help_for(code: str | None) -> str | None:

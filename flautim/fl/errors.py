@@ -156,12 +156,15 @@ def user_code_error(
     hint: str = "",
     kind: str = USER_CODE,
     client: int | None = None,
+    code: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> FlautimError:
     """A FlautimError for `exc` raised inside user code.
 
     `what` says what the platform was doing ("training_loop raised in round 3"); the
     exception itself is appended. `where` is the innermost frame in the bundle `root`; for a
-    SyntaxError it is the offending line of the file being compiled.
+    SyntaxError it is the offending line of the file being compiled. `code` names what the
+    platform was doing, with `params` and the exception as the param `error`.
     """
     if isinstance(exc, FlautimError):
         return exc.with_client(client)
@@ -182,6 +185,8 @@ def user_code_error(
         kind=kind,
         client=client,
         traceback=user_traceback(exc, root),
+        code=code,
+        params={**(params or {}), "error": detail} if code else None,
     )
 
 

@@ -131,10 +131,10 @@ class _Session:
         experiment.model = None
         experiment.optimizer = None
         self.experiment = experiment
-        with self.user_call(f"creating {cls.__name__}() failed"):
+        with self.user_call(f"creating {cls.__name__}() failed", code="user_code.init_failed", cls=cls.__name__):
             experiment.__init__()
         torch.manual_seed(self.hp.seed)
-        with self.user_call("building the model (build_model / Model()) failed"):
+        with self.user_call("building the model (build_model / Model()) failed", code="user_code.build_model_failed"):
             model = experiment.build_model()
         if not isinstance(model, torch.nn.Module):
             raise FlautimError(
@@ -146,15 +146,18 @@ class _Session:
         experiment.model = self.model
 
     @contextlib.contextmanager
-    def user_call(self, what: str, hint: str = "", round: int | None = None) -> Iterator[None]:
-        """Run user code; any exception becomes a FlautimError with the user's file:line."""
+    def user_call(self, what: str, hint: str = "", code: str | None = None, **params: Any) -> Iterator[None]:
+        """Run user code; any exception becomes a FlautimError with the user's file:line
+        (`code` and `params` name what was running, for the platform's translation)."""
         try:
             yield
         except FlautimError as exc:
             raise exc.with_client(self.client_id) from None
         except Exception as exc:
             kind = "out_of_memory" if isinstance(exc, torch.OutOfMemoryError | MemoryError) else USER_CODE
-            raise user_code_error(exc, self.bundle.root, what, hint=hint, kind=kind, client=self.client_id) from None
+            raise user_code_error(
+                exc, self.bundle.root, what, hint=hint, kind=kind, client=self.client_id, code=code, params=params,
+            ) from None
 
     def _loader(self, data: Any, shuffle: bool, round: int = 0, batch_size: int | None = None) -> DataLoader:
         generator = torch.Generator()
@@ -255,7 +258,7 @@ class ClientSession(_Session):
         self._partitions = PartitionCache(PARTITION_CACHE_BYTES)
         self._global: tuple[Weights, dict[str, torch.Tensor]] | None = None
         self._load_data(data_dir)
-        with self.user_call("configure_optimizer(model) failed"):
+        with self.user_call("configure_optimizer(model) failed", code="user_code.configure_optimizer_failed"):
             self.experiment.optimizer = self.experiment.configure_optimizer(self.model)
         self.preflight_done = False
 
@@ -320,7 +323,8 @@ class ClientSession(_Session):
         check_output(output, inputs, labels, all_labels, self.model, self.bundle.root, self.client_id)
         was_training = self.model.training
         with reporting_scope(self.client_id, 0, "preflight"):
-            with self.user_call("validation_loop failed on one batch before round 1"):
+            with self.user_call("validation_loop failed on one batch before round 1",
+                                code="user_code.preflight_validation_failed"):
                 result = self.experiment.validation_loop(self._loader(one_batch, shuffle=False))
             self._result(result, "validation_loop", 0)
         self.model.train(was_training)
@@ -343,7 +347,7 @@ class ClientSession(_Session):
         experiment.round = round
         # A fresh optimizer each round: every round starts from the global model, so state
         # such as momentum from this client's previous local model would point elsewhere.
-        with self.user_call("configure_optimizer(model) failed"):
+        with self.user_call("configure_optimizer(model) failed", code="user_code.configure_optimizer_failed"):
             experiment.optimizer = experiment.configure_optimizer(self.model)
         proximal = self._proximal_hook(float(config.get("proximal_mu", 0.0) or 0.0))
         try:
@@ -381,7 +385,8 @@ class ClientSession(_Session):
         with reporting_scope(self.client_id, round, "train") as scope:
             for epoch in range(1, epochs + 1):
                 experiment.epoch = epoch
-                with self.user_call(f"training_loop raised in round {round}, local epoch {epoch}"):
+                with self.user_call(f"training_loop raised in round {round}, local epoch {epoch}",
+                                    code="user_code.training_loop_raised", round=round, epoch=epoch):
                     result = experiment.training_loop(loader)
                 loss, metrics = self._result(result, "training_loop", round)
                 if not math.isfinite(loss):
@@ -424,7 +429,8 @@ class ClientSession(_Session):
         self.experiment.round = round
         data = self.val_data if len(self.val_data) else self.train_data
         with reporting_scope(self.client_id, round, "evaluate") as scope:
-            with self.user_call(f"validation_loop raised in round {round}"):
+            with self.user_call(f"validation_loop raised in round {round}", code="user_code.validation_loop_raised",
+                                round=round):
                 loader = self._loader(data, False, round, int(config.get("batch_size", self.hp.batch_size)))
                 result = self.experiment.validation_loop(loader)
             loss, metrics = self._result(result, "validation_loop", round)
@@ -456,7 +462,7 @@ class ServerSession(_Session):
         self._initial = get_weights(self.model)
         self._reference = {k: (v.shape, v.dtype) for k, v in self._initial.items()}
         self.central_data: Any = None
-        with self.user_call("central_dataset() failed"):
+        with self.user_call("central_dataset() failed", code="user_code.central_dataset_failed"):
             self.central_data = self.experiment.central_dataset()
         if self.central_data is None and data_dir is not None and Path(data_dir).is_dir():
             _train, self.central_data = load_partition(data_dir)
@@ -524,7 +530,8 @@ class ServerSession(_Session):
         set_weights(self.model, weights)
         self.experiment.round = round
         with reporting_scope(None, round, "central") as scope:
-            with self.user_call(f"central evaluation raised after round {round}"):
+            with self.user_call(f"central evaluation raised after round {round}",
+                                code="user_code.central_evaluation_raised", round=round):
                 result = self.experiment.central_evaluation(self._loader(self.central_data, False, round))
             method = "central_evaluation" if "central_evaluation" in vars(type(self.experiment)) else "validation_loop"
             loss, metrics = self._result(result, method, round)
@@ -545,7 +552,7 @@ class ServerSession(_Session):
         """The user's Experiment.build_strategy(defaults), or None."""
         if "build_strategy" not in _overridden(type(self.experiment)):
             return None
-        with self.user_call("build_strategy(defaults) failed"):
+        with self.user_call("build_strategy(defaults) failed", code="user_code.build_strategy_failed"):
             return self.experiment.build_strategy(dict(defaults))
 
 

@@ -93,6 +93,9 @@ def test_client_that_raises_in_round_3(tmp_path):
     assert "round 3" in error["what"]
     assert events[-1]["rounds_completed"] == 2
     assert "Traceback" in error.get("traceback", "")
+    # Coded through the client's reply to the server, for the platform's translation.
+    assert error["code"] == "user_code.training_loop_raised"
+    assert error["params"] == {"round": 3, "epoch": 1, "error": "RuntimeError: client 1 gives up in round 3"}
 
 
 def test_killed_client_is_reported_not_waited_on(tmp_path):

@@ -7,7 +7,7 @@
   var root = document.getElementById("experiment");
   var catalog = {};
   try { catalog = JSON.parse((root && root.getAttribute("data-run-messages")) || "{}"); } catch (err) { catalog = {}; }
-  var MAX_PARAMS = 32, MAX_PARAM_CHARS = 200, MAX_TEXT_CHARS = 2000, MAX_WHERE_CHARS = 300, MAX_WARNINGS = 50;
+  var MAX_PARAMS = 32, MAX_PARAM_CHARS = 500, MAX_TEXT_CHARS = 2000, MAX_WHERE_CHARS = 300, MAX_WARNINGS = 50;
   var NAME = /^[a-z_][a-z0-9_]{0,39}$/;
   var CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
 
