@@ -199,3 +199,21 @@ def test_uploads_name_the_runtimes_errors_in_the_users_language(app, client, mak
     error = bad.json["error"]
     assert error["line"] == 2 and "`strategy` must be one of" in error["message"], error
     assert "did you mean 'FedAvg'?" in json.dumps(error)
+
+
+def test_flautim_submit_prints_the_apis_message(app, client, failed_run):
+    """The terminal client (flautim submit) shows what the API rendered, in pt-BR by
+    default, and never a control character from the sandbox."""
+    from flautim.api_client.progress import ProgressView
+
+    _headers, items = _events(client, failed_run, None, _token(app, failed_run["owner"]))
+    out = io.StringIO()
+    view = ProgressView(out)
+    for item in items:
+        view.feed(item)
+    view.feed({"type": "error", "payload": {"what": "\x1b[2Jboom", "where": "api.py:1", "hint": ""}})
+    text = out.getvalue()
+    assert f"erro: {PT_ERROR} (api.py:15)" in text
+    assert "  dica: as camadas anteriores produzem 64 valores" in text
+    assert "aviso: hyperparameters.py:6: a chave desconhecida `learnin_rate`" in text
+    assert "erro: [2Jboom (api.py:1)" in text and "\x1b" not in text

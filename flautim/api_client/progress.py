@@ -11,6 +11,11 @@ from flautim.live_messages import score
 BAR_WIDTH = 30
 
 
+def _printable(value: object) -> str:
+    """Text from a run (hostile) without the control characters a terminal would obey."""
+    return "".join(ch for ch in str(value or "") if ch == "\n" or ch.isprintable())
+
+
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -41,13 +46,22 @@ class ProgressView:
             score(self._headline, {**payload, "type": kind})
             self.loss = self._headline.get("loss")
             self.accuracy = self._headline.get("accuracy")
-        elif kind == "warning":
-            self.message(f"aviso: {payload.get('message', '')}")
-        elif kind == "error":
-            where = f" ({payload.get('where')})" if payload.get("where") else ""
-            self.message(f"erro: {payload.get('what', '')}{where}")
-            if payload.get("hint"):
-                self.message(f"  dica: {payload['hint']}")
+        elif kind in ("warning", "error"):
+            self._problem(kind, event.get("message"), payload)
+
+    def _problem(self, kind: str, shown: object, payload: dict) -> None:
+        """A warning or error as the API rendered it in the user's language (`message`),
+        else as the run wrote it."""
+        if not isinstance(shown, dict):
+            what = payload.get("what" if kind == "error" else "message", "")
+            shown = {"what": what, "where": payload.get("where") or "", "hint": payload.get("hint") or ""}
+        what, where, hint = (_printable(shown.get(key)) for key in ("what", "where", "hint"))
+        if kind == "warning":
+            self.message(f"aviso: {where + ': ' if where and not what.startswith(where) else ''}{what}")
+            return
+        self.message(f"erro: {what}{f' ({where})' if where else ''}")
+        if hint:
+            self.message(f"  dica: {hint}")
 
     def update_experiment(self, experiment: dict) -> None:
         self.state = str(experiment.get("state", ""))
