@@ -336,3 +336,14 @@ def test_the_baseline_settings_win_over_any_spelling_of_the_parents():
     assert (run.num_clients, run.fraction_fit, run.fraction_evaluate) == (1, 1.0, 1.0)
     assert (run.partitioning, run.partitioning_options, run.strategy, run.strategy_options) == ("iid", {}, "FedAvg", {})
     assert run.differential_privacy is None and run.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("federated", "centralized"),
+    [(None, 0.9), (0.9, None), (0.9, 0.0), (0.9, -1.0), (float("nan"), 0.9), (0.9, float("nan")), (0.9, float("inf"))],
+)
+def test_no_gap_is_stated_from_missing_or_meaningless_values(federated, centralized):
+    from flautim.web.experiments.baseline import gap
+
+    assert gap("accuracy", federated, centralized) is None
+    assert gap("accuracy", 0.9, 1.0) == {"metric": "accuracy", "federated": 0.9, "centralized": 1.0, "ratio": 0.9}

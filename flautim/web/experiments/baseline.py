@@ -30,6 +30,7 @@ Plain functions taking a project the caller already scoped and checked the role 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import redis
@@ -242,8 +243,11 @@ def headline_metric(curves: dict) -> str | None:
 def gap(metric: str, federated: float | None, centralized: float | None) -> dict[str, Any] | None:
     """{"metric", "federated", "centralized", "ratio"}: the federated final value over the
     centralized one (accuracy: the share of it reached; loss: how many times it). None when
-    either is missing or the centralized one is not positive (a ratio would mislead)."""
-    if federated is None or centralized is None or centralized <= 0:
+    either is missing or not finite, or the centralized one is not positive (a ratio
+    would mislead)."""
+    if federated is None or centralized is None:
+        return None
+    if not (math.isfinite(federated) and math.isfinite(centralized)) or centralized <= 0:
         return None
     return {
         "metric": metric,
