@@ -44,7 +44,9 @@ class Dataset:
 
     def __init__(self, data_dir: pathlib.Path, hyperparameters: dict[str, Any]) -> None:
         self.data_dir = pathlib.Path(data_dir)
-        self.hyperparameters = dict(hyperparameters)
+        # The platform's dict copies itself so that the keys read stay noted (a key nothing
+        # reads is reported as ignored, flautim/fl/hyperparameter_reads.py).
+        self.hyperparameters = hyperparameters.copy() if isinstance(hyperparameters, dict) else dict(hyperparameters)
 
     def train(self) -> Any:
         """The training split: a map-style torch dataset of (input, label) items."""

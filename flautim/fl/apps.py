@@ -26,10 +26,11 @@ from flwr.serverapp import Grid, ServerApp
 from flautim.fl.bundle import Bundle
 from flautim.fl.errors import FlautimError, as_flautim_error
 from flautim.fl.events import EventWriter
+from flautim.fl.hyperparameter_reads import ignored_warnings, read_reads, user_keys_read
 from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.round_deadline import RoundDeadline
 from flautim.fl.session import ClientSession
-from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums
+from flautim.fl.strategies import ObservedStrategy, build_strategy, node_minimums, weights_norm
 from flautim.fl.transport.records import (
     WeightsDecoder,
     arrays_to_weights,
@@ -83,7 +84,10 @@ def make_client_app(
             content = RecordDict(
                 {
                     "metrics": metric_record(loss, int(result["num_examples"]), result.get("metrics") or {}),
-                    "flautim": flautim_record(client_id, float(result.get("duration_s") or 0.0), loss, result.get("metrics") or {}),
+                    "flautim": flautim_record(
+                        client_id, float(result.get("duration_s") or 0.0), loss, result.get("metrics") or {},
+                        user_keys_read(session.hp),
+                    ),
                 }
             )
             if phase == "train":
@@ -168,7 +172,8 @@ def run_federation(
         if result is not None:
             loss, metrics = result
             metrics = dict(metrics or {})
-            events.emit("central_evaluate", round=server_round, loss=loss, metrics=metrics)
+            events.emit("central_evaluate", round=server_round, loss=loss, metrics=metrics,
+                        weights_norm=weights_norm(weights))
             values = numeric_metrics(metrics)
             if loss is not None:
                 values["loss"] = float(loss)
@@ -230,6 +235,11 @@ def make_server_app(
             session = load_session(context)
             outcome = run_federation(grid, session, hyperparameters, events, client_of, progress=state)
             state["rounds_completed"] = outcome["rounds_completed"]
+            if isinstance(hyperparameters, Hyperparameters):
+                # Every part of the run has read what it reads: name the keys nothing read.
+                read_reads(getattr(session, "data_dir", None))
+                for fields in ignored_warnings(hyperparameters):
+                    events.emit("warning", **fields)
         except BaseException as exc:  # noqa: BLE001 - one error event for any failure
             error = as_flautim_error(exc, bundle_dir, "the server failed")
             events.emit_failure(error.event_fields(), started_at, getattr(state.get("strategy"), "rounds_completed", 0))

@@ -13,8 +13,10 @@ the fields listed in `EVENT_FIELDS` for its type (extra fields are allowed and k
 - partition_summary: method, clients: [{client, train_examples, val_examples, label_counts}]
 - round_started: round
 - client_train / client_evaluate: round, client, loss, metrics, examples, duration_s
-- aggregated: round, phase ("train" | "evaluate"), loss, metrics
-- central_evaluate: round, loss, metrics
+- aggregated: round, phase ("train" | "evaluate"), loss, metrics; weights_norm (train: the L2
+  norm of the new global weights)
+- central_evaluate: round, loss, metrics; weights_norm (of the evaluated global model; round 0:
+  the initial weights)
 - metric: round, name, value, source (a user `metric(name, value)` call)
 - checkpoint: round, kind ("round" | "best" | "final"), files {format: relative path}, metrics
 - warning: message, hint, client (optional), where (optional)

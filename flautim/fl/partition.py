@@ -36,6 +36,11 @@ _OPTIONS: dict[str, dict[str, tuple[type, float, float]]] = {
 }
 
 
+def option_names() -> dict[str, tuple[str, ...]]:
+    """The options each partitioning method takes (`partitioning_options`)."""
+    return {method: tuple(options) for method, options in _OPTIONS.items()}
+
+
 class PartitionError(FlautimError):
     """Partitioning is impossible with these data and options."""
 

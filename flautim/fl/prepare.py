@@ -28,6 +28,7 @@ from flautim.fl.api import Dataset, label_of
 from flautim.fl.bundle import Bundle, load_dataset_class
 from flautim.fl.error_codes import coded_fields, help_for
 from flautim.fl.errors import DATA, FlautimError, user_code_error
+from flautim.fl.hyperparameter_reads import tracked, write_reads
 from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.partition import label_counts, partition_indices
 
@@ -221,7 +222,7 @@ def prepare(bundle: Bundle, hyperparameters: Hyperparameters, workdir: str | Pat
     """
     hp = hyperparameters
     workdir = Path(workdir)
-    dataset = _instantiate(bundle, hp.to_dict())
+    dataset = _instantiate(bundle, tracked(hp.to_dict()))
     train = _split(bundle, dataset, "train")
     validation = _split(bundle, dataset, "validation")
     train_items = _read_items(bundle, train, "train")
@@ -253,6 +254,7 @@ def prepare(bundle: Bundle, hyperparameters: Hyperparameters, workdir: str | Pat
     server = workdir / "server"
     server.mkdir(parents=True, exist_ok=True)
     _save(_read_items(bundle, validation, "validation"), server / "validation.pt")
+    write_reads(hp, server)
 
     summary = {
         "method": hp.partitioning,

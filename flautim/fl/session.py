@@ -30,6 +30,7 @@ from flautim.fl.api import Experiment, label_of
 from flautim.fl.bundle import Bundle, load_user_code
 from flautim.fl.checkpoints import CheckpointManager
 from flautim.fl.errors import HYPERPARAMETERS, USER_CODE, FlautimError, user_code_error
+from flautim.fl.hyperparameter_reads import tracked
 from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.preflight import check_output, definition_site, forward_one_batch
 from flautim.fl.prepare import StoredSamples, load_partition
@@ -120,7 +121,7 @@ class _Session:
         cls = self.code.experiment_class
         experiment: Experiment = cls.__new__(cls)
         # Set before the user's __init__ runs so it can use them.
-        experiment.hyperparameters = self.hp.to_dict()
+        experiment.hyperparameters = tracked(self.hp.to_dict())
         experiment.device = self.device
         experiment.client_id = client_id
         experiment.round = 0
@@ -459,6 +460,7 @@ class ServerSession(_Session):
     ) -> None:
         super().__init__(bundle, hyperparameters, None, device)
         self.out_dir = Path(out_dir)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self._initial = get_weights(self.model)
         self._reference = {k: (v.shape, v.dtype) for k, v in self._initial.items()}
         self.central_data: Any = None

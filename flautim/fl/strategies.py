@@ -21,12 +21,14 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as flower_strategies
 
 from flautim.fl.errors import FlautimError
 from flautim.fl.events import EventWriter, client_event_type
+from flautim.fl.hyperparameter_reads import note_reported
 from flautim.fl.transport.records import arrays_to_weights, read_error_reply, read_flautim_record
 
 STRATEGIES: dict[str, type[flower_strategies.Strategy]] = {
@@ -166,6 +168,18 @@ def with_differential_privacy(
             hint="noise_multiplier >= 0, clipping_norm > 0, num_sampled_clients > 0",
             kind="hyperparameters",
         ) from exc
+
+
+def weights_norm(weights: dict[str, Any]) -> float:
+    """The L2 norm of the global model's floating-point weights (buffers such as BatchNorm's
+    step counter left out): the platform watches it for divergence before the loss is NaN."""
+    total = 0.0
+    for array in weights.values():
+        array = np.asarray(array)
+        if array.dtype.kind == "f" and array.size:
+            flat = array.reshape(-1).astype(np.float64, copy=False)
+            total += float(np.dot(flat, flat))
+    return math.sqrt(total)
 
 
 class ObservedStrategy(flower_strategies.Strategy):
@@ -318,6 +332,7 @@ class ObservedStrategy(flower_strategies.Strategy):
     def _report(self, phase: str, server_round: int, replies: list[Message]) -> None:
         for reply in replies:
             info = read_flautim_record(reply.content)
+            note_reported(info["keys_read"])
             client = info["client"]
             if client is None:
                 client = self.client_of(reply.metadata.src_node_id, reply.content)
@@ -338,13 +353,16 @@ class ObservedStrategy(flower_strategies.Strategy):
                 duration_s=info["duration_s"],
             )
 
-    def _emit_aggregate(self, phase: str, server_round: int, metrics: MetricRecord | None) -> None:
+    def _emit_aggregate(
+        self, phase: str, server_round: int, metrics: MetricRecord | None, arrays: ArrayRecord | None = None
+    ) -> None:
         values = dict(metrics) if metrics is not None else {}
         loss = values.pop("loss", None)
         values.pop("num-examples", None)
         if phase == "evaluate":
             self.last_evaluate = {**values, "loss": loss}
-        self.events.emit("aggregated", round=server_round, phase=phase, loss=loss, metrics=values)
+        extra = {} if arrays is None else {"weights_norm": weights_norm(arrays_to_weights(arrays))}
+        self.events.emit("aggregated", round=server_round, phase=phase, loss=loss, metrics=values, **extra)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -353,7 +371,7 @@ class ObservedStrategy(flower_strategies.Strategy):
         self._check_replies("train", server_round, replies)
         self._report("train", server_round, replies)
         arrays, metrics = self.inner.aggregate_train(server_round, replies)
-        self._emit_aggregate("train", server_round, metrics)
+        self._emit_aggregate("train", server_round, metrics, arrays)
         return arrays, metrics
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:

@@ -73,22 +73,27 @@ def metric_record(loss: float | None, num_examples: int, metrics: dict[str, Any]
     return MetricRecord(values)
 
 
-def flautim_record(client_id: int, duration_s: float, loss: float | None, metrics: dict[str, Any]) -> ConfigRecord:
+def flautim_record(
+    client_id: int, duration_s: float, loss: float | None, metrics: dict[str, Any], keys_read: list[str] | None = None
+) -> ConfigRecord:
     return ConfigRecord(
         {
             "client-id": int(client_id),
             "duration-s": float(duration_s),
             "loss-json": json.dumps(loss if loss is None or math.isfinite(loss) else str(loss)),
             "metrics-json": json.dumps(metrics or {}, default=str),
+            # The run's own hyperparameters this client process read (hyperparameter_reads).
+            "keys-read-json": json.dumps(keys_read or []),
         }
     )
 
 
 def read_flautim_record(content: Any) -> dict[str, Any]:
-    """client, duration_s, loss, metrics of a reply (missing fields are None / {})."""
+    """client, duration_s, loss, metrics, keys_read (JSON text) of a reply (missing
+    fields are None / {})."""
     record = content.config_records.get(FLAUTIM_RECORD) if content is not None else None
     if record is None:
-        return {"client": None, "duration_s": None, "loss": None, "metrics": {}}
+        return {"client": None, "duration_s": None, "loss": None, "metrics": {}, "keys_read": None}
     try:
         metrics = json.loads(str(record.get("metrics-json", "{}")))
     except ValueError:
@@ -102,6 +107,7 @@ def read_flautim_record(content: Any) -> dict[str, Any]:
         "duration_s": record.get("duration-s"),
         "loss": loss,
         "metrics": metrics if isinstance(metrics, dict) else {},
+        "keys_read": record.get("keys-read-json"),
     }
 
 
