@@ -32,7 +32,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import live_messages, storage
 from flautim.config import Config
-from flautim.fl.events import CLIENT_EVENT_PHASES, MAX_EVENT_DEPTH, InvalidEvent, depth, parse_line
+from flautim.diagnosis import RunWatch
+from flautim.fl.events import CLIENT_EVENT_PHASES, MAX_EVENT_DEPTH, SCHEMA_VERSION, InvalidEvent, depth, parse_line
 from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
 from flautim.object_store import store_for
@@ -107,6 +108,8 @@ class Ingestor:
         self._round_started_at: dict[int, float] = {}
         self._round_times: list[float] = []
         self._redis_warned = False
+        # What looks wrong in the curves, found as the events arrive (flautim/diagnosis.py).
+        self._watch = RunWatch()
         self._thread = threading.Thread(target=self._flusher, name=f"ingest-{experiment_id}", daemon=True)
         self._thread.start()
 
@@ -192,14 +195,14 @@ class Ingestor:
 
     def _counters(self) -> tuple:
         return (self.lines_stored, self.truncated, len(self._round_times), self.events_seen,
-                self.events_stored, dict(self._metrics_per_round))
+                self.events_stored, dict(self._metrics_per_round), set(self._watch.emitted))
 
     def _rollback(self, saved: tuple) -> None:
         """Forget a failed write: nothing of it was stored, so none of it may count."""
         db.session.rollback()
         db.session.remove()
         (self.lines_stored, self.truncated, n_times, self.events_seen, self.events_stored,
-         self._metrics_per_round) = saved
+         self._metrics_per_round, self._watch.emitted) = saved
         del self._round_times[n_times:]
 
     def _skip(self, item: tuple) -> None:
@@ -231,9 +234,10 @@ class Ingestor:
                 except InvalidEvent as exc:
                     text = f"{text}  [flautim: invalid event ignored: {exc}]"
             if event is not None and self.events_stored >= self.max_events:
-                # Past the cap the event still counts for the outcome and the headline
-                # figures; it is only not stored.
+                # Past the cap the event still counts for the outcome, the headline
+                # figures and the diagnoses; it is only not stored.
                 self._track(event)
+                events.extend(self._diagnoses(event))
                 self.events_dropped += 1
                 if self.events_dropped == 1:
                     logs.append(self._log_row(
@@ -252,6 +256,7 @@ class Ingestor:
                 metrics.extend(self._capped(self._metrics_of(event), logs))
                 artifacts.extend(self._artifacts_of(event))
                 self._track(event)
+                events.extend(self._diagnoses(event))
                 continue
             if self.lines_stored >= self.max_lines:
                 if not self.truncated:
@@ -314,6 +319,16 @@ class Ingestor:
                          source=source[:32], stream=stream[:8], line=text)
 
     # --- events -> rows --------------------------------------------------------------------
+
+    def _diagnoses(self, event: dict) -> list[tuple[ExperimentEvent, dict]]:
+        """`diagnosis` events for the problems `event` shows beginning (each once a run;
+        few, so they are stored past the events' cap too)."""
+        rows = []
+        for diagnosis in self._watch.observe(event):
+            payload = {"v": SCHEMA_VERSION, "type": "diagnosis", "ts": time.time(), **diagnosis.fields()}
+            rows.append((ExperimentEvent(experiment_id=self.experiment_id, attempt=self.attempt,
+                                         type="diagnosis", payload=_jsonable(payload)), payload))
+        return rows
 
     def _metrics_of(self, event: dict) -> list[MetricRow]:
         kind = event["type"]
