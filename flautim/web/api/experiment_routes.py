@@ -9,7 +9,7 @@ from flask import Response
 from sqlalchemy import func, select
 
 from flautim.models import Experiment, ExperimentState, Role, db
-from flautim.web.experiments import baseline, results, run_messages, runs
+from flautim.web.experiments import baseline, diagnoses, results, run_messages, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
@@ -227,6 +227,18 @@ def _event(row: Any, language: str) -> s.Event:
     if message is not None:
         event.message = s.EventMessage(**{k: v for k, v in message.items() if v is not None})
     return event
+
+
+@bp.get(E + "/diagnoses")
+@operation("Diagnósticos da execução (divergência, acaso, sobreajuste, heterogeneidade, hiperparâmetro "
+           "ignorado)", "results", query=s.AttemptQuery, responses={200: s.Diagnoses}, errors=READ_ERRORS)
+def experiment_diagnoses(project_id: int, experiment_id: int):
+    """What looks wrong in the run, each with the round it began, what to try and its FAQ
+    entry; the texts in the request's language (Accept-Language)."""
+    _project, experiment = scoped_experiment(project_id, experiment_id)
+    args = query_args()
+    rows = diagnoses.experiment_diagnoses(experiment, _attempt(args, experiment))
+    return answer(s.Diagnoses(items=[s.Diagnosis.model_validate(d) for d in rows]))
 
 
 @bp.get(E + "/artifacts")

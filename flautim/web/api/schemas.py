@@ -251,6 +251,27 @@ class Events(Answer):
     experiment: Experiment
 
 
+class Diagnosis(Answer):
+    """A problem the platform saw in the run's curves (flautim/diagnosis.py), in the
+    request's language (Accept-Language)."""
+
+    id: int
+    attempt: int
+    kind: Literal["divergence", "stuck_at_chance", "overfitting", "heterogeneity", "ignored_hyperparameter"]
+    code: str = Field(description="O texto exato: divergence.loss, heterogeneity.partition, ...")
+    round: int | None = Field(description="A rodada em que começou (null: antes das rodadas)")
+    params: JsonObject
+    help: str = Field(description="A entrada da ajuda (FAQ) que explica o problema")
+    title: str
+    message: str
+    hint: str
+    created_at: Timestamp
+
+
+class Diagnoses(Answer):
+    items: list[Diagnosis]
+
+
 class Artifact(Answer):
     id: int
     experiment_id: int

@@ -40,6 +40,7 @@ from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
 from . import baseline, bp, live, run_messages, runs
+from .diagnoses import experiment_diagnoses
 from .display import artifact_download_name, can_edit_project, js_labels, state_label
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import (
@@ -436,6 +437,15 @@ def models_fragment(project_id: int, experiment_id: int):
         experiment=experiment,
         artifacts=experiment_artifacts(experiment),
     )
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/diagnoses")
+@require_role(Role.VIEWER)
+def diagnoses_fragment(project_id: int, experiment_id: int):
+    """Saídas' diagnosis banners, fetched by the page (diagnoses.js) when it opens and when
+    the stream brings a new diagnosis."""
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    return render_template("experiments/_diagnoses.html", diagnoses=experiment_diagnoses(experiment))
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>/stream")

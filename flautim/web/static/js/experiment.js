@@ -264,6 +264,7 @@
         drawCharts();
         break;
       case "checkpoint": refreshModels(); break;
+      case "diagnosis": document.dispatchEvent(new CustomEvent("flautim:diagnosis")); break;
       case "error": showError(p); break;
       case "warning": if (window.FlautimRunMessages) window.FlautimRunMessages.showWarning(p, e.id); break;
       case "run_finished":
