@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from flautim import help_topics
 from flautim.live_messages import ACCURACY_NAMES, int_or_none, number_or_none
 from flautim.translation import gettext as _
 
@@ -90,13 +91,13 @@ HETEROGENEITY = "heterogeneity"
 IGNORED_HYPERPARAMETER = "ignored_hyperparameter"
 KINDS = (DIVERGENCE, STUCK_AT_CHANCE, OVERFITTING, HETEROGENEITY, IGNORED_HYPERPARAMETER)
 
-# The FAQ entry (flautim.help_topics' slug) that explains each problem.
+# The FAQ entry that explains each problem.
 HELP = {
-    DIVERGENCE: "configuracao-de-hiperparametros",
-    STUCK_AT_CHANCE: "configuracao-de-hiperparametros",
-    OVERFITTING: "configuracao-de-hiperparametros",
-    HETEROGENEITY: "heterogeneidade-de-dados",
-    IGNORED_HYPERPARAMETER: "configuracao-de-hiperparametros",
+    DIVERGENCE: help_topics.HYPERPARAMETERS,
+    STUCK_AT_CHANCE: help_topics.HYPERPARAMETERS,
+    OVERFITTING: help_topics.HYPERPARAMETERS,
+    HETEROGENEITY: help_topics.DATA_HETEROGENEITY,
+    IGNORED_HYPERPARAMETER: help_topics.HYPERPARAMETERS,
 }
 # The warning code by which the runtime names a key nothing read.
 IGNORED_WARNING_CODE = "hyperparameter_ignored"

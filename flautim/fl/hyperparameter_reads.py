@@ -114,7 +114,8 @@ def user_keys_read(hp: Hyperparameters) -> list[str]:
 
 
 def note_reported(value: Any) -> None:
-    """Add keys another process reported (a client's reply, prepare's file): hostile data."""
+    """Add keys another process reported (a client's reply, prepare's file: a list, or its
+    JSON text): hostile data."""
     if isinstance(value, str):
         try:
             value = json.loads(value)

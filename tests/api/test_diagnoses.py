@@ -43,6 +43,7 @@ def test_saidas_shows_a_banner_per_diagnosis_with_its_round_and_hint(app, client
     assert "O treino está divergindo" in banners and "desde a rodada 1" in banners
     assert "Diminua learning_rate" in banners
     assert 'data-help="configuracao-de-hiperparametros"' in banners
+    assert banners.count('href="/help/faq#configuracao-de-hiperparametros"') == 2
 
 
 def test_a_healthy_run_shows_no_banner(app, client, project, seed_experiment, tmp_path):
@@ -66,6 +67,7 @@ def test_the_api_lists_diagnoses_in_the_requests_language(app, client, project, 
     assert heterogeneity["title"] == "Highly heterogeneous data across clients"
     assert heterogeneity["message"].startswith("10 of 10 clients hold 90% or more")
     assert "FedProx" in heterogeneity["hint"] and heterogeneity["help"] == "heterogeneidade-de-dados"
+    assert heterogeneity["help_url"].endswith("/help/faq#heterogeneidade-de-dados")
     assert portuguese[0]["title"] == "Dados muito heterogêneos entre os clientes"
     assert portuguese[1]["message"].startswith("Desde a rodada 1 a acurácia")
     outsider = bearer(make_token(project["outsider"]))

@@ -59,7 +59,8 @@ def test_message_round_trip_keeps_weights_metadata_and_records():
     assert back.metadata.reply_to_message_id == "abc"
     assert dict(back.content["metrics"]) == {"acc": 0.9, "num-examples": 12, "loss": 0.5}
     info = read_flautim_record(back.content)
-    assert info == {"client": 2, "duration_s": 1.5, "loss": 0.5, "metrics": {"acc": 0.9, "note": "text"}}
+    assert info == {"client": 2, "duration_s": 1.5, "loss": 0.5, "metrics": {"acc": 0.9, "note": "text"},
+                    "keys_read": []}
 
 
 def test_error_reply_carries_the_flautim_error_fields():

@@ -89,11 +89,11 @@ def flautim_record(
 
 
 def read_flautim_record(content: Any) -> dict[str, Any]:
-    """client, duration_s, loss, metrics, keys_read (JSON text) of a reply (missing
-    fields are None / {})."""
+    """client, duration_s, loss, metrics, keys_read of a reply (missing fields are None,
+    {} or [])."""
     record = content.config_records.get(FLAUTIM_RECORD) if content is not None else None
     if record is None:
-        return {"client": None, "duration_s": None, "loss": None, "metrics": {}, "keys_read": None}
+        return {"client": None, "duration_s": None, "loss": None, "metrics": {}, "keys_read": []}
     try:
         metrics = json.loads(str(record.get("metrics-json", "{}")))
     except ValueError:
@@ -102,12 +102,16 @@ def read_flautim_record(content: Any) -> dict[str, Any]:
         loss = json.loads(str(record.get("loss-json", "null")))
     except ValueError:
         loss = None
+    try:
+        keys_read = json.loads(str(record.get("keys-read-json", "[]")))
+    except ValueError:
+        keys_read = []
     return {
         "client": record.get("client-id"),
         "duration_s": record.get("duration-s"),
         "loss": loss,
         "metrics": metrics if isinstance(metrics, dict) else {},
-        "keys_read": record.get("keys-read-json"),
+        "keys_read": keys_read if isinstance(keys_read, list) else [],
     }
 
 

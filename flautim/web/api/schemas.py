@@ -262,6 +262,7 @@ class Diagnosis(Answer):
     round: int | None = Field(description="A rodada em que começou (null: antes das rodadas)")
     params: JsonObject
     help: str = Field(description="A entrada da ajuda (FAQ) que explica o problema")
+    help_url: str | None = Field(description="O endereço dessa entrada")
     title: str
     message: str
     hint: str

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from flautim.diagnosis import HELP, KINDS, describe
 from flautim.live_messages import int_or_none
 from flautim.models import Experiment, ExperimentEvent, db
+from flautim.web.help import help_url
 
 # More than a run can have (4 kinds, at most 20 ignored keys): the bound a hostile payload cannot move.
 MAX_SHOWN = 50
@@ -17,7 +18,7 @@ MAX_SHOWN = 50
 
 def experiment_diagnoses(experiment: Experiment, attempt: int | None = None) -> list[dict[str, Any]]:
     """The attempt's diagnoses, oldest first: {id, attempt, kind, code, round, params, help,
-    title, message, hint, created_at}."""
+    help_url, title, message, hint, created_at}."""
     rows = db.session.execute(
         select(ExperimentEvent.id, ExperimentEvent.attempt, ExperimentEvent.payload, ExperimentEvent.created_at)
         .where(
@@ -47,6 +48,7 @@ def shown(id: int, attempt: int, payload: Any, created_at: Any) -> dict[str, Any
         "round": round_,
         "params": params,
         "help": HELP[kind],
+        "help_url": help_url(HELP[kind], external=True),
         **describe(code, params, round_),
         "created_at": created_at,
     }
