@@ -11,7 +11,7 @@ server's process and could print or suppress anything), it sees every event of t
 whatever the transport, and thresholds can change without rebuilding the sandbox image.
 The runtime reports what only it can see: the global weights' norm (`aggregated` of phase
 train, `weights_norm`) and the hyperparameter keys nothing read (a `warning` with
-`code` "hyperparameter_ignored", flautim/fl/hyperparameter_reads.py).
+`code` "hyperparameters.ignored_key", flautim/fl/hyperparameter_reads.py).
 
 Every threshold is below, with its reason. Texts are Brazilian Portuguese msgids rendered
 through `flautim.translation` (the web installs the request's language); an event carries
@@ -99,8 +99,8 @@ HELP = {
     HETEROGENEITY: help_topics.DATA_HETEROGENEITY,
     IGNORED_HYPERPARAMETER: help_topics.HYPERPARAMETERS,
 }
-# The warning code by which the runtime names a key nothing read.
-IGNORED_WARNING_CODE = "hyperparameter_ignored"
+# The warning code by which the runtime names a key nothing read (flautim/fl/error_codes.py).
+IGNORED_WARNING_CODE = "hyperparameters.ignored_key"
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,11 @@ TEMPLATES: dict[str, Template] = {
     "hyperparameters.unknown_key": Template(
         _l("a chave desconhecida `%(key)s` é passada ao seu código como está; você quis dizer `%(suggestion)s`?")
     ),
+    "hyperparameters.ignored_key": Template(
+        _l("`%(key)s` não foi lido nem pela plataforma nem pelo seu código: a execução o ignorou"),
+        (_l("você quis dizer `%(suggestion)s`?"),
+         _l("confira o nome nos hiperparâmetros que a plataforma aceita, ou leia-o no seu código")),
+    ),
     "hyperparameters.unknown_strategy": Template(
         _l("estratégia desconhecida: %(name)s"), (_l("use uma destas: %(known)s"),)
     ),

@@ -71,6 +71,7 @@ CODES: dict[str, str | None] = {
     "hyperparameters.boolean": HYPERPARAMETER_SETTINGS,
     "hyperparameters.dictionary": HYPERPARAMETER_SETTINGS,
     "hyperparameters.unknown_key": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.ignored_key": HYPERPARAMETER_SETTINGS,
     "hyperparameters.unknown_strategy": HYPERPARAMETER_SETTINGS,
     "hyperparameters.no_gpu": HYPERPARAMETER_SETTINGS,
     # the partition

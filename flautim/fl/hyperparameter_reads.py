@@ -21,11 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from flautim.fl.error_codes import coded_fields, help_for
 from flautim.fl.hyperparameters import ALIASES, KNOWN_KEYS, Hyperparameters
 from flautim.fl.partition import option_names
 
-IGNORED_CODE = "hyperparameter_ignored"
-HELP_SLUG = "configuracao-de-hiperparametros"
+IGNORED_CODE = "hyperparameters.ignored_key"
 # Written by prepare into the server's data folder: the keys its Dataset read.
 READS_FILE = "hyperparameters-read.json"
 # How close a spelling must be to be suggested (difflib's ratio): "dirichlet_alfa" is
@@ -149,13 +149,13 @@ def ignored_warnings(hp: Hyperparameters) -> list[dict[str, Any]]:
         line = hp.lines.get(key)
         where = f"hyperparameters.py:{line}" if line else "hyperparameters.py"
         suggestion = suggest(key, hp.extra[key], hp)
+        params = {"key": key, "where": where, **({"suggestion": suggestion} if suggestion else {})}
         warnings.append({
-            "message": f"{where}: `{key}` was read neither by the platform nor by your code: the run ignored it",
+            "message": f"`{key}` was read neither by the platform nor by your code: the run ignored it",
             "hint": f"did you mean `{suggestion}`?" if suggestion else
             "check the name against the hyperparameters the platform accepts, or read it in your code",
-            "code": IGNORED_CODE,
-            "params": {"key": key, "suggestion": suggestion, "where": where},
-            "help": HELP_SLUG,
+            "where": where,
+            **coded_fields(IGNORED_CODE, params, help_for(IGNORED_CODE)),
         })
     return warnings
 

@@ -163,7 +163,7 @@ def test_the_runtime_cannot_forge_a_diagnosis(app, experiment_id, tmp_path):
 
 
 def test_the_ignored_hyperparameter_warning_becomes_one_diagnosis_per_key(app, experiment_id, tmp_path):
-    warning = make_event("warning", message="m", hint="h", code="hyperparameter_ignored", help="configuracao-de-hiperparametros",
+    warning = make_event("warning", message="m", hint="h", code="hyperparameters.ignored_key", help="configuracao-de-hiperparametros",
                          params={"key": "dirichlet_alpha", "where": "hyperparameters.py:4",
                                  "suggestion": 'partitioning_options = {"alpha": 1.0}'})
     stored, live = ingest(app, experiment_id, tmp_path, [warning, warning])
