@@ -42,8 +42,9 @@ def experiment_id(app, owner):
 def ingest(app, experiment_id: int, tmp_path: Path, events: list[dict]) -> tuple[list[dict], list[dict]]:
     """Feed `events` as the run printed them (prepare's, then the server's); the stored
     diagnosis payloads and the live messages published for them."""
-    listener = redis.Redis.from_url(REDIS_URL).pubsub()
-    listener.subscribe(channel_for(experiment_id))
+    client = redis.Redis.from_url(REDIS_URL)
+    listener = client.pubsub()
+    listener.subscribe(channel_for(client, experiment_id))
     ingestor = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path,
                         redis_client=redis.Redis.from_url(REDIS_URL))
     for event in events:
