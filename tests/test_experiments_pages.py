@@ -427,3 +427,40 @@ def test_log_sources_are_kept_by_the_worker_and_reset_by_a_new_attempt(app, clie
     experiment.transition(ExperimentState.QUEUED)
     db_session.commit()
     assert experiment.log_sources == []
+
+
+def test_the_experiment_page_loads_its_user_and_scope_in_one_statement(app, client, ctx, db_session):
+    """The page fetches the session's user with the membership and experiment; Flask-Login
+    still decides who is logged in (a session whose epoch moved on is sent to log in)."""
+    from flask import g
+    from sqlalchemy import event
+
+    from flautim.models import User, db
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"])
+    url = f"/projects/{pid}/experiments/{exp_id}"
+    statements = []
+
+    def fresh_request():
+        # As in a new request: nothing loaded yet (the tests' app context outlives requests).
+        db.session.expunge_all()
+        g.pop("_login_user", None)
+        return client.get(url)
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        response = fresh_request()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 200 and "Exp" in response.get_data(as_text=True)
+    assert len(statements) == 1, statements
+
+    owner = db.session.get(User, ctx["owner"])
+    owner.session_epoch = (owner.session_epoch or 0) + 1  # as a password change does
+    db.session.commit()
+    response = fresh_request()
+    assert response.status_code == 302 and "/auth/login" in response.headers["Location"]

@@ -9,7 +9,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flautim import redis_connection
@@ -106,10 +106,28 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
-    user_id, _, epoch = session_id.partition(".")
-    if not user_id.isdigit() or not epoch.isdigit():
+    ids = _parse_session_id(session_id)
+    if ids is None:
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_epoch != int(epoch) or not user.active:
+    user = db.session.get(User, ids[0])
+    if user is None or user.session_epoch != ids[1] or not user.active:
         return None
     return user
+
+
+def _parse_session_id(session_id: str) -> tuple[int, int] | None:
+    """User.get_id()'s "<user id>.<session epoch>" as two ints, or None."""
+    user_id, _, epoch = str(session_id).partition(".")
+    if not user_id.isdigit() or not epoch.isdigit():
+        return None
+    return int(user_id), int(epoch)
+
+
+def session_user_id() -> int | None:
+    """The id of the user this request's session names, without loading the user: where
+    Flask-Login keeps `User.get_id()` (the session's "_user_id", which its own test client
+    writes too). For a view that fetches that user in its first query so that load_user,
+    which still decides who is logged in, finds the row already in the ORM session
+    (access.get_object_with_session_user_or_404). None without such a session."""
+    ids = _parse_session_id(session.get("_user_id", ""))
+    return ids[0] if ids is not None else None

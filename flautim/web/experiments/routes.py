@@ -21,15 +21,16 @@ from flask import (
 )
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
+from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy.orm import joinedload
 
 from flautim import redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
 from flautim.web import flautim_config
+from flautim.web.extensions import login_manager
 from flautim.web.projects.access import (
-    get_project_object_or_404,
+    get_object_with_session_user_or_404,
     project_object_or_404,
     require_role,
     scoped,
@@ -365,10 +366,12 @@ HEADER_LOADS = (
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
-@login_required
 def show(project_id: int, experiment_id: int):
-    # The membership, project, experiment and what the header names: one round trip.
-    project, experiment = get_project_object_or_404(project_id, Experiment, experiment_id, options=HEADER_LOADS)
+    # The user, membership, project, experiment and what the header names: one round trip.
+    found = get_object_with_session_user_or_404(project_id, Experiment, experiment_id, options=HEADER_LOADS)
+    if found is None:
+        return login_manager.unauthorized()
+    project, experiment = found
     e = {
         "project": {"id": project.id, "name": project.name},
         "id": experiment.id,

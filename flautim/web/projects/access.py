@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from flautim.models import MAX_ID, Membership, Project, Role, User, db
+from flautim.web.security import session_user_id
 
 T = TypeVar("T")
 
@@ -136,6 +137,34 @@ def get_project_object_or_404(
         ).first()
     membership, obj = row if row is not None else (None, None)
     return admit_object(membership, obj, needed)
+
+
+@lru_cache(maxsize=64)
+def _user_membership_and_object_query(model: type, options: tuple):
+    return with_membership_and_object(select(User).where(User.id == bindparam("user_id")), model, options)
+
+
+def get_object_with_session_user_or_404(
+    project_id: int, model: type[T], object_id: int, options: tuple = ()
+) -> tuple[Project, T] | None:
+    """get_project_object_or_404 for the logged-in user, with that user's row fetched in the
+    same round trip (one statement where there were two: a page's hot path). The row lands
+    in the ORM session, so Flask-Login's loader (security.load_user), which still decides
+    whether the session is logged in (epoch, active, session protection), finds it there
+    without a query. None when nobody is logged in: the caller sends the login page."""
+    user_id = session_user_id()
+    row = None
+    if user_id is not None and valid_id(user_id) and valid_id(project_id) and valid_id(object_id):
+        row = db.session.execute(
+            _user_membership_and_object_query(model, options),
+            {"user_id": user_id, "project_id": project_id, "object_id": object_id},
+        ).first()
+    if not current_user.is_authenticated:
+        return None
+    if row is None or row[0] is not current_user._get_current_object():
+        # No session id (a remember-me cookie logged this request in), or another user.
+        return get_project_object_or_404(project_id, model, object_id, options=options)
+    return admit_object(row[1], row[2])
 
 
 def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
