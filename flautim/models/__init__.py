@@ -5,6 +5,7 @@ from .assets import Dataset, HyperparameterFile, ModelCode
 from .base import MAX_ID, Base, db, utcnow
 from .experiments import (
     ALLOWED_TRANSITIONS,
+    ClientResult,
     Experiment,
     ExperimentEvent,
     ExperimentKind,
@@ -20,7 +21,7 @@ from .quotas import QuotaOverride, RunUsage
 from .support import SupportMessage, SupportTicket
 
 __all__ = [
-    "ALLOWED_TRANSITIONS", "MAX_ID", "ApiToken", "AuditEvent", "Base", "Dataset", "Experiment",
+    "ALLOWED_TRANSITIONS", "MAX_ID", "ApiToken", "AuditEvent", "Base", "ClientResult", "Dataset", "Experiment",
     "ExperimentEvent", "ExperimentKind", "ExperimentState", "FailureKind", "HyperparameterFile", "InvalidTransition",
     "Invitation", "LogRecord", "Membership", "MetricRow", "ModelArtifact", "ModelCode", "Project",
     "QuotaOverride", "Role", "RunUsage", "SupportMessage", "SupportTicket", "User", "db", "utcnow",

@@ -243,6 +243,30 @@ class MetricRow(db.Model):
     value: Mapped[float] = mapped_column(Float)
 
 
+class ClientResult(db.Model):
+    """One client's report of one round and phase (its `client_train` or `client_evaluate`
+    event) as typed columns: at 1,000 clients the per-client table is sorted and paged, and
+    the spread across clients summarised, by the database (index on round, phase, loss)
+    rather than from the events' JSON."""
+
+    __tablename__ = "client_results"
+    __table_args__ = (
+        Index("ix_client_results_round", "experiment_id", "attempt", "round", "phase", "loss"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(default=1)
+    round: Mapped[int] = mapped_column()
+    # "train" or "evaluate".
+    phase: Mapped[str] = mapped_column(String(16))
+    client: Mapped[int] = mapped_column()
+    examples: Mapped[int | None] = mapped_column(nullable=True)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class LogRecord(db.Model):
     """One line a container (or process) printed. The id orders lines and resumes streams."""
 

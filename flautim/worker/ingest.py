@@ -35,7 +35,15 @@ from flautim.config import Config
 from flautim.diagnosis import RunWatch
 from flautim.fl.events import CLIENT_EVENT_PHASES, MAX_EVENT_DEPTH, SCHEMA_VERSION, InvalidEvent, depth, parse_line
 from flautim.live_messages import int_or_none, number_or_none
-from flautim.models import Experiment, ExperimentEvent, LogRecord, MetricRow, ModelArtifact, db
+from flautim.models import (
+    ClientResult,
+    Experiment,
+    ExperimentEvent,
+    LogRecord,
+    MetricRow,
+    ModelArtifact,
+    db,
+)
 from flautim.object_store import store_for
 
 from .database import session_scope
@@ -60,6 +68,7 @@ CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
 CHECKPOINT_KINDS = ("round", "best", "final")
 # Round numbers beyond any run's (hyperparameters allow 10,000 rounds) are not results.
 MAX_ROUND = 1_000_000
+MAX_INT32 = 2**31 - 1
 
 
 class Ingestor:
@@ -225,6 +234,7 @@ class Ingestor:
         logs: list[LogRecord] = []
         events: list[tuple[ExperimentEvent, dict]] = []
         metrics: list[MetricRow] = []
+        client_results: list[ClientResult] = []
         artifacts: list[ModelArtifact] = []
         for source, stream, text, _ts in batch:
             event = None
@@ -254,6 +264,7 @@ class Ingestor:
                 )
                 events.append((row, event))
                 metrics.extend(self._capped(self._metrics_of(event), logs))
+                client_results.extend(self._client_result_of(event))
                 artifacts.extend(self._artifacts_of(event))
                 self._track(event)
                 events.extend(self._diagnoses(event))
@@ -278,6 +289,7 @@ class Ingestor:
         db.session.add_all(logs)
         db.session.add_all([row for row, _ in events])
         db.session.add_all(metrics)
+        db.session.add_all(client_results)
         db.session.add_all(artifacts)
         if artifacts:
             artifacts = self._retire_rows(artifacts)
@@ -363,6 +375,26 @@ class Ingestor:
                                       round=rnd, phase=phase, source=source[:32],
                                       name=str(name)[:64], value=value))
         return rows
+
+    def _client_result_of(self, event: dict) -> list[ClientResult]:
+        """A client's report as one typed row (none when its round or client id is not a
+        plain number). One per stored event, so the events' cap bounds these rows too;
+        a value out of a column's range is dropped, never the event."""
+        kind = event["type"]
+        if kind not in ("client_train", "client_evaluate"):
+            return []
+        rnd, client = _round(event.get("round")), int_or_none(event.get("client"))
+        if rnd is None or client is None or not 0 <= client <= MAX_INT32:
+            return []
+        examples = int_or_none(event.get("examples"))
+        return [ClientResult(
+            experiment_id=self.experiment_id, attempt=self.attempt, round=rnd,
+            phase="train" if kind == "client_train" else "evaluate", client=client,
+            examples=examples if examples is not None and 0 <= examples <= MAX_INT32 else None,
+            loss=number_or_none(event.get("loss")),
+            accuracy=live_messages.accuracy_of(event.get("metrics")),
+            duration_s=number_or_none(event.get("duration_s")),
+        )]
 
     def _capped(self, rows: list[MetricRow], logs: list[LogRecord]) -> list[MetricRow]:
         """`rows` within the per-round cap; the first time a round passes it, Logs say so."""
