@@ -31,6 +31,7 @@ from werkzeug.datastructures import FileStorage
 
 from flautim import models as orm
 from flautim.models import MAX_ID, ExperimentKind, ExperimentState, FailureKind, Role
+from flautim.web.experiments import client_results
 
 MAX_BIGINT = 2**63 - 1
 MAX_ROUNDS_PER_PAGE = 10_000
@@ -427,3 +428,104 @@ class ModelUpload(Form):
 
 class HyperparametersUpload(Form):
     hyperparameters_file: UploadedFile = Field(description="Hiperparâmetros (.py só com literais)")
+
+
+# --- what each client reported (experiments/client_results.py; bounded at any scale) -----
+
+class Spread(Answer):
+    """The distribution over the round's clients (quartiles interpolated between ranks)."""
+
+    count: int = Field(description="Clientes com este valor")
+    min: float | None
+    q1: float | None
+    median: float | None
+    q3: float | None
+    max: float | None
+
+
+class ExampleSpread(Spread):
+    total: int = Field(description="Soma dos exemplos dos clientes")
+
+
+class RoundSpread(Answer):
+    round: int
+    clients: int = Field(description="Clientes que responderam nesta rodada e fase")
+    loss: Spread
+    examples: ExampleSpread
+
+
+class ClientSummary(Answer):
+    experiment_id: int
+    attempt: int
+    phase: Literal["train", "evaluate"]
+    rounds: list[RoundSpread] = Field(description="As rodadas mais novas da página, da mais antiga à mais nova")
+    next_round_max: int = Field(description="Passe de volta como round_max para rodadas mais antigas")
+    has_more: bool
+
+
+class ClientRow(Answer):
+    client: int
+    examples: int | None
+    train_loss: float | None
+    train_accuracy: float | None
+    evaluate_loss: float | None
+    evaluate_accuracy: float | None
+    duration_s: float | None = Field(description="Duração do treino do cliente na rodada")
+
+
+class ClientTable(Answer):
+    experiment_id: int
+    attempt: int
+    round: int | None = Field(description="A rodada mostrada (padrão: a mais nova com resultados)")
+    last_round: int | None
+    total: int = Field(description="Clientes da rodada")
+    limit: int
+    offset: int
+    sort: Literal[client_results.SORTS]  # type: ignore[valid-type]
+    order: Literal["asc", "desc"]
+    items: list[ClientRow]
+
+
+class LabelMixBar(Answer):
+    client: int
+    train_examples: int
+    val_examples: int
+    counts: list[int] = Field(description="Exemplos de treino por rótulo, na ordem de `labels`")
+    other: int = Field(description="Exemplos dos rótulos fora de `labels`")
+
+
+class LabelMix(Answer):
+    experiment_id: int
+    attempt: int
+    method: str | None = Field(description="Método de particionamento (iid, dirichlet, ...)")
+    clients_total: int
+    sampled: bool = Field(description="Mais clientes que barras: clientes a intervalos iguais de id")
+    labels: list[str]
+    other_labels: int = Field(description="Rótulos somados em `other`")
+    single_label_clients: int = Field(description="Clientes (de todos) com um só rótulo")
+    bars: list[LabelMixBar]
+
+
+class ClientSummaryQuery(AttemptQuery):
+    phase: Literal["train", "evaluate"] = Field("train", description="train ou evaluate")
+    round_max: int | None = Field(None, ge=0, le=client_results.MAX_ROUND,
+                                  description="Só rodadas até esta (páginas para trás)")
+    limit: int = Field(client_results.DEFAULT_SUMMARY_ROUNDS, ge=1, le=client_results.MAX_SUMMARY_ROUNDS,
+                       description="Rodadas por página")
+
+
+class ClientTableQuery(AttemptQuery):
+    round: int | None = Field(None, ge=0, le=client_results.MAX_ROUND,
+                              description="Rodada (padrão: a mais nova com resultados)")
+    sort: Literal[client_results.SORTS] = Field("client", description="Coluna da ordem")  # type: ignore[valid-type]
+    order: Literal["asc", "desc"] = "asc"
+    limit: int = Field(client_results.DEFAULT_CLIENTS_PER_PAGE, ge=1, le=client_results.MAX_CLIENTS_PER_PAGE,
+                       description="Clientes por página")
+    offset: int = Field(0, ge=0, le=client_results.MAX_OFFSET, description="Clientes a pular")
+
+
+class LabelMixQuery(AttemptQuery):
+    bars: int = Field(client_results.DEFAULT_BARS, ge=1, le=client_results.MAX_BARS,
+                      description="Barras no máximo (além disso, uma amostra de clientes)")
+    labels: int = Field(client_results.DEFAULT_LABELS, ge=1, le=client_results.MAX_LABELS,
+                        description="Rótulos com parte própria; os outros somam em `other`")

@@ -37,6 +37,7 @@ from sqlalchemy import bindparam, func, select
 from flautim.live_messages import channel_for, event_message, log_message, state_message
 from flautim.models import Experiment, ExperimentEvent, Membership, User, db
 
+from .client_results import CLIENT_EVENT_TYPES, for_page
 from .results import curves_of, experiment_logs
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,18 @@ def _within_budget(newest_first, to_data, budget: int) -> tuple[list[tuple[int, 
     return kept[::-1], False
 
 
+def page_event_message(id: int, attempt: int, type: str, payload: Any) -> dict[str, Any]:
+    """An event row as the live page gets it (client_results.for_page); client reports
+    never reach here, the catch-up's queries leave them out."""
+    return for_page(event_message(id, attempt, type, payload)) or {}
+
+
 def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int) -> dict[str, Any]:
     """What the events left out (ids in (after_id, before_id)) showed: how many, the curves
     (bounded, from the metric rows), and the newest of each SUMMARY_EVENT_TYPES."""
     left_out = (ExperimentEvent.experiment_id == experiment.id, ExperimentEvent.attempt == attempt,
-                ExperimentEvent.id > after_id, ExperimentEvent.id < before_id)
+                ExperimentEvent.id > after_id, ExperimentEvent.id < before_id,
+                ExperimentEvent.type.not_in(CLIENT_EVENT_TYPES))
     skipped = db.session.scalar(select(func.count()).select_from(ExperimentEvent).where(*left_out))
     newest_ids = select(func.max(ExperimentEvent.id)).where(
         *left_out, ExperimentEvent.type.in_(SUMMARY_EVENT_TYPES)).group_by(ExperimentEvent.type)
@@ -195,7 +203,7 @@ def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int
     return {
         "kind": "summary",
         "skipped_events": skipped,
-        "events": [event_message(*row) for row in singles],
+        "events": [page_event_message(*row) for row in singles],
         "curves": {key: curves[key] for key in ("loss", "accuracy", "downsampled", "max_points")},
     }
 
@@ -218,11 +226,11 @@ def _catch_up(
         newest_events = db.session.execute(
             select(*EVENT_COLUMNS)
             .where(ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.attempt == attempt,
-                   ExperimentEvent.id > cursor.event_id)
+                   ExperimentEvent.id > cursor.event_id, ExperimentEvent.type.not_in(CLIENT_EVENT_TYPES))
             .order_by(ExperimentEvent.id.desc())
             .limit(max_events + 1)
         ).all()
-        events, events_left_out = _within_budget(newest_events[:max_events], event_message, CATCH_UP_BYTES)
+        events, events_left_out = _within_budget(newest_events[:max_events], page_event_message, CATCH_UP_BYTES)
         events_left_out = events_left_out or len(newest_events) > max_events
         lines = experiment_logs(experiment, attempt=attempt, after_id=cursor.log_id,
                                 limit=CATCH_UP_LOG_LINES + 1, tail=True)
@@ -311,6 +319,9 @@ def stream(
                 if not isinstance(data.get("id"), int) or data["id"] <= cursor.event_id:
                     continue
                 if row_attempt not in (None, attempt):
+                    continue
+                data = for_page(data)
+                if data is None:
                     continue
                 cursor.event_id = data["id"]
                 last_write = now

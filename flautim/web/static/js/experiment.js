@@ -43,7 +43,6 @@
     loss: { train: [], evaluate: [], central: [] },
     accuracy: { train: [], evaluate: [], central: [] }
   };
-  var clients = {};
 
   function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
   function pct(v) { return v === null ? "—" : (v * (v <= 1 ? 100 : 1)).toFixed(2) + "%"; }
@@ -149,47 +148,6 @@
   }
   setInterval(tick, 1000);
 
-  function renderClients() {
-    var body = $("clients-body");
-    var ids = Object.keys(clients).sort(function (a, b) { return Number(a) - Number(b); });
-    if (!ids.length) return;
-    body.textContent = "";
-    ids.forEach(function (id) {
-      var c = clients[id], tr = document.createElement("tr");
-      tr.setAttribute("data-client", id);
-      [
-        "client-" + id,
-        c.examples === null || c.examples === undefined ? "—" : String(c.examples),
-        c.trainLoss === null || c.trainLoss === undefined ? "—" : Charts.format(c.trainLoss),
-        c.trainAcc === null || c.trainAcc === undefined ? "—" : pct(c.trainAcc),
-        c.evalLoss === null || c.evalLoss === undefined ? "—" : Charts.format(c.evalLoss),
-        c.evalAcc === null || c.evalAcc === undefined ? "—" : pct(c.evalAcc),
-        c.duration === null || c.duration === undefined ? "—" : c.duration.toFixed(2) + " s"
-      ].forEach(function (text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
-      body.appendChild(tr);
-    });
-  }
-
-  function renderPartition(p) {
-    var list = Array.isArray(p.clients) ? p.clients : [];
-    var labelSet = {};
-    list.forEach(function (c) { Object.keys(c.label_counts || {}).forEach(function (k) { labelSet[k] = true; }); });
-    var keys = Object.keys(labelSet).sort(function (a, b) { return Number(a) - Number(b) || (a < b ? -1 : 1); });
-    var head = $("distribution-head"), body = $("distribution-body");
-    head.textContent = ""; body.textContent = "";
-    var hr = document.createElement("tr");
-    [L("client", "cliente"), L("train_examples", "treino"), L("val_examples", "validação")].concat(keys.map(function (k) { return L("label", "rótulo") + " " + k; }))
-      .forEach(function (t) { var th = document.createElement("th"); th.textContent = t; hr.appendChild(th); });
-    head.appendChild(hr);
-    list.forEach(function (c) {
-      var tr = document.createElement("tr");
-      [String(c.client), String(c.train_examples), String(c.val_examples)].concat(keys.map(function (k) { return String((c.label_counts || {})[k] || 0); }))
-        .forEach(function (t) { var td = document.createElement("td"); td.textContent = t; tr.appendChild(td); });
-      body.appendChild(tr);
-    });
-    if (p.method) $("partition-method").textContent = L("method", "método") + ": " + p.method;
-  }
-
   function showError(p) {
     $("error-box").classList.remove("hidden");
     // In the page's language when the runtime named the error (run_messages.js).
@@ -221,6 +179,8 @@
   }
 
   function onEvent(e) {
+    // The page's other parts (clients.js) follow the run through this DOM event.
+    root.dispatchEvent(new CustomEvent("flautim:event", { detail: e }));
     var p = e.payload || {}, r = num(p.round), ts = num(p.ts);
     if (r !== null && ts !== null && e.type !== "round_started") roundEnd[r] = Math.max(roundEnd[r] || 0, ts);
     switch (e.type) {
@@ -228,23 +188,9 @@
         if (num(p.rounds)) roundsTotal = p.rounds;
         if (!startedAt && ts) startedAt = ts;
         break;
-      case "partition_summary": renderPartition(p); break;
       case "round_started":
         if (r !== null) { roundStart[r] = ts; currentRound = Math.max(currentRound, r); }
         break;
-      case "client_train":
-      case "client_evaluate": {
-        var c = clients[p.client] = clients[p.client] || {};
-        if (e.type === "client_train") {
-          c.trainLoss = num(p.loss); c.trainAcc = num(e.accuracy);
-          c.examples = num(p.examples); c.duration = num(p.duration_s);
-        } else {
-          c.evalLoss = num(p.loss); c.evalAcc = num(e.accuracy);
-          if (c.examples === undefined) c.examples = num(p.examples);
-        }
-        renderClients();
-        break;
-      }
       case "aggregated": {
         var key = p.phase === "train" ? "train" : "evaluate";
         if (r !== null) {
