@@ -109,6 +109,7 @@ def _make_victim(app, make_user, make_project) -> Victim:
         rows = [
             m.ExperimentEvent(experiment_id=exp.id, type="run_started", payload={}),
             m.MetricRow(experiment_id=exp.id, round=1, phase="train", source="aggregate", name="loss", value=0.5),
+            m.ClientResult(experiment_id=exp.id, round=1, phase="train", client=0, examples=10, loss=0.5),
             m.LogRecord(experiment_id=exp.id, source="server", line="hello"),
             m.ModelArtifact(
                 experiment_id=exp.id, round=1, kind="final", format="safetensors",

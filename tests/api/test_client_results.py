@@ -133,6 +133,12 @@ def test_a_thousand_clients_answer_in_bounded_pages(app, ctx, big_run, client, m
     assert first["train_loss"] == pytest.approx(train_loss(0, ROUNDS))
     assert first["evaluate_loss"] == pytest.approx(eval_loss(0, ROUNDS))
     assert first["examples"] == examples(0) and first["duration_s"] == pytest.approx(0.01)
+    assert table["metric"] == "accuracy" and first["train_metric"] == 0 and first["evaluate_metric"] == 0.5
+    # Any metric the clients reported, by name (from its metric rows), sorts the same way.
+    by_metric = get("/clients", metric="accuracy", sort="train_metric", order="desc", limit=3)
+    assert [row["client"] for row in by_metric["items"]] == [999, 998, 997]
+    assert by_metric["items"][0]["train_metric"] == pytest.approx(0.999)
+    assert get("/clients", metric="mae")["items"][0]["train_metric"] is None
     by_loss = sorted(range(CLIENTS), key=lambda c: (-train_loss(c, 1), -c))
     seen = []
     for offset in range(0, CLIENTS, 200):
@@ -233,6 +239,7 @@ def test_client_routes_check_input_and_tenant(app, ctx, small_run, client, make_
         ("/clients", {"sort": "password"}, "sort"),
         ("/clients", {"limit": 0}, "limit"),
         ("/clients", {"round": -1}, "round"),
+        ("/clients", {"metric": "m" * 65}, "metric"),
         ("/clients/summary", {"phase": "central"}, "phase"),
         ("/clients/summary", {"limit": 10_000}, "limit"),
         ("/clients/label-mix", {"bars": 100_000}, "bars"),
@@ -259,8 +266,8 @@ def test_hostile_and_small_client_reports(app, ctx, tmp_path, client):
     pid = ctx["project_id"]
     exp_id = make_experiment(pid, ctx["ids"], state="running")
     losses = [0.5, 4.0, 1.0, 2.0]
-    lines = [("server", event_line("client_train", round=1, client=c, loss=loss, metrics={}, examples=c + 1,
-                                   duration_s=0.1)) for c, loss in enumerate(losses)]
+    lines = [("server", event_line("client_train", round=1, client=c, loss=loss, metrics={"mae": 2 * loss},
+                                   examples=c + 1, duration_s=0.1)) for c, loss in enumerate(losses)]
     lines += [
         ("server", event_line("client_train", round=1, client="seven", loss=9.0, metrics={}, examples=1, duration_s=0.1)),
         ("server", event_line("client_train", round=1, client=4, loss="high", metrics={}, examples=10**30,
@@ -284,6 +291,11 @@ def test_hostile_and_small_client_reports(app, ctx, tmp_path, client):
     assert spread["examples"]["count"] == 4 and spread["examples"]["total"] == 10
     table = client.get(page + "/clients.json?sort=train_loss").get_json()
     assert [row["client"] for row in table["items"]] == [0, 2, 3, 1, 4]  # no loss: last
+    # A regression run's table shows its own metric.
+    table = client.get(page + "/clients.json?metric=mae&sort=train_metric&order=desc").get_json()
+    assert table["metric"] == "mae"
+    assert [(row["client"], row["train_metric"]) for row in table["items"]] == [
+        (1, 8.0), (3, 4.0), (2, 2.0), (0, 1.0), (4, None)]
     mix = client.get(page + "/clients/label-mix.json").get_json()
     assert mix["clients_total"] == 2 and mix["labels"] == ["--1", "b"]  # "a" held no example
     assert [b["client"] for b in mix["bars"]] == [0, 1] and mix["bars"][0]["train_examples"] == 7

@@ -31,13 +31,13 @@ def client_summary(project_id: int, experiment_id: int):
            responses={200: s.ClientTable}, errors=READ_ERRORS)
 def client_table(project_id: int, experiment_id: int):
     """One row per client of a round (the newest by default): examples, training and
-    evaluation loss and accuracy, training time. `sort` by any column (missing values
+    evaluation loss and `metric` (by default the accuracy), training time. `sort` by any column (missing values
     last), `limit`/`offset` pages; `total` is the round's number of clients."""
     _project, experiment = scoped_experiment(project_id, experiment_id)
     args = query_args()
     return answer(s.ClientTable.model_validate(client_results.client_table(
         experiment, args.attempt, round=args.round, sort=args.sort, order=args.order, limit=args.limit,
-        offset=args.offset)))
+        offset=args.offset, metric=args.metric)))
 
 
 @bp.get(E + "/clients/label-mix")

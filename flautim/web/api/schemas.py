@@ -467,9 +467,9 @@ class ClientRow(Answer):
     client: int
     examples: int | None
     train_loss: float | None
-    train_accuracy: float | None
+    train_metric: float | None = Field(description="A métrica `metric` do cliente no treino")
     evaluate_loss: float | None
-    evaluate_accuracy: float | None
+    evaluate_metric: float | None = Field(description="A métrica `metric` do cliente na avaliação")
     duration_s: float | None = Field(description="Duração do treino do cliente na rodada")
 
 
@@ -478,6 +478,7 @@ class ClientTable(Answer):
     attempt: int
     round: int | None = Field(description="A rodada mostrada (padrão: a mais nova com resultados)")
     last_round: int | None
+    metric: str = Field(description="A métrica das colunas train_metric e evaluate_metric")
     total: int = Field(description="Clientes da rodada")
     limit: int
     offset: int
@@ -522,6 +523,8 @@ class ClientTableQuery(AttemptQuery):
     limit: int = Field(client_results.DEFAULT_CLIENTS_PER_PAGE, ge=1, le=client_results.MAX_CLIENTS_PER_PAGE,
                        description="Clientes por página")
     offset: int = Field(0, ge=0, le=client_results.MAX_OFFSET, description="Clientes a pular")
+    metric: str | None = Field(None, min_length=1, max_length=64,
+                               description="Métrica das colunas *_metric (padrão: a acurácia)")
 
 
 class LabelMixQuery(AttemptQuery):

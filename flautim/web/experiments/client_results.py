@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import String, and_, case, cast, func, literal, select
 
 from flautim.live_messages import int_or_none
-from flautim.models import ClientResult, Experiment, ExperimentEvent, db
+from flautim.models import ClientResult, Experiment, ExperimentEvent, MetricRow, db
 
 PHASES = ("train", "evaluate")
-SORTS = ("client", "examples", "train_loss", "evaluate_loss", "train_accuracy", "evaluate_accuracy")
+SORTS = ("client", "examples", "train_loss", "evaluate_loss", "train_metric", "evaluate_metric")
 ORDERS = ("asc", "desc")
 # Bounds of one answer, whatever the run reported or the request asks.
 MAX_SUMMARY_ROUNDS = 200
@@ -148,14 +148,27 @@ def _by_phase(column, phase: str):
     return func.max(case((CR.phase == phase, column)))
 
 
+def _metric_of_clients(experiment_id: int, attempt: int, rnd: int, name: str):
+    """The round's values of metric `name` per client and phase, from the metric rows."""
+    return (
+        select(MetricRow.source, MetricRow.phase, func.max(MetricRow.value).label("value"))
+        .where(MetricRow.experiment_id == experiment_id, MetricRow.attempt == attempt, MetricRow.round == rnd,
+               MetricRow.name == name, MetricRow.phase.in_(PHASES), MetricRow.source.like("client-%"))
+        .group_by(MetricRow.source, MetricRow.phase)
+        .subquery()
+    )
+
+
 def client_table(experiment: Experiment, attempt: int | None = None, *, round: int | None = None,
                  sort: str = "client", order: str = "asc", limit: int | None = None,
-                 offset: int | None = None) -> dict[str, Any]:
+                 offset: int | None = None, metric: str | None = None) -> dict[str, Any]:
     """One round's clients (the newest round with results unless `round` is given), one
-    row each with its examples, training and evaluation loss and accuracy and training
+    row each with its examples, training and evaluation loss and metric and training
     time; sorted by `sort` (missing values last, then by client) and paged by
-    `limit`/`offset`, with the round's `total` of clients."""
+    `limit`/`offset`, with the round's `total` of clients. The metric is `metric` as the
+    clients reported it (a regression run's "mae"), by default their accuracy."""
     attempt = _attempt(experiment, attempt)
+    metric = metric[:64] if metric else None
     sort = sort if sort in SORTS else "client"
     order = order if order in ORDERS else "asc"
     limit = _clamp(limit, DEFAULT_CLIENTS_PER_PAGE, 1, MAX_CLIENTS_PER_PAGE)
@@ -165,21 +178,28 @@ def client_table(experiment: Experiment, attempt: int | None = None, *, round: i
     last_round = db.session.scalar(select(func.max(CR.round)).where(*same_attempt))
     body: dict[str, Any] = {"experiment_id": experiment.id, "attempt": attempt,
                             "round": round if round is not None else last_round, "last_round": last_round,
-                            "total": 0, "limit": limit, "offset": offset, "sort": sort, "order": order,
-                            "items": []}
+                            "metric": metric or "accuracy", "total": 0, "limit": limit, "offset": offset,
+                            "sort": sort, "order": order, "items": []}
     if body["round"] is None:
         return body
+    rows_of_round = select().where(*same_attempt, CR.round == body["round"])
+    value = CR.accuracy
+    if metric:
+        reported = _metric_of_clients(experiment.id, attempt, body["round"], metric)
+        value = reported.c.value
+        rows_of_round = rows_of_round.select_from(CR).outerjoin(
+            reported, and_(reported.c.source == literal("client-") + cast(CR.client, String),
+                           reported.c.phase == CR.phase))
     pivot = (
-        select(
+        rows_of_round.add_columns(
             CR.client.label("client"),
             func.coalesce(_by_phase(CR.examples, "train"), _by_phase(CR.examples, "evaluate")).label("examples"),
             _by_phase(CR.loss, "train").label("train_loss"),
-            _by_phase(CR.accuracy, "train").label("train_accuracy"),
+            _by_phase(value, "train").label("train_metric"),
             _by_phase(CR.loss, "evaluate").label("evaluate_loss"),
-            _by_phase(CR.accuracy, "evaluate").label("evaluate_accuracy"),
+            _by_phase(value, "evaluate").label("evaluate_metric"),
             _by_phase(CR.duration_s, "train").label("duration_s"),
         )
-        .where(*same_attempt, CR.round == body["round"])
         .group_by(CR.client)
         .subquery()
     )
@@ -198,7 +218,7 @@ def client_table(experiment: Experiment, attempt: int | None = None, *, round: i
     return body
 
 
-CLIENT_ROW_KEYS = ("client", "examples", "train_loss", "train_accuracy", "evaluate_loss", "evaluate_accuracy",
+CLIENT_ROW_KEYS = ("client", "examples", "train_loss", "train_metric", "evaluate_loss", "evaluate_metric",
                    "duration_s")
 
 

@@ -34,7 +34,8 @@ def client_table(project_id: int, experiment_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
     return jsonify(client_results.client_table(
         experiment, round=_int("round"), sort=request.args.get("sort", "client"),
-        order=request.args.get("order", "asc"), limit=_int("limit"), offset=_int("offset")))
+        order=request.args.get("order", "asc"), limit=_int("limit"), offset=_int("offset"),
+        metric=request.args.get("metric") or None))
 
 
 @bp.get(E + "/clients/label-mix.json")

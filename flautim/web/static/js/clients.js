@@ -27,6 +27,8 @@
   function fmt(v) { return num(v) === null ? "—" : Charts.format(v); }
   function count(v) { return num(v) === null ? "—" : String(Math.round(v)); }
   function pct(v) { return num(v) === null ? "—" : (v * (v <= 1 ? 100 : 1)).toFixed(2) + "%"; }
+  // Accuracies read as percentages; other metrics (MSE, MAE) as plain numbers.
+  function metricText(name, v) { return /acc/i.test(name || "") ? pct(v) : fmt(v); }
   function row(body, cells, attrs) {
     var tr = document.createElement("tr");
     Object.keys(attrs || {}).forEach(function (k) { tr.setAttribute(k, attrs[k]); });
@@ -51,7 +53,9 @@
   phase.addEventListener("change", loadSpread);
 
   // --- one round's clients -------------------------------------------------------------
-  var view = { round: null, sort: "client", order: "asc", offset: 0, limit: 50 };
+  // metric: the clients' metric the table shows (the accuracy unless a page part names
+  // another, e.g. the run's headline metric, through setClientMetric).
+  var view = { round: null, sort: "client", order: "asc", offset: 0, limit: 50, metric: null };
   var roundInput = $("clients-round");
   function loadTable() {
     return get(box.getAttribute("data-table-url"), view).then(function (t) {
@@ -59,8 +63,8 @@
       var body = $("clients-body");
       body.textContent = "";
       t.items.forEach(function (c) {
-        row(body, ["client-" + c.client, count(c.examples), fmt(c.train_loss), pct(c.train_accuracy),
-          fmt(c.evaluate_loss), pct(c.evaluate_accuracy), num(c.duration_s) === null ? "—" : c.duration_s.toFixed(2) + " s"],
+        row(body, ["client-" + c.client, count(c.examples), fmt(c.train_loss), metricText(t.metric, c.train_metric),
+          fmt(c.evaluate_loss), metricText(t.metric, c.evaluate_metric), num(c.duration_s) === null ? "—" : c.duration_s.toFixed(2) + " s"],
           { "data-client": c.client });
       });
       if (document.activeElement !== roundInput) roundInput.value = String(t.round);
@@ -68,6 +72,10 @@
       $("clients-range").textContent = t.total ? T("range", { first: t.offset + 1, last: t.offset + t.items.length, total: t.total }) : "";
       $("clients-prev").disabled = t.offset <= 0;
       $("clients-next").disabled = t.offset + t.items.length >= t.total;
+      if (!/acc/i.test(t.metric)) {
+        box.querySelector("button.sort[data-sort=train_metric]").textContent = T("metric-train", { name: t.metric });
+        box.querySelector("button.sort[data-sort=evaluate_metric]").textContent = T("metric-evaluate", { name: t.metric });
+      }
       box.querySelectorAll("button.sort").forEach(function (b) {
         var on = b.getAttribute("data-sort") === t.sort;
         b.classList.toggle("sorted", on);
@@ -172,6 +180,15 @@
     if (type === "partition_summary") loadMix();
     else if (type === "aggregated" || type === "run_finished") refresh();
   });
+  // For the page's other parts: show the clients' `name` metric (the run's headline one).
+  window.FlautimClients = {
+    setMetric: function (name) {
+      if (!name || name === view.metric) return;
+      view.metric = name;
+      view.offset = 0;
+      loadTable();
+    }
+  };
   loadSpread();
   loadTable();
   loadMix();
