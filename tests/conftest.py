@@ -341,9 +341,9 @@ def smtp_server():
 
 @pytest.fixture(scope="session")
 def seaweedfs_server(tmp_path_factory):
-    from tests.seaweedfs import start_seaweedfs
+    from tests.seaweedfs import seaweedfs_for_session
 
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    server = seaweedfs_for_session(tmp_path_factory.mktemp("seaweedfs"))
     yield server
     server.stop()
 

