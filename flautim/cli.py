@@ -84,5 +84,14 @@ def download(ctx: click.Context) -> None:
     raise SystemExit(download_main(ctx.args))
 
 
+@main.command(context_settings=PASS_THROUGH, add_help_option=False)
+@click.pass_context
+def baseline(ctx: click.Context) -> None:
+    """Compare a finished experiment with centralized training (one client, all the data)."""
+    from flautim.api_client.cli import baseline_main
+
+    raise SystemExit(baseline_main(ctx.args))
+
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
-"""`flautim submit` and `flautim download`: the API from the terminal.
+"""`flautim submit`, `flautim download` and `flautim baseline`: the API from the terminal.
 
 Exit codes (scripts rely on them):
-    0  the experiment succeeded (submit) / the file was saved (download)
+    0  the experiment (baseline: the centralized run) succeeded / the file was saved (download)
     1  the experiment failed
     2  bad usage or a local problem (missing files, no token)
     3  the experiment hit its time limit
@@ -242,3 +242,53 @@ class _HashingWriter:
     def write(self, block: bytes) -> int:
         self.digest.update(block)
         return self.raw.write(block)
+
+
+# --- baseline ---------------------------------------------------------------------------
+
+@click.command(
+    "flautim baseline",
+    help="Compara um experimento concluído com o treino centralizado: o mesmo dataset e modelo "
+         "em um único cliente com todos os dados de treino, as mesmas rodadas e épocas locais. "
+         "Inicia o treino centralizado, acompanha-o e mostra a diferença.",
+)
+@click.argument("experiment", metavar="EXPERIMENT")
+@_common
+@click.option("--no-follow", is_flag=True, help="só iniciar; não acompanhar até o fim")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="segundos entre consultas")
+@click.option("--timeout", type=float, default=0, help="parar de acompanhar após N segundos (0: sem limite)")
+@click.pass_obj
+def baseline_command(streams, **params) -> int:
+    return _baseline(SimpleNamespace(**params), *streams)
+
+
+def baseline_main(argv: list[str], out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    return run(baseline_command, argv, err, obj=(out, err))
+
+
+def _baseline(args: SimpleNamespace, out, err) -> int:
+    client = _client(args, err)
+    if client is None:
+        return EXIT_USAGE
+    try:
+        experiment = _find_experiment(client, args.project, args.experiment)
+        path = f"/projects/{args.project}/experiments/{experiment['id']}/baseline"
+        started = client.post_json(path, {})
+    except ApiClientError as exc:
+        err.write(f"flautim: {exc}\n")
+        return EXIT_API
+    child = started["baseline"]
+    out.write(f"treino centralizado {child['id']} ({child['name']}): {child['state']}\n")
+    out.flush()
+    if args.no_follow:
+        return EXIT_OK
+    code = follow(client, args.project, child["id"], args.poll, args.timeout, out, err)
+    try:
+        comparison = client.get(path)
+    except ApiClientError as exc:
+        err.write(f"flautim: {exc}\n")
+        return EXIT_API
+    if comparison.get("gap_text"):
+        out.write(comparison["gap_text"] + "\n")
+    return code
