@@ -206,6 +206,26 @@ TEMPLATES: dict[str, Template] = {
     "hyperparameters.not_literal": Template(
         _l("o valor de `%(key)s` não é um literal: `%(value)s`"), (_LITERALS,)
     ),
+    "hyperparameters.not_assignment": Template(
+        _l("`%(statement)s` não é uma atribuição de um literal (comandos %(kind)s não são permitidos)"), (_LITERALS,)
+    ),
+    "hyperparameters.not_simple_name": Template(
+        _l("`%(statement)s`: só nomes simples podem receber valores"),
+        (_l("escreva `nome = valor`, um nome por linha"),),
+    ),
+    "hyperparameters.alias_twice": Template(
+        _l("`%(name)s` é outro nome para `%(key)s`, já definido na linha %(line)s"), (_l("defina uma vez só"),)
+    ),
+    "hyperparameters.unknown_options": Template(
+        _l("`%(key)s` tem opções desconhecidas: %(options)s"), (_l("por exemplo `%(sample)s`"),)
+    ),
+    "hyperparameters.missing_options": Template(
+        _l("faltam opções em `%(key)s`: %(options)s"), (_l("por exemplo `%(sample)s`"),)
+    ),
+    "hyperparameters.dp_more_than_clients": Template(
+        _l("differential_privacy.num_sampled_clients (%(sampled)s) é maior que num_clients (%(clients)s)"),
+        (_l("sorteie no máximo num_clients clientes por rodada"),),
+    ),
     "hyperparameters.integer_range": Template(
         _l("`%(key)s` deve ser um número inteiro de %(low)s a %(high)s, recebeu %(got)s"), (_EXAMPLE,)
     ),
@@ -253,6 +273,60 @@ TEMPLATES: dict[str, Template] = {
     "data.smaller_than_batch": Template(
         _l("o cliente %(client)s tem %(examples)s exemplos de treino, menos que batch_size (%(batch_size)s)"),
         (_l("cada época local é um só lote, menor; considere um batch_size menor"),),
+    ),
+    "partition.unknown_option": Template(
+        _l("partitioning_options tem %(option)s, que %(method)s não aceita"),
+        (_l("opções de %(method)s: %(allowed)s"),),
+    ),
+    "partition.option_range": Template(
+        _l("partitioning_options[%(option)s] deve ser um número de %(low)s a %(high)s, recebeu %(got)s"),
+        (_l("por exemplo partitioning_options = {%(option)s: %(example)s}"),),
+    ),
+    "partition.too_few_examples": Template(
+        _l("a divisão de treino tem %(examples)s exemplos, menos que os %(clients)s clientes"),
+        (_l("use menos clientes ou uma divisão de treino maior"),),
+    ),
+    "partition.dirichlet_empty_client": Template(
+        _l("o particionamento Dirichlet com alpha=%(alpha)s deixa um cliente sem exemplos"),
+        (_l("aumente alpha ou use menos clientes"),),
+    ),
+    "partition.too_many_classes_per_client": Template(
+        _l("classes_per_client é %(k)s, mas a divisão de treino só tem %(classes)s classes"),
+        (_l("use classes_per_client de no máximo %(classes)s"),),
+    ),
+    "partition.pathological_empty_client": Template(
+        _l("o particionamento patológico deixa o cliente %(client)s sem exemplos"),
+        (_l("use menos clientes ou mais classes por cliente"),),
+    ),
+    "partition.too_many_shards": Template(
+        _l("%(clients)s clientes x %(per_client)s fragmentos = %(total)s fragmentos, mais que os %(examples)s exemplos"),
+        (_l("use menos fragmentos por cliente ou menos clientes"),),
+    ),
+    "round.client_timeout": Template(
+        _l("o cliente %(clients)s não respondeu na fase %(phase)s da rodada %(round)s em %(seconds)s s"),
+        (_l("o processo do cliente pode ter morrido ou travado; veja o log dele"),),
+    ),
+    "round.deadline_missed": Template(
+        _l("o cliente %(clients)s não respondeu na fase %(phase)s da rodada %(round)s em %(seconds)s s (o prazo da rodada)"),
+        (_l(
+            "veja o log desse cliente: um laço sem fim ou um processo travado aparece assim. round_deadline_s "
+            "(ou round_deadline_multiple e round_deadline_floor_s) define o prazo; com fraction_fit e "
+            "fraction_evaluate abaixo de 1, um cliente atrasado é descartado"
+        ),),
+    ),
+    "round.client_dropped": Template(
+        _l(
+            "o cliente %(clients)s não respondeu na fase %(phase)s da rodada %(round)s em %(seconds)s s (o prazo "
+            "da rodada); foi descartado e a execução segue com %(left)s clientes"
+        ),
+        (_l(
+            "veja o log desse cliente: um laço sem fim ou um processo travado aparece assim; round_deadline_s, "
+            "round_deadline_multiple e round_deadline_floor_s definem o prazo"
+        ),),
+    ),
+    "round.client_stopped": Template(
+        _l("o cliente %(clients)s parou: o processo terminou ou perdeu a conexão com o servidor"),
+        (_l("veja o log desse cliente; um processo encerrado por falta de memória termina assim"),),
     ),
 }
 

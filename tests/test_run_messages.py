@@ -144,3 +144,41 @@ def test_user_code_that_raises_names_the_round_in_the_readers_language(tmp_path)
         "api.py:2: training_loop lançou um erro na rodada 3, época local 1: ValueError: bad batch")
     assert run_messages.render(fields, run_messages.gettext_for("en")).what == fields["what"]
     assert run_messages.render(fields, run_messages.gettext_for("xx")).translated  # no catalog: pt-BR
+
+
+def test_partitioning_options_out_of_range_are_coded_at_the_line():
+    from flautim.fl.hyperparameters import HyperparameterError, parse_hyperparameters
+
+    with pytest.raises(HyperparameterError) as caught:
+        parse_hyperparameters("rounds = 2\npartitioning = 'dirichlet'\npartitioning_options = {'alpha': 0.0}\n")
+    fields = caught.value.event_fields()
+    assert fields["where"] == "hyperparameters.py:3" and fields["code"] == "partition.option_range"
+    message = run_messages.render(fields)
+    assert message.what == "partitioning_options['alpha'] deve ser um número de 0.001 a 10000, recebeu 0.0"
+    assert message.hint == "por exemplo partitioning_options = {'alpha': 0.5}"
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "portuguese"),
+    [
+        ("rounds = 0\n", "hyperparameters.integer_range", "`rounds` deve ser um número inteiro de 1 a 10000, recebeu 0"),
+        ("import os\n", "hyperparameters.not_assignment",
+         "`import os` não é uma atribuição de um literal (comandos Import não são permitidos)"),
+        ("learning_rate = 0.2\nlr = 0.1\n", "hyperparameters.alias_twice",
+         "`lr` é outro nome para `learning_rate`, já definido na linha 1"),
+        ("checkpoint = {'keep': 1}\n", "hyperparameters.unknown_options", "`checkpoint` tem opções desconhecidas: keep"),
+        ("num_clients = 2\ndifferential_privacy = {'noise_multiplier': 1.0, 'clipping_norm': 1.0, "
+         "'num_sampled_clients': 5}\n", "hyperparameters.dp_more_than_clients",
+         "differential_privacy.num_sampled_clients (5) é maior que num_clients (2)"),
+    ],
+)
+def test_hyperparameter_errors_are_coded(source, code, portuguese):
+    from flautim.fl.hyperparameters import HyperparameterError, parse_hyperparameters
+
+    with pytest.raises(HyperparameterError) as caught:
+        parse_hyperparameters(source)
+    fields = caught.value.event_fields()
+    assert fields["code"] == code and fields["help"] == "configuracao-de-hiperparametros"
+    message = run_messages.render(fields)
+    assert message.what == portuguese and message.hint
+    assert run_messages.render(fields, ENGLISH).what == caught.value.what  # the same words in English

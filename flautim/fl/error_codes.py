@@ -64,6 +64,12 @@ CODES: dict[str, str | None] = {
     "hyperparameters.missing_file": HYPERPARAMETER_SETTINGS,
     "hyperparameters.syntax": HYPERPARAMETER_SETTINGS,
     "hyperparameters.not_literal": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.not_assignment": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.not_simple_name": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.alias_twice": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.unknown_options": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.missing_options": HYPERPARAMETER_SETTINGS,
+    "hyperparameters.dp_more_than_clients": HYPERPARAMETER_SETTINGS,
     "hyperparameters.integer_range": HYPERPARAMETER_SETTINGS,
     "hyperparameters.number_range": HYPERPARAMETER_SETTINGS,
     "hyperparameters.number_above": HYPERPARAMETER_SETTINGS,
@@ -75,9 +81,21 @@ CODES: dict[str, str | None] = {
     "hyperparameters.unknown_strategy": HYPERPARAMETER_SETTINGS,
     "hyperparameters.no_gpu": HYPERPARAMETER_SETTINGS,
     # the partition
+    "partition.unknown_option": HYPERPARAMETER_SETTINGS,
+    "partition.option_range": HYPERPARAMETER_SETTINGS,
+    "partition.too_few_examples": HYPERPARAMETER_SETTINGS,
+    "partition.dirichlet_empty_client": HETEROGENEITY,
+    "partition.too_many_classes_per_client": HYPERPARAMETER_SETTINGS,
+    "partition.pathological_empty_client": HETEROGENEITY,
+    "partition.too_many_shards": HYPERPARAMETER_SETTINGS,
     "data.single_class_client": HETEROGENEITY,
     "data.few_examples_client": HETEROGENEITY,
     "data.smaller_than_batch": HYPERPARAMETER_SETTINGS,
+    # clients that did not answer
+    "round.client_timeout": None,
+    "round.deadline_missed": None,
+    "round.client_dropped": None,
+    "round.client_stopped": None,
 }
 
 # What a param may hold on the wire: short scalars or short lists of them (shapes).

@@ -184,12 +184,15 @@ def parse_hyperparameters(source: str, filename: str = "hyperparameters.py") -> 
                 f"`{_snippet(source, node)}` is not an assignment of a literal "
                 f"({type(node).__name__} statements are not allowed)",
                 filename, node.lineno, _statement_hint(node),
+                code="hyperparameters.not_assignment",
+                params={"statement": _snippet(source, node), "kind": type(node).__name__},
             )
         for target in targets:
             if not isinstance(target, ast.Name):
                 raise HyperparameterError(
                     f"`{_snippet(source, node)}`: only simple names can be assigned",
                     filename, node.lineno, "write `name = value`, one name per line",
+                    code="hyperparameters.not_simple_name", params={"statement": _snippet(source, node)},
                 )
             try:
                 literal = ast.literal_eval(value)
@@ -204,6 +207,7 @@ def parse_hyperparameters(source: str, filename: str = "hyperparameters.py") -> 
                 raise HyperparameterError(
                     f"`{target.id}` is another name for `{key}`, already set on line {lines[key]}",
                     filename, node.lineno, "set it once",
+                    code="hyperparameters.alias_twice", params={"name": target.id, "key": key, "line": lines[key]},
                 )
             values[key] = literal
             lines[key] = node.lineno
@@ -350,16 +354,21 @@ def _differential_privacy(key: str, value: Any, filename: str, line: int | None)
         return None
     options = _dict(key, value, filename, line)
     allowed = {"noise_multiplier", "clipping_norm", "num_sampled_clients"}
-    hint = 'e.g. `differential_privacy = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "num_sampled_clients": 4}`'
+    sample = 'differential_privacy = {"noise_multiplier": 1.0, "clipping_norm": 1.0, "num_sampled_clients": 4}'
+    hint = f"e.g. `{sample}`"
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise HyperparameterError(
-            f"`differential_privacy` has unknown option(s) {', '.join(unknown)}", filename, line, hint
+            f"`differential_privacy` has unknown option(s) {', '.join(unknown)}", filename, line, hint,
+            code="hyperparameters.unknown_options",
+            params={"key": key, "options": ", ".join(unknown), "sample": sample},
         )
     missing = sorted(allowed - set(options))
     if missing:
         raise HyperparameterError(
-            f"`differential_privacy` lacks {', '.join(missing)}", filename, line, hint
+            f"`differential_privacy` lacks {', '.join(missing)}", filename, line, hint,
+            code="hyperparameters.missing_options",
+            params={"key": key, "options": ", ".join(missing), "sample": sample},
         )
     options["noise_multiplier"] = _float(0.0, 100.0)("differential_privacy.noise_multiplier", options["noise_multiplier"], filename, line)
     options["clipping_norm"] = _float(0.0, 1e6, low_open=True)("differential_privacy.clipping_norm", options["clipping_norm"], filename, line)
@@ -372,9 +381,11 @@ def _checkpoint(key: str, value: Any, filename: str, line: int | None) -> dict[s
     allowed = {"keep_last", "best_metric", "mode"}
     unknown = sorted(set(options) - allowed)
     if unknown:
+        sample = 'checkpoint = {"keep_last": 2, "best_metric": "accuracy", "mode": "max"}'
         raise HyperparameterError(
-            f"`checkpoint` has unknown option(s) {', '.join(unknown)}", filename, line,
-            'e.g. `checkpoint = {"keep_last": 2, "best_metric": "accuracy", "mode": "max"}`',
+            f"`checkpoint` has unknown option(s) {', '.join(unknown)}", filename, line, f"e.g. `{sample}`",
+            code="hyperparameters.unknown_options",
+            params={"key": key, "options": ", ".join(unknown), "sample": sample},
         )
     result = {"keep_last": 2, "best_metric": "loss", "mode": "min"}
     if "best_metric" in options and "mode" not in options:
@@ -434,7 +445,7 @@ def _check_together(hp: Hyperparameters, filename: str) -> None:
         check_partition_options(hp.partitioning, hp.partitioning_options)
     except PartitionError as exc:
         line = hp.lines.get("partitioning_options") or hp.lines.get("partitioning")
-        raise HyperparameterError(exc.what, filename, line, exc.hint) from None
+        raise HyperparameterError(exc.what, filename, line, exc.hint, code=exc.code, params=exc.params) from None
     dp = hp.differential_privacy
     if dp is not None and dp["num_sampled_clients"] > hp.num_clients:
         raise HyperparameterError(
@@ -442,4 +453,6 @@ def _check_together(hp: Hyperparameters, filename: str) -> None:
             f"than num_clients ({hp.num_clients})",
             filename, hp.lines.get("differential_privacy"),
             "sample at most num_clients clients per round",
+            code="hyperparameters.dp_more_than_clients",
+            params={"sampled": dp["num_sampled_clients"], "clients": hp.num_clients},
         )

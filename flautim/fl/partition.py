@@ -44,8 +44,10 @@ def option_names() -> dict[str, tuple[str, ...]]:
 class PartitionError(FlautimError):
     """Partitioning is impossible with these data and options."""
 
-    def __init__(self, what: str, hint: str = "", kind: str = DATA) -> None:
-        super().__init__(what, where="hyperparameters.py", hint=hint, kind=kind)
+    def __init__(
+        self, what: str, hint: str = "", kind: str = DATA, code: str | None = None, **params: Any,
+    ) -> None:
+        super().__init__(what, where="hyperparameters.py", hint=hint, kind=kind, code=code, params=params)
 
 
 def check_partition_options(method: str, options: dict[str, Any]) -> None:
@@ -62,6 +64,7 @@ def check_partition_options(method: str, options: dict[str, Any]) -> None:
             raise PartitionError(
                 f"partitioning_options has {name!r}, which {method} does not take",
                 f"options of {method}: {allowed}", kind=HYPERPARAMETERS,
+                code="partition.unknown_option", method=method, option=repr(name), allowed=allowed,
             )
         kind, low, high = known[name]
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -72,7 +75,8 @@ def check_partition_options(method: str, options: dict[str, Any]) -> None:
                 f"partitioning_options[{name!r}] must be {'a whole number' if kind is int else 'a number'} "
                 f"from {low:g} to {high:g}, got {value!r}",
                 f"e.g. partitioning_options = {{{name!r}: {_DEFAULTS[method][name]!r}}}",
-                kind=HYPERPARAMETERS,
+                kind=HYPERPARAMETERS, code="partition.option_range", option=repr(name), low=f"{low:g}",
+                high=f"{high:g}", got=repr(value), example=repr(_DEFAULTS[method][name]),
             )
         if name == "alpha" and value <= 0:
             raise PartitionError("alpha must be greater than 0", kind=HYPERPARAMETERS)
@@ -110,6 +114,7 @@ def partition_indices(
         raise PartitionError(
             f"the training split has {n} examples, fewer than the {num_clients} clients",
             "use fewer clients or a larger training split",
+            code="partition.too_few_examples", examples=n, clients=num_clients,
         )
     rng = np.random.default_rng(seed)
     if method == "iid":
@@ -151,6 +156,7 @@ def _dirichlet(
         raise PartitionError(
             f"Dirichlet partitioning with alpha={alpha} leaves a client without examples",
             "raise alpha or use fewer clients",
+            code="partition.dirichlet_empty_client", alpha=alpha,
         )
     return [np.asarray(b) for b in best]
 
@@ -163,6 +169,7 @@ def _pathological(
         raise PartitionError(
             f"classes_per_client is {k} but the training split has only {len(classes)} classes",
             f"use classes_per_client of at most {len(classes)}", kind=HYPERPARAMETERS,
+            code="partition.too_many_classes_per_client", k=k, classes=len(classes),
         )
     # Deal classes round-robin from a shuffled cycle so every class goes to about the same
     # number of clients and no client gets the same class twice.
@@ -186,6 +193,7 @@ def _pathological(
         raise PartitionError(
             f"pathological partitioning leaves client {empty[0]} without examples",
             "use fewer clients or more classes per client",
+            code="partition.pathological_empty_client", client=empty[0],
         )
     return [np.asarray(b) for b in buckets]
 
@@ -196,6 +204,8 @@ def _shards(y: np.ndarray, num_clients: int, per_client: int, rng: np.random.Gen
         raise PartitionError(
             f"{num_clients} clients x {per_client} shards = {total} shards, more than the "
             f"{len(y)} examples", "use fewer shards per client or fewer clients",
+            code="partition.too_many_shards", clients=num_clients, per_client=per_client, total=total,
+            examples=len(y),
         )
     # Stable sort after a shuffle: ties (same label) are in random but reproducible order.
     shuffled = rng.permutation(len(y))

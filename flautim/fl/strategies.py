@@ -26,6 +26,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as flower_strategies
 
+from flautim.fl.error_codes import coded_fields
 from flautim.fl.errors import FlautimError
 from flautim.fl.events import EventWriter, client_event_type
 from flautim.fl.hyperparameter_reads import note_reported
@@ -269,6 +270,9 @@ class ObservedStrategy(flower_strategies.Strategy):
                 where=f"round {server_round}, {phase}",
                 hint="the client process may have died or hung; see its log",
                 kind="timeout",
+                code="round.client_timeout",
+                params={"clients": ", ".join(clients), "phase": phase, "round": server_round,
+                        "seconds": f"{self.reply_timeout_s:.0f}"},
             )
 
     def _late(self, phase: str, server_round: int, missing: set[int], answered: int, late: Any) -> None:
@@ -280,6 +284,7 @@ class ObservedStrategy(flower_strategies.Strategy):
             f"client {names} did not answer the {phase} message of round {server_round} within "
             f"{late.waited_s:.0f} s (the round deadline, {late.rule})"
         )
+        coded = {"clients": names, "phase": phase, "round": server_round, "seconds": f"{late.waited_s:.0f}"}
         left = self._clients_left_if_dropped(missing, answered)
         if left is not None:
             self._grid.drop_nodes(missing)
@@ -293,6 +298,7 @@ class ObservedStrategy(flower_strategies.Strategy):
                     client=client,
                     round=server_round,
                     node=node,
+                    **coded_fields("round.client_dropped", {**coded, "left": left}, None),
                 )
             return
         raise FlautimError(
@@ -304,6 +310,8 @@ class ObservedStrategy(flower_strategies.Strategy):
             "instead",
             kind="timeout",
             client=clients[0],
+            code="round.deadline_missed",
+            params=coded,
         )
 
     def _clients_left_if_dropped(self, missing: set[int], answered: int) -> int | None:

@@ -48,6 +48,8 @@ def test_a_client_stuck_in_training_fails_its_round_at_the_deadline_naming_it(tm
     assert "round deadline" in error["what"]
     assert error["where"] == "round 2, train"
     assert events[-1]["rounds_completed"] == 1
+    assert error["code"] == "round.deadline_missed"
+    assert error["params"]["clients"] == "1" and error["params"]["round"] == 2 and error["params"]["phase"] == "train"
     print(f"\nFIGURE stuck client: run failed after {took:.1f} s (time limit 600 s): {error['what']}")
 
 
@@ -70,6 +72,8 @@ def test_a_late_client_is_dropped_where_the_strategy_can_go_on_without_it(tmp_pa
     dropped_in = warnings[0]["round"]
     assert "client 3 did not answer" in warnings[0]["message"]
     assert f"round {dropped_in}" in warnings[0]["message"] and "dropped" in warnings[0]["message"]
+    assert warnings[0]["code"] == "round.client_dropped"
+    assert warnings[0]["params"]["round"] == dropped_in and warnings[0]["params"]["left"] == 3
     # Never asked again once dropped.
     later = [e for e in events if e["type"] in ("client_train", "client_evaluate")
              and e["client"] == 3 and e["round"] >= dropped_in]

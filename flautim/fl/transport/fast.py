@@ -164,6 +164,8 @@ class DirectGrid(Grid):
                 hint="see that client's log; a process killed for memory ends like this",
                 kind="infrastructure",
                 client=dead[0],
+                code="round.client_stopped",
+                params={"clients": named},
             )
 
     def wait_for_clients(self, timeout_s: float, load_timeout_s: float = 600.0) -> list[int]:
