@@ -189,6 +189,11 @@
       loadTable();
     }
   };
+  // The run's headline metric, once the charts know it (experiment.js's "flautim:metrics").
+  root.addEventListener("flautim:metrics", function (e) {
+    var name = e.detail && e.detail.headline;
+    if (typeof name === "string" && name !== "loss") window.FlautimClients.setMetric(name);
+  });
   loadSpread();
   loadTable();
   loadMix();
