@@ -25,9 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from flautim import help_topics
+from flautim import help_topics, run_messages, translation
 from flautim.live_messages import ACCURACY_NAMES, int_or_none, number_or_none
-from flautim.translation import gettext as _
 
 # --- thresholds ---------------------------------------------------------------------------
 
@@ -113,113 +112,45 @@ class Diagnosis:
     params: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        """The stored `diagnosis` event's fields (besides v, type and ts)."""
-        return {"kind": self.kind, "code": self.code, "round": self.round, "params": dict(self.params),
-                "help": HELP[self.kind]}
+        """The stored `diagnosis` event's fields (besides v, type and ts): `code` and
+        `params` (the round among them) fill the code's template in flautim/run_messages.py."""
+        params = {name: _readable(value) for name, value in self.params.items() if name != "where"}
+        if self.round is not None:
+            params["round"] = self.round
+        fields = {"kind": self.kind, "code": self.code, "round": self.round, "params": params, "help": HELP[self.kind]}
+        if "where" in self.params:
+            fields["where"] = self.params["where"]
+        return fields
 
 
-def describe(code: str, params: Any, round: Any = None) -> dict[str, str]:
-    """{"title", "message", "hint"} of a diagnosis that began in `round`, in the current
-    language (stored params are hostile: a missing or odd one renders as "?")."""
-    params = params if isinstance(params, dict) else {}
-    p = _Params({**params, "round": round if int_or_none(round) is not None else None})
-    if code == "divergence.loss":
-        return {
-            "title": _("O treino está divergindo"),
-            "message": _("A loss de treino chegou a %(loss)s na rodada %(round)s, %(factor)s vezes a melhor até "
-                         "então (%(best)s, rodada %(best_round)s).", loss=p.num("loss"), round=p.text("round"),
-                         factor=p.num("factor"), best=p.num("best"), best_round=p.text("best_round")),
-            "hint": _("Diminua learning_rate (por exemplo pela metade ou por 10), normalize as entradas ou limite "
-                      "os gradientes (torch.nn.utils.clip_grad_norm_)."),
-        }
-    if code == "divergence.weights_norm":
-        return {
-            "title": _("O treino está divergindo"),
-            "message": _("A norma dos pesos globais chegou a %(norm)s na rodada %(round)s, %(factor)s vezes a da "
-                         "rodada %(first_round)s (%(first)s).", norm=p.num("norm"), round=p.text("round"),
-                         factor=p.num("factor"), first=p.num("first"), first_round=p.text("first_round")),
-            "hint": _("Diminua learning_rate ou limite os gradientes (torch.nn.utils.clip_grad_norm_); "
-                      "weight_decay também contém o crescimento dos pesos."),
-        }
-    if code == "stuck_at_chance":
-        return {
-            "title": _("A acurácia está no nível do acaso"),
-            "message": _("Desde a rodada %(round)s a acurácia (%(metric)s) fica em %(accuracy)s, perto de "
-                         "1/%(classes)s = %(chance)s, o que um palpite ao acaso acerta.", round=p.text("round"),
-                         metric=p.text("metric"), accuracy=p.num("accuracy"), classes=p.text("classes"),
-                         chance=p.num("chance")),
-            "hint": _("O modelo não está aprendendo: confira se os rótulos correspondem às entradas, se "
-                      "learning_rate não é alto ou baixo demais e se a loss de treino está caindo."),
-        }
-    if code == "overfitting":
-        return {
-            "title": _("Sobreajuste (overfitting)"),
-            "message": _("Desde a rodada %(round)s a loss de validação sobe (%(best)s → %(loss)s) enquanto a de "
-                         "treino cai (%(train_from)s → %(train_to)s).", round=p.text("round"), best=p.num("best"),
-                         loss=p.num("loss"), train_from=p.num("train_from"), train_to=p.num("train_to")),
-            "hint": _("Use o modelo salvo da melhor rodada (aba Modelos), menos rodadas ou local_epochs, "
-                      "weight_decay, dropout ou mais dados."),
-        }
-    if code == "heterogeneity.partition":
-        return {
-            "title": _("Dados muito heterogêneos entre os clientes"),
-            "message": _("%(dominated)s de %(clients)s clientes têm %(share)s%% ou mais dos exemplos numa só "
-                         "classe (%(single)s com uma classe apenas).", dominated=p.text("dominated"),
-                         clients=p.text("clients"), share=p.text("share_percent"), single=p.text("single_class")),
-            "hint": _("Experimente a estratégia FedProx (strategy = \"FedProx\", strategy_options = "
-                      "{\"proximal_mu\": 0.1}) ou um alpha de Dirichlet maior (partitioning_options = "
-                      "{\"alpha\": 1.0})."),
-        }
-    if code == "heterogeneity.accuracy_spread":
-        return {
-            "title": _("Dados muito heterogêneos entre os clientes"),
-            "message": _("Desde a rodada %(round)s o mesmo modelo global acerta de %(low)s a %(high)s conforme "
-                         "o cliente (dispersão além do ruído: %(spread)s).", round=p.text("round"),
-                         low=p.num("low"), high=p.num("high"), spread=p.num("spread")),
-            "hint": _("Experimente a estratégia FedProx (strategy = \"FedProx\", strategy_options = "
-                      "{\"proximal_mu\": 0.1}) ou um alpha de Dirichlet maior (partitioning_options = "
-                      "{\"alpha\": 1.0})."),
-        }
-    if code == "heterogeneity.loss_spread":
-        return {
-            "title": _("Dados muito heterogêneos entre os clientes"),
-            "message": _("Desde a rodada %(round)s a loss do mesmo modelo global vai de %(low)s a %(high)s "
-                         "conforme o cliente.", round=p.text("round"), low=p.num("low"), high=p.num("high")),
-            "hint": _("Experimente a estratégia FedProx (strategy = \"FedProx\", strategy_options = "
-                      "{\"proximal_mu\": 0.1}) ou um alpha de Dirichlet maior (partitioning_options = "
-                      "{\"alpha\": 1.0})."),
-        }
-    if code == "ignored_hyperparameter":
-        suggestion = params.get("suggestion")
-        message = _("O hiperparâmetro `%(key)s` (%(where)s) não foi lido pela plataforma nem pelo seu código: "
-                    "a execução o ignorou.", key=p.text("key"), where=p.text("where"))
-        hint = (_("Talvez você quis dizer `%(suggestion)s`?", suggestion=p.text("suggestion"))
-                if isinstance(suggestion, str) and suggestion else
-                _("Confira o nome nos hiperparâmetros que a plataforma aceita, ou leia-o no seu código."))
-        return {"title": _("Hiperparâmetro ignorado, talvez com erro de digitação"), "message": message,
-                "hint": hint}
-    return {"title": _("Diagnóstico"), "message": str(code)[:80], "hint": ""}
+def _l(message: str) -> str:
+    """Marks a msgid for the catalog (scripts/i18n extracts it); translated where shown."""
+    return message
 
 
-class _Params:
-    """Hostile stored params as text: numbers rounded for reading, anything else cut short."""
+TITLES = {
+    DIVERGENCE: _l("O treino está divergindo"),
+    STUCK_AT_CHANCE: _l("A acurácia está no nível do acaso"),
+    OVERFITTING: _l("Sobreajuste (overfitting)"),
+    HETEROGENEITY: _l("Dados muito heterogêneos entre os clientes"),
+    IGNORED_HYPERPARAMETER: _l("Hiperparâmetro ignorado, talvez com erro de digitação"),
+}
 
-    def __init__(self, params: Any) -> None:
-        self.params = params if isinstance(params, dict) else {}
 
-    def num(self, name: str) -> str:
-        value = number_or_none(self.params.get(name))
-        if value is None:
-            return "?"
-        if abs(value) >= 1e9:
-            return f"{value:.2e}"
-        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+def describe(payload: dict[str, Any]) -> dict[str, str]:
+    """{"title", "message", "hint"} of a stored diagnosis in the current language: the
+    message and hint are its code's template (flautim/run_messages.py, where every code of
+    a run's messages is written), filled with its params."""
+    shown = run_messages.render(payload)
+    title = TITLES.get(payload.get("kind"), _l("Diagnóstico"))
+    return {"title": translation.gettext(title), "message": shown.text(), "hint": shown.hint}
 
-    def text(self, name: str) -> str:
-        value = self.params.get(name)
-        if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
-            return "?"
-        return str(value)[:80]
+
+def _readable(value: Any) -> Any:
+    """A number as a message shows it: 3 significant digits (5916.95 -> 5920, 0.87081 -> 0.871)."""
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.3g}")
+    return value
 
 
 # --- watching a run -----------------------------------------------------------------------
@@ -314,7 +245,7 @@ class RunWatch:
         best, loss = earlier[best_round], self.train_loss[rnd]
         if loss < DIVERGENCE_LOSS_FACTOR * best or loss <= earlier[min(earlier)]:
             return None
-        return self._once(DIVERGENCE, Diagnosis(DIVERGENCE, "divergence.loss", rnd, {
+        return self._once(DIVERGENCE, Diagnosis(DIVERGENCE, "diagnosis.divergence.loss", rnd, {
             "loss": loss, "best": best, "best_round": best_round, "factor": round(loss / best, 1)}))
 
     def _norm_divergence(self, rnd: int) -> Diagnosis | None:
@@ -325,7 +256,7 @@ class RunWatch:
         first, norm = self.norms[first_round], self.norms[rnd]
         if norm < DIVERGENCE_NORM_FACTOR * first:
             return None
-        return self._once(DIVERGENCE, Diagnosis(DIVERGENCE, "divergence.weights_norm", rnd, {
+        return self._once(DIVERGENCE, Diagnosis(DIVERGENCE, "diagnosis.divergence.weights_norm", rnd, {
             "norm": norm, "first": first, "first_round": first_round, "factor": round(norm / first, 1)}))
 
     # --- stuck at chance ---
@@ -350,7 +281,7 @@ class RunWatch:
             streak.append(rnd)
         if len(streak) < CHANCE_ROUNDS:
             return None
-        return self._once(STUCK_AT_CHANCE, Diagnosis(STUCK_AT_CHANCE, "stuck_at_chance", streak[-1], {
+        return self._once(STUCK_AT_CHANCE, Diagnosis(STUCK_AT_CHANCE, "diagnosis.stuck_at_chance", streak[-1], {
             "accuracy": accuracy[last], "chance": chance, "classes": self.classes,
             "metric": self.accuracy_name.get(source, "accuracy")}))
 
@@ -369,7 +300,7 @@ class RunWatch:
         falling = self.train_loss[rounds[-1]] < self.train_loss[rounds[0]]
         if not (rising and falling and val[last] >= (1 + OVERFIT_MIN_RISE) * best):
             return None
-        return self._once(OVERFITTING, Diagnosis(OVERFITTING, "overfitting", rounds[1], {
+        return self._once(OVERFITTING, Diagnosis(OVERFITTING, "diagnosis.overfitting", rounds[1], {
             "best": best, "loss": val[last], "train_from": self.train_loss[rounds[0]],
             "train_to": self.train_loss[rounds[-1]]}))
 
@@ -396,7 +327,7 @@ class RunWatch:
             return None
         if dominated < max(1, math.ceil(DOMINATED_CLIENTS_SHARE * counted)):
             return None
-        return self._once(HETEROGENEITY, Diagnosis(HETEROGENEITY, "heterogeneity.partition", None, {
+        return self._once(HETEROGENEITY, Diagnosis(HETEROGENEITY, "diagnosis.heterogeneity.partition", None, {
             "dominated": dominated, "clients": counted, "single_class": single,
             "share_percent": round(DOMINANT_CLASS_SHARE * 100)}))
 
@@ -442,7 +373,7 @@ class RunWatch:
         streak = [r for r in range(rnd - SPREAD_ROUNDS + 1, rnd + 1) if r in self.spread_rounds]
         if len(streak) < SPREAD_ROUNDS:
             return None
-        code = "heterogeneity.accuracy_spread" if params["basis"] == "accuracy" else "heterogeneity.loss_spread"
+        code = f"diagnosis.heterogeneity.{params['basis']}_spread"
         return self._once(HETEROGENEITY, Diagnosis(HETEROGENEITY, code, streak[0], params))
 
     # --- ignored hyperparameters ---
@@ -457,9 +388,9 @@ class RunWatch:
         suggestion = params.get("suggestion")
         where = params.get("where")
         return self._once(f"{IGNORED_HYPERPARAMETER}:{key}", Diagnosis(
-            IGNORED_HYPERPARAMETER, "ignored_hyperparameter", None, {
+            IGNORED_HYPERPARAMETER, IGNORED_WARNING_CODE, None, {
                 "key": key,
-                "suggestion": suggestion[:200] if isinstance(suggestion, str) and suggestion else None,
+                **({"suggestion": suggestion[:200]} if isinstance(suggestion, str) and suggestion else {}),
                 "where": where[:200] if isinstance(where, str) and where else "hyperparameters.py"}))
 
 

@@ -59,6 +59,16 @@ _LITERALS = _l(
     "(números, textos, True/False/None, listas, tuplas e dicts deles), por exemplo `rounds = 10`"
 )
 
+_DIVERGING = _l(
+    "Diminua learning_rate (por exemplo pela metade ou por 10), normalize as entradas ou limite "
+    "os gradientes (torch.nn.utils.clip_grad_norm_)."
+)
+_HETEROGENEOUS = _l(
+    'Experimente a estratégia FedProx (strategy = "FedProx", strategy_options = '
+    '{"proximal_mu": 0.1}) ou um alpha de Dirichlet maior (partitioning_options = '
+    '{"alpha": 1.0}).'
+)
+
 TEMPLATES: dict[str, Template] = {
     "bundle.missing_file": Template(
         _l("o experimento não tem %(name)s"),
@@ -251,6 +261,48 @@ TEMPLATES: dict[str, Template] = {
         _l("`%(key)s` não foi lido nem pela plataforma nem pelo seu código: a execução o ignorou"),
         (_l("você quis dizer `%(suggestion)s`?"),
          _l("confira o nome nos hiperparâmetros que a plataforma aceita, ou leia-o no seu código")),
+    ),
+    # The platform's diagnoses of a run's curves (flautim/diagnosis.py).
+    "diagnosis.divergence.loss": Template(
+        _l("A loss de treino chegou a %(loss)s na rodada %(round)s, %(factor)s vezes a melhor até "
+           "então (%(best)s, rodada %(best_round)s)."),
+        (_DIVERGING,), error_codes.HYPERPARAMETER_SETTINGS,
+    ),
+    "diagnosis.divergence.weights_norm": Template(
+        _l("A norma dos pesos globais chegou a %(norm)s na rodada %(round)s, %(factor)s vezes a da "
+           "rodada %(first_round)s (%(first)s)."),
+        (_l("Diminua learning_rate ou limite os gradientes (torch.nn.utils.clip_grad_norm_); "
+            "weight_decay também contém o crescimento dos pesos."),),
+        error_codes.HYPERPARAMETER_SETTINGS,
+    ),
+    "diagnosis.stuck_at_chance": Template(
+        _l("Desde a rodada %(round)s a acurácia (%(metric)s) fica em %(accuracy)s, perto de "
+           "1/%(classes)s = %(chance)s, o que um palpite ao acaso acerta."),
+        (_l("O modelo não está aprendendo: confira se os rótulos correspondem às entradas, se "
+            "learning_rate não é alto ou baixo demais e se a loss de treino está caindo."),),
+        error_codes.HYPERPARAMETER_SETTINGS,
+    ),
+    "diagnosis.overfitting": Template(
+        _l("Desde a rodada %(round)s a loss de validação sobe (%(best)s → %(loss)s) enquanto a de "
+           "treino cai (%(train_from)s → %(train_to)s)."),
+        (_l("Use o modelo salvo da melhor rodada (aba Modelos), menos rodadas ou local_epochs, "
+            "weight_decay, dropout ou mais dados."),),
+        error_codes.HYPERPARAMETER_SETTINGS,
+    ),
+    "diagnosis.heterogeneity.partition": Template(
+        _l("%(dominated)s de %(clients)s clientes têm %(share_percent)s%% ou mais dos exemplos numa só "
+           "classe (%(single_class)s com uma classe apenas)."),
+        (_HETEROGENEOUS,), error_codes.HETEROGENEITY,
+    ),
+    "diagnosis.heterogeneity.accuracy_spread": Template(
+        _l("Desde a rodada %(round)s o mesmo modelo global acerta de %(low)s a %(high)s conforme "
+           "o cliente (dispersão além do ruído: %(spread)s)."),
+        (_HETEROGENEOUS,), error_codes.HETEROGENEITY,
+    ),
+    "diagnosis.heterogeneity.loss_spread": Template(
+        _l("Desde a rodada %(round)s a loss do mesmo modelo global vai de %(low)s a %(high)s "
+           "conforme o cliente."),
+        (_HETEROGENEOUS,), error_codes.HETEROGENEITY,
     ),
     "hyperparameters.unknown_strategy": Template(
         _l("estratégia desconhecida: %(name)s"), (_l("use uma destas: %(known)s"),)

@@ -62,7 +62,7 @@ def test_the_api_lists_diagnoses_in_the_requests_language(app, client, project, 
     portuguese = client.get(url, headers=owner).json["items"]
     english = client.get(url, headers={**owner, "Accept-Language": "en"}).json["items"]
     assert [(d["kind"], d["code"], d["round"]) for d in english] == [
-        ("heterogeneity", "heterogeneity.partition", None), ("stuck_at_chance", "stuck_at_chance", 1)]
+        ("heterogeneity", "diagnosis.heterogeneity.partition", None), ("stuck_at_chance", "diagnosis.stuck_at_chance", 1)]
     heterogeneity = english[0]
     assert heterogeneity["title"] == "Highly heterogeneous data across clients"
     assert heterogeneity["message"].startswith("10 of 10 clients hold 90% or more")
@@ -79,10 +79,37 @@ def test_a_stored_payload_that_is_not_a_diagnosis_is_left_out(app, client, proje
 
     experiment = seed_experiment(project["id"], rounds=1, logs=0)
     with app.app_context():
-        for payload in ({"kind": "nonsense"}, {"kind": "overfitting", "round": "x", "params": [1]}):
+        for payload in ({"kind": "nonsense"}, {"kind": "overfitting", "round": "x", "params": [1]},
+                        {"kind": "overfitting", "code": "diagnosis.overfitting", "params": {"round": "<b>"}}):
             db.session.add(ExperimentEvent(experiment_id=experiment, attempt=1, type="diagnosis", payload=payload))
         db.session.commit()
     owner = bearer(make_token(project["owner"]))
     items = client.get(f"/api/v1/projects/{project['id']}/experiments/{experiment}/diagnoses", headers=owner).json["items"]
-    assert [(d["kind"], d["round"], d["params"]) for d in items] == [("overfitting", None, {})]
-    assert "?" in items[0]["message"]
+    assert [(d["kind"], d["round"], d["params"]) for d in items] == [
+        ("overfitting", None, {}), ("overfitting", None, {"round": "<b>"})]
+    # No template fits them: the title and no made-up text (the params do not fill it).
+    assert [(d["title"], d["message"]) for d in items] == [("Sobreajuste (overfitting)", "")] * 2
+
+
+def test_an_ignored_hyperparameter_is_named_with_its_suggestion_and_the_events_api_renders_it(
+        app, client, project, seed_experiment, make_token, tmp_path):
+    from flautim.fl.events import make_event
+
+    experiment = seed_experiment(project["id"], rounds=1, logs=0)
+    warning = make_event("warning", message="`dirichlet_alpha` was read neither ...", hint="", where="hyperparameters.py:4",
+                         code="hyperparameters.ignored_key", help="configuracao-de-hiperparametros",
+                         params={"key": "dirichlet_alpha", "where": "hyperparameters.py:4",
+                                 "suggestion": 'partitioning_options = {"alpha": 1.0}'})
+    ingestor = Ingestor(app.extensions["flautim_config"], experiment, 1, tmp_path, redis_client=None)
+    ingestor.line("server", "stdout", EVENT_PREFIX + json.dumps(warning))
+    ingestor.close()
+    owner = {**bearer(make_token(project["owner"])), "Accept-Language": "en"}
+    base = f"/api/v1/projects/{project['id']}/experiments/{experiment}"
+    (diagnosis,) = client.get(base + "/diagnoses", headers=owner).json["items"]
+    assert diagnosis["title"] == "Ignored hyperparameter, possibly misspelled"
+    assert diagnosis["message"] == (
+        "hyperparameters.py:4: `dirichlet_alpha` was read neither by the platform nor by your code: the run ignored it")
+    assert diagnosis["hint"] == 'did you mean `partitioning_options = {"alpha": 1.0}`?'
+    events = client.get(base + "/events", headers=owner).json["items"]
+    (event,) = [e for e in events if e["type"] == "diagnosis"]
+    assert event["message"]["text"] == diagnosis["message"] and event["message"]["translated"]

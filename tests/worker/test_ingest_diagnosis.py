@@ -76,7 +76,7 @@ def test_accuracy_stuck_at_chance_is_diagnosed_from_the_round_it_began(app, expe
     stored, live = ingest(app, experiment_id, tmp_path, recorded("stuck-at-chance.jsonl"))
     assert [(d["kind"], d["round"]) for d in stored] == [("stuck_at_chance", 3)]
     (diagnosis,) = stored
-    assert diagnosis["code"] == "stuck_at_chance" and diagnosis["help"] == "configuracao-de-hiperparametros"
+    assert diagnosis["code"] == "diagnosis.stuck_at_chance" and diagnosis["help"] == "configuracao-de-hiperparametros"
     assert diagnosis["params"]["classes"] == 10 and diagnosis["params"]["chance"] == pytest.approx(0.1)
     assert [m["payload"]["kind"] for m in live] == ["stuck_at_chance"]
     assert live[0]["kind"] == "event" and live[0]["id"] > 0
@@ -86,7 +86,7 @@ def test_a_one_class_per_client_partition_is_diagnosed_before_round_1(app, exper
     stored, _live = ingest(app, experiment_id, tmp_path, recorded("one-class-per-client.jsonl"))
     kinds = {d["kind"]: d for d in stored}
     heterogeneity = kinds["heterogeneity"]
-    assert heterogeneity["code"] == "heterogeneity.partition" and heterogeneity["round"] is None
+    assert heterogeneity["code"] == "diagnosis.heterogeneity.partition" and heterogeneity["round"] is None
     assert heterogeneity["params"]["single_class"] == 10 and heterogeneity["params"]["clients"] == 10
     assert heterogeneity["help"] == "heterogeneidade-de-dados"
     # Once per run, although the clients' accuracies spread from 0 to 1 in every round.
@@ -96,7 +96,7 @@ def test_a_one_class_per_client_partition_is_diagnosed_before_round_1(app, exper
 def test_a_loss_that_explodes_in_round_1_is_divergence_from_round_1(app, experiment_id, tmp_path):
     stored, live = ingest(app, experiment_id, tmp_path, recorded("diverging.jsonl"))
     assert [(d["kind"], d["code"], d["round"]) for d in stored] == [
-        ("divergence", "divergence.loss", 1), ("stuck_at_chance", "stuck_at_chance", 1)]
+        ("divergence", "diagnosis.divergence.loss", 1), ("stuck_at_chance", "diagnosis.stuck_at_chance", 1)]
     divergence = stored[0]
     assert divergence["params"]["best_round"] == 0 and divergence["params"]["factor"] > 1000
     assert [m["payload"]["kind"] for m in live] == ["divergence", "stuck_at_chance"]
@@ -114,7 +114,7 @@ def test_overfitting_is_diagnosed_from_the_first_round_the_validation_loss_rose(
 def test_the_spread_of_the_clients_accuracy_is_heterogeneity_without_a_partition_summary():
     events = [e for e in recorded("one-class-per-client.jsonl") if e["type"] != "partition_summary"]
     (diagnosis,) = watched(events)
-    assert (diagnosis.kind, diagnosis.code, diagnosis.round) == ("heterogeneity", "heterogeneity.accuracy_spread", 1)
+    assert (diagnosis.kind, diagnosis.code, diagnosis.round) == ("heterogeneity", "diagnosis.heterogeneity.accuracy_spread", 1)
     assert diagnosis.params["low"] == 0.0 and diagnosis.params["high"] == 1.0
 
 
@@ -126,7 +126,7 @@ def test_a_weights_norm_that_explodes_is_divergence():
         if event["type"] == "aggregated" and event["phase"] == "train":
             event["loss"] = None
     (diagnosis,) = [d for d in watched(events) if d.kind == "divergence"]
-    assert (diagnosis.code, diagnosis.round) == ("divergence.weights_norm", 1)
+    assert (diagnosis.code, diagnosis.round) == ("diagnosis.divergence.weights_norm", 1)
     assert diagnosis.params["first_round"] == 0 and diagnosis.params["factor"] > 10
 
 
@@ -157,7 +157,7 @@ def test_a_diagnosis_lost_with_a_failed_write_is_found_again(app, experiment_id,
 
 
 def test_the_runtime_cannot_forge_a_diagnosis(app, experiment_id, tmp_path):
-    forged = {"v": 1, "type": "diagnosis", "ts": 1.0, "kind": "divergence", "code": "divergence.loss",
+    forged = {"v": 1, "type": "diagnosis", "ts": 1.0, "kind": "divergence", "code": "diagnosis.divergence.loss",
               "round": 1, "params": {}, "help": "x"}
     stored, live = ingest(app, experiment_id, tmp_path, [forged])
     assert stored == [] and live == []

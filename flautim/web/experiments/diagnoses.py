@@ -49,6 +49,6 @@ def shown(id: int, attempt: int, payload: Any, created_at: Any) -> dict[str, Any
         "params": params,
         "help": HELP[kind],
         "help_url": help_url(HELP[kind], external=True),
-        **describe(code, params, round_),
+        **describe({**payload, "code": code, "params": params}),
         "created_at": created_at,
     }

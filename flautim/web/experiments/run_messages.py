@@ -20,8 +20,8 @@ from flautim.web import flautim_config
 from flautim.web.help import help_url
 from flautim.web.i18n import select_locale
 
-# The event types whose payload is a message to the user.
-MESSAGE_EVENTS = ("error", "warning")
+# The event types whose payload is a message to the user (diagnoses: flautim/diagnosis.py).
+MESSAGE_EVENTS = ("error", "warning", "diagnosis")
 
 
 def api_language() -> str:
