@@ -1,5 +1,5 @@
 """Rendering a run's progress in the terminal from the API's events: a bar with round r/N,
-the latest loss and accuracy, and warnings/errors as they come."""
+the latest loss and accuracy, and warnings, errors and diagnoses as they come."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class ProgressView:
             score(self._headline, {**payload, "type": kind})
             self.loss = self._headline.get("loss")
             self.accuracy = self._headline.get("accuracy")
-        elif kind in ("warning", "error"):
+        elif kind in ("warning", "error", "diagnosis"):
             self._problem(kind, event.get("message"), payload)
 
     def _problem(self, kind: str, shown: object, payload: dict) -> None:
@@ -58,6 +58,11 @@ class ProgressView:
         what, where, hint = (_printable(shown.get(key)) for key in ("what", "where", "hint"))
         if kind == "warning":
             self.message(f"aviso: {where + ': ' if where and not what.startswith(where) else ''}{what}")
+            return
+        if kind == "diagnosis":  # what the platform saw in the curves (flautim/diagnosis.py)
+            self.message(f"diagnóstico: {what}")
+            if hint:
+                self.message(f"  o que tentar: {hint}")
             return
         self.message(f"erro: {what}{f' ({where})' if where else ''}")
         if hint:

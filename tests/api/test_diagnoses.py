@@ -113,3 +113,24 @@ def test_an_ignored_hyperparameter_is_named_with_its_suggestion_and_the_events_a
     events = client.get(base + "/events", headers=owner).json["items"]
     (event,) = [e for e in events if e["type"] == "diagnosis"]
     assert event["message"]["text"] == diagnosis["message"] and event["message"]["translated"]
+
+
+def test_flautim_submit_prints_diagnoses_as_the_api_rendered_them(app, client, project, seed_experiment, make_token,
+                                                                   tmp_path):
+    import io
+
+    from flautim.api_client.progress import ProgressView
+
+    experiment = seed_experiment(project["id"], rounds=5, logs=0)
+    ingested(app, experiment, tmp_path, "diverging.jsonl")
+    owner = bearer(make_token(project["owner"]))
+    events = client.get(f"/api/v1/projects/{project['id']}/experiments/{experiment}/events?limit=5000",
+                        headers=owner).json["items"]
+    out = io.StringIO()
+    view = ProgressView(out)
+    for event in events:
+        view.feed(event)
+    text = out.getvalue()
+    assert "diagnóstico: A loss de treino chegou a 5920 na rodada 1, 2570 vezes a melhor até então (2.3, rodada 0)." in text
+    assert "  o que tentar: Diminua learning_rate" in text
+    assert "diagnóstico: Desde a rodada 1 a acurácia (accuracy) fica em 0.1" in text
