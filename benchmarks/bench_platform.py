@@ -217,9 +217,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import docker
-    from flask_migrate import upgrade
 
+    from flautim.schema_migrations import upgrade
     from flautim.web import create_app
+    from flautim.web.database import engine_of
     from flautim.worker.database import use_config
 
     admin_url = os.environ.get("FLAUTIM_BENCH_DATABASE_URL", "postgresql+psycopg://127.0.0.1/postgres")
@@ -236,7 +237,7 @@ def main(argv=None) -> int:
                                  SANDBOX_BACKEND="docker", SANDBOX_GPUS="", SANDBOX_WARM_POOL=args.warm_pool)
         app = create_app(config)
         with app.app_context():
-            upgrade()
+            upgrade(engine_of(app))
             # Container names carry the experiment id: start far from the ids tests use on
             # this host, so a test's flautim-e1-a1-* never collides with the benchmark's.
             db_engine = sa.create_engine(url)

@@ -109,7 +109,6 @@ def app_env(database_url: str, data_dir: str) -> dict[str, str]:
 
 def seed(database_url: str, data_dir: str) -> dict:
     """Migrate, then seed one user, project, token and a finished 200-round experiment."""
-    from flask_migrate import upgrade
 
     from flautim.config import Config
     from flautim.models import (
@@ -124,6 +123,7 @@ def seed(database_url: str, data_dir: str) -> dict:
         User,
         db,
     )
+    from flautim.schema_migrations import upgrade
     from flautim.web import create_app
     from flautim.web.api.tokens import create_token
     from flautim.web.auth.passwords import hash_password
@@ -132,7 +132,7 @@ def seed(database_url: str, data_dir: str) -> dict:
     config = Config.from_env(environ=env)
     app = create_app(config)
     with app.app_context():
-        upgrade()
+        upgrade(db.engine)
         user = User(email="bench@example.org", name="Bench", password_hash=hash_password(PASSWORD))
         project = Project(name="Benchmark", description="")
         db.session.add_all([user, project])

@@ -52,11 +52,11 @@ def run_lines(clients: int, rounds: int):
 
 
 def seed(database_url: str, data_dir: str, clients: int, rounds: int) -> dict:
-    from flask_migrate import upgrade
     from sqlalchemy import text
 
     from flautim.config import Config
     from flautim.models import Experiment, ExperimentState, Membership, Project, Role, User, db
+    from flautim.schema_migrations import upgrade
     from flautim.web import create_app
     from flautim.web.api.tokens import create_token
     from flautim.web.auth.passwords import hash_password
@@ -65,7 +65,7 @@ def seed(database_url: str, data_dir: str, clients: int, rounds: int) -> dict:
     config = Config.from_env(environ=app_env(database_url, data_dir))
     app = create_app(config)
     with app.app_context():
-        upgrade()
+        upgrade(db.engine)
         user = User(email="bench@example.org", name="Bench", password_hash=hash_password(PASSWORD))
         project = Project(name="Benchmark", description="")
         db.session.add_all([user, project])

@@ -47,6 +47,41 @@ def create_admin(email: str, name: str, password: str) -> None:
     click.echo(make(email, name, password))
 
 
+@main.group()
+def db() -> None:
+    """The database schema's migrations (Alembic; FLAUTIM_DATABASE_URL names the database)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+def upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    from flautim import schema_migrations
+
+    schema_migrations.upgrade(revision=revision)
+
+
+@db.command()
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION ("base": no tables)."""
+    from flautim import schema_migrations
+
+    schema_migrations.downgrade(None, revision)
+
+
+@db.command()
+@click.option("-m", "--message", required=True, help="What the revision changes.")
+@click.option("--rev-id", default=None, help="The revision's id (default: a random one).")
+def revision(message: str, rev_id: str | None) -> None:
+    """Write a new revision from what the models describe and the database lacks."""
+    from alembic import command
+
+    from flautim import schema_migrations
+
+    command.revision(schema_migrations.alembic_config(), message=message, autogenerate=True, rev_id=rev_id)
+
+
 @main.command()
 @click.option("--queue", "queues", multiple=True, help="Queues to serve (default: experiments).")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")

@@ -62,14 +62,13 @@ def database_url(tmp_path_factory):
 
 
 def _migrate(url: str, data_dir: Path) -> None:
-    from flask_migrate import upgrade
-
+    from flautim.models import db
+    from flautim.schema_migrations import upgrade
     from flautim.web import create_app
 
     app = create_app(_config(url, data_dir))
     with app.app_context():
-        upgrade()
-        from flautim.models import db
+        upgrade(db.engine)
 
         db.engine.dispose()
 

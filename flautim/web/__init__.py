@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 from flask import Flask
 from werkzeug.routing import IntegerConverter
@@ -13,8 +12,6 @@ from flautim.config import Config
 from flautim.models import MAX_ID
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS_DIR = str(Path(__file__).resolve().parents[2] / "migrations")
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -48,7 +45,6 @@ def create_app(config: Config | None = None) -> Flask:
     from . import database, extensions
 
     database.init_app(app)
-    extensions.migrate.init_app(app, extensions.db, directory=MIGRATIONS_DIR)
     extensions.csrf.init_app(app)
 
     # Each subsystem binds itself; order matters only where one needs another.

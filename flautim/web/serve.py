@@ -17,13 +17,12 @@ def serve(host: str, port: int, demo: bool, start_demo_run: bool = True) -> None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {"BASE_URL": f"http://{host}:{port}"}
     config = Config.from_env(**overrides)
-    from flask_migrate import upgrade
-
+    from flautim.schema_migrations import upgrade
     from flautim.web import create_app
+    from flautim.web.database import engine_of
 
     app = create_app(config)
-    with app.app_context():
-        upgrade()
+    upgrade(engine_of(app))
 
     if config.EMBEDDED_WORKER:
         from flautim.worker.main import start_embedded_worker

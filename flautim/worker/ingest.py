@@ -33,7 +33,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from flautim import live_messages, storage
 from flautim.config import Config
 from flautim.diagnosis import RunWatch
-from flautim.fl.events import CLIENT_EVENT_PHASES, MAX_EVENT_DEPTH, SCHEMA_VERSION, InvalidEvent, depth, parse_line
+from flautim.fl.events import (
+    CLIENT_EVENT_PHASES,
+    MAX_EVENT_DEPTH,
+    SCHEMA_VERSION,
+    InvalidEvent,
+    depth,
+    parse_line,
+)
 from flautim.live_messages import int_or_none, number_or_none
 from flautim.models import (
     ClientResult,

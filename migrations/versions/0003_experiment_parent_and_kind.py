@@ -50,5 +50,7 @@ def downgrade():
             batch_op.f("fk_experiments_parent_id_experiments"), type_="foreignkey"
         )
         batch_op.drop_constraint(batch_op.f("uq_experiments_parent_id"), type_="unique")
+        # SQLite's batch copy would keep the kind's CHECK and fail on the missing column.
+        batch_op.drop_constraint(batch_op.f("ck_experiments_experimentkind"), type_="check")
         batch_op.drop_column("kind")
         batch_op.drop_column("parent_id")
