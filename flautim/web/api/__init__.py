@@ -16,7 +16,7 @@ def init_app(app: Flask) -> None:
 
     # Importing the route modules attaches their views, the bearer check and the error
     # handlers to the blueprints (once per process, before the first registration).
-    from . import asset_routes, client_routes, experiment_routes, routes, token_pages  # noqa: F401
+    from . import asset_routes, client_routes, experiment_routes, export_routes, routes, token_pages  # noqa: F401
 
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -193,6 +193,15 @@ class Metrics(Answer):
     has_more: bool = omitted(description="Com limit: há rodadas depois desta página")
 
 
+class MetricsExport(Answer):
+    """Every number of one attempt (each round, client and metric), unpaged and unbounded:
+    streamed by exports.metrics_json, a page of rows at a time."""
+
+    experiment_id: int
+    attempt: int
+    items: list[Metric]
+
+
 class LogLine(Answer):
     id: int
     attempt: int
