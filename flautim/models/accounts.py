@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import UTCDateTime, created_at_column, db
@@ -23,6 +23,8 @@ class User(db.Model):
     locale: Mapped[str | None] = mapped_column(String(10))
     # Bumped on password change: sessions carry it, so older sessions stop working.
     session_epoch: Mapped[int] = mapped_column(default=0)
+    # An email when a run this user started ends (succeeded, failed, timed out).
+    notify_run_end: Mapped[bool] = mapped_column(default=True, server_default=true())
     # An email change waits here until the link sent to the new address is opened.
     pending_email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = created_at_column()

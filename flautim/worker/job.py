@@ -30,6 +30,7 @@ from .database import current_config, session_scope
 from .heartbeat import Heartbeat
 from .ingest import Ingestor
 from .queue import cancel_key, experiment_time_limit, publish_state, redis_for
+from .run_end_email import send_run_end_email
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
                 experiment.fail(FailureKind.INFRASTRUCTURE, f"the experiment's files are incomplete: {exc}")
             db.session.commit()
             publish_state(experiment, config)
+            send_run_end_email(config, experiment_id, attempt)
             return str(experiment.state)
         # The heartbeat exists before the state says "preparing", so a reaper starting
         # elsewhere never mistakes this fresh run for an orphan.
@@ -139,6 +141,8 @@ def run_experiment(experiment_id: int, attempt: int | None = None) -> str:
             # After the state is final: finish removing the run's containers, and warm the
             # pool for the next run.
             sandbox.replenish()
+    # Once the final state is committed, so the email says what the page says.
+    send_run_end_email(config, experiment_id, attempt)
     if rconn is not None:
         try:
             rconn.delete(cancel_key(experiment_id, attempt))

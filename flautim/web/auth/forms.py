@@ -121,6 +121,7 @@ LANGUAGE_NAMES = {"pt_BR": "Português (Brasil)", "en": "English"}
 class ProfileForm(FlaskForm):
     name = name_field()
     locale = SelectField(_l("Idioma"))
+    notify_run_end = BooleanField(_l("Avisar por email quando um experimento que eu executei terminar"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -257,6 +257,7 @@ def update_profile():
         return _render_account(400, profile_form=form)
     current_user.name = form.name.data
     current_user.locale = form.locale.data
+    current_user.notify_run_end = form.notify_run_end.data
     db.session.commit()
     session["locale"] = form.locale.data
     flash(_("Perfil atualizado."), "success")
