@@ -32,6 +32,7 @@ from .forms import (
     ProjectForm,
     RoleForm,
 )
+from .recent_runs import recent_finished_runs
 from .roles import role_label, role_summary
 from .team import TeamRuleError, change_role, leave, remove_member, transfer_ownership
 
@@ -54,6 +55,7 @@ def list_projects():
         "projects/list.html",
         memberships=memberships_of(),
         waiting=inv.waiting_for(current_user),
+        recent_runs=recent_finished_runs(current_user.id),
     )
 
 
