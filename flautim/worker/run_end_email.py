@@ -1,6 +1,7 @@
 """The email a user gets when a run they started ends: succeeded, failed (with its first
 error) or timed out — not a cancel, which they did themselves. In the user's language,
-from the app's translation catalog, read without Flask.
+from the app's catalog read without Flask (run_messages.gettext_for), the error rendered
+from its code as the page shows it (run_messages.render).
 
 Sent by the worker once the final state is committed: a mail server that is away costs
 the user the email (logged), never the run its state. Only to the user who started the
@@ -12,13 +13,10 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import cache
-from pathlib import Path
 
-from babel.support import NullTranslations, Translations
 from sqlalchemy import func, select
 
-from flautim import mail
+from flautim import mail, run_messages
 from flautim.config import Config
 from flautim.models import (
     Experiment,
@@ -35,19 +33,12 @@ from .database import session_scope
 log = logging.getLogger(__name__)
 
 NOTIFIED_STATES = frozenset({ExperimentState.SUCCEEDED, ExperimentState.FAILED, ExperimentState.TIMED_OUT})
-# The app's catalog (scripts/i18n): a folder of data, so the worker reads it without the web.
-CATALOG_DIR = Path(__file__).resolve().parents[1] / "web" / "translations"
 # What the sandbox wrote goes into the email: one line each, bounded.
 FIELD_CHARS = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # The pages the email links to (the web's URL rules, which the worker cannot ask).
 EXPERIMENT_PATH = "/projects/{project_id}/experiments/{experiment_id}"
 ACCOUNT_PATH = "/auth/account#perfil"
-
-
-@cache
-def _catalog(locale: str) -> NullTranslations:
-    return Translations.load(str(CATALOG_DIR), [locale])
 
 
 def _line(text: object, limit: int = FIELD_CHARS) -> str:
@@ -70,10 +61,10 @@ def _duration(seconds: float | None) -> str:
 def compose(experiment: Experiment, project_name: str, user: User, first_error: dict | None,
             base_url: str, default_locale: str = "pt_BR") -> tuple[str, str]:
     """(subject, body) of the email about `experiment`'s end, in `user`'s language."""
-    catalog = _catalog(user.locale or default_locale)
+    gettext = run_messages.gettext_for(user.locale or default_locale)
 
     def _(text: str, **values) -> str:
-        translated = catalog.gettext(text)
+        translated = gettext(text)
         return translated % values if values else translated
 
     name = _line(experiment.name, 100)
@@ -98,14 +89,14 @@ def compose(experiment: Experiment, project_name: str, user: User, first_error: 
           duration=_duration((experiment.summary or {}).get("duration_s") or experiment.duration_s)),
     ]
     if state != ExperimentState.SUCCEEDED:
-        error = first_error or {}
-        what = _line(error.get("what") or experiment.failure_reason or "")
+        error = run_messages.render(first_error or {}, gettext)
+        what = _line(error.what or experiment.failure_reason or "")
         if what:
             lines += ["", _("Primeiro erro: %(what)s", what=what)]
-        if error.get("where"):
-            lines.append(_("Onde: %(where)s", where=_line(error["where"])))
-        if error.get("hint"):
-            lines.append(_("Dica: %(hint)s", hint=_line(error["hint"])))
+        if error.where:
+            lines.append(_("Onde: %(where)s", where=_line(error.where)))
+        if error.hint:
+            lines.append(_("Dica: %(hint)s", hint=_line(error.hint)))
     lines += [
         "",
         _("Veja os resultados: %(link)s", link=base + EXPERIMENT_PATH.format(

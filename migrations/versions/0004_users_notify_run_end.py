@@ -1,7 +1,7 @@
 """users.notify_run_end: email a user when a run they started ends (on by default)
 
-Revision ID: 7c1e4b9d2a55
-Revises: 0001
+Revision ID: 0004_users_notify_run_end
+Revises: 0003_experiment_parent_and_kind
 Create Date: 2026-12-02 07:00:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "7c1e4b9d2a55"
-down_revision = "0001"
+revision = "0004_users_notify_run_end"
+down_revision = "0003_experiment_parent_and_kind"
 branch_labels = None
 depends_on = None
 
