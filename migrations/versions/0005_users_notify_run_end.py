@@ -1,7 +1,7 @@
 """users.notify_run_end: email a user when a run they started ends (on by default)
 
-Revision ID: 0004_users_notify_run_end
-Revises: 0003_experiment_parent_and_kind
+Revision ID: 0005_users_notify_run_end
+Revises: 0004_client_results
 Create Date: 2026-12-02 07:00:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = "0004_users_notify_run_end"
-down_revision = "0003_experiment_parent_and_kind"
+revision = "0005_users_notify_run_end"
+down_revision = "0004_client_results"
 branch_labels = None
 depends_on = None
 
