@@ -387,8 +387,8 @@ class Ingestor:
         """A client's report as one typed row (none when its round or client id is not a
         plain number). One per stored event, so the events' cap bounds these rows too;
         a value out of a column's range is dropped, never the event."""
-        kind = event["type"]
-        if kind not in ("client_train", "client_evaluate"):
+        phase = CLIENT_EVENT_PHASES.get(event["type"])
+        if phase is None:
             return []
         rnd, client = _round(event.get("round")), int_or_none(event.get("client"))
         if rnd is None or client is None or not 0 <= client <= MAX_INT32:
@@ -396,7 +396,7 @@ class Ingestor:
         examples = int_or_none(event.get("examples"))
         return [ClientResult(
             experiment_id=self.experiment_id, attempt=self.attempt, round=rnd,
-            phase="train" if kind == "client_train" else "evaluate", client=client,
+            phase=phase, client=client,
             examples=examples if examples is not None and 0 <= examples <= MAX_INT32 else None,
             loss=number_or_none(event.get("loss")),
             accuracy=live_messages.accuracy_of(event.get("metrics")),

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, literal, select
+from sqlalchemy import String, and_, case, cast, func, literal, select, text
 
 from flautim.live_messages import int_or_none
 from flautim.models import ClientResult, Experiment, ExperimentEvent, MetricRow, db
+from flautim.models.experiments import CLIENT_REPORT_TYPES, PAGE_EVENTS_WHERE
 
 PHASES = ("train", "evaluate")
 SORTS = ("client", "examples", "train_loss", "evaluate_loss", "train_metric", "evaluate_metric")
@@ -318,7 +319,13 @@ def label_mix(experiment: Experiment, attempt: int | None = None, *, bars: int |
 
 # One event per client and round: 2,000 a round at 1,000 clients. The page is not sent
 # them; it asks for the table and the spread (above) when a round's aggregate arrives.
-CLIENT_EVENT_TYPES = ("client_train", "client_evaluate")
+CLIENT_EVENT_TYPES = CLIENT_REPORT_TYPES
+
+
+def page_events():
+    """The condition on experiment_events of what the live page is sent, written as the
+    partial index ix_experiment_events_page says it (literals, so the planner uses it)."""
+    return text(PAGE_EVENTS_WHERE)
 PAGE_PARTITION_WARNINGS = 20
 
 

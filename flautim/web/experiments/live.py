@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, func, select
 from flautim.live_messages import channel_for, event_message, log_message, state_message
 from flautim.models import Experiment, ExperimentEvent, Membership, User, db
 
-from .client_results import CLIENT_EVENT_TYPES, for_page
+from .client_results import for_page, page_events
 from .results import curves_of, experiment_logs
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int
     (bounded, from the metric rows), and the newest of each SUMMARY_EVENT_TYPES."""
     left_out = (ExperimentEvent.experiment_id == experiment.id, ExperimentEvent.attempt == attempt,
                 ExperimentEvent.id > after_id, ExperimentEvent.id < before_id,
-                ExperimentEvent.type.not_in(CLIENT_EVENT_TYPES))
+                page_events())
     skipped = db.session.scalar(select(func.count()).select_from(ExperimentEvent).where(*left_out))
     newest_ids = select(func.max(ExperimentEvent.id)).where(
         *left_out, ExperimentEvent.type.in_(SUMMARY_EVENT_TYPES)).group_by(ExperimentEvent.type)
@@ -226,7 +226,7 @@ def _catch_up(
         newest_events = db.session.execute(
             select(*EVENT_COLUMNS)
             .where(ExperimentEvent.experiment_id == experiment_id, ExperimentEvent.attempt == attempt,
-                   ExperimentEvent.id > cursor.event_id, ExperimentEvent.type.not_in(CLIENT_EVENT_TYPES))
+                   ExperimentEvent.id > cursor.event_id, page_events())
             .order_by(ExperimentEvent.id.desc())
             .limit(max_events + 1)
         ).all()
