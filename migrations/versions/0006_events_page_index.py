@@ -1,14 +1,14 @@
 """experiment events: a partial index of what the live page is sent (all but the clients' reports)
 
-Revision ID: 0005_events_page_index
-Revises: 0004_client_results
+Revision ID: 0006_events_page_index
+Revises: 0005_users_notify_run_end
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_events_page_index"
-down_revision = "0004_client_results"
+revision = "0006_events_page_index"
+down_revision = "0005_users_notify_run_end"
 branch_labels = None
 depends_on = None
 
