@@ -37,7 +37,6 @@ def test_the_baseline_button_and_the_overlay(app, live_server, page, make_user, 
         for step in ("queued", "preparing", "running"):
             parent.transition(ExperimentState(step))
         db.session.commit()
-    feed_run(app, parent_id, tmp_path / "parent-out", scripted_run_lines(tmp_path / "parent-out"))
 
     base = live_server.url
     page.goto(base + "/auth/login")
@@ -46,8 +45,13 @@ def test_the_baseline_button_and_the_overlay(app, live_server, page, make_user, 
     page.get_by_role("button", name="Entrar").click()
     page.goto(f"{base}/projects/{project_id}/experiments/{parent_id}")
 
+    # Running: nothing to compare yet. The button appears when the live stream says it ended.
     button = page.get_by_test_id("baseline-start")
-    expect(button).to_have_text("Comparar com treino centralizado")
+    expect(page.get_by_test_id("chart-loss")).to_be_visible()
+    expect(button).to_be_hidden()
+    feed_run(app, parent_id, tmp_path / "parent-out", scripted_run_lines(tmp_path / "parent-out"))
+    expect(button).to_have_text("Comparar com treino centralizado", timeout=20_000)
+    expect(button).to_be_visible()
     button.click()
     expect(page.get_by_test_id("baseline-status")).to_contain_text("Federado · centralizado")
     expect(button).to_be_hidden()  # one at a time

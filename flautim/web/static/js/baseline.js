@@ -79,12 +79,14 @@
       .catch(function () { button.disabled = false; });
   });
 
-  // The experiment may finish while the page is open: look again when its badge says so.
+  // A queued or running experiment has nothing to compare yet: look when its badge says it
+  // ended (the live stream updates it).
   var badge = document.querySelector("#state-badge .badge");
   if (badge && window.MutationObserver) {
     new MutationObserver(function () {
-      if (badge.getAttribute("data-state") === "succeeded") load();
+      if (!ACTIVE[badge.getAttribute("data-state")]) load();
     }).observe(badge, { attributes: true, attributeFilter: ["data-state"] });
   }
-  load();
+  var root = document.getElementById("experiment");
+  if (!root || !ACTIVE[root.getAttribute("data-state")]) load();
 })();
