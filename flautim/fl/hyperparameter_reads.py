@@ -151,7 +151,7 @@ def ignored_warnings(hp: Hyperparameters) -> list[dict[str, Any]]:
         suggestion = suggest(key, hp.extra[key], hp)
         params = {"key": key, "where": where, **({"suggestion": suggestion} if suggestion else {})}
         warnings.append({
-            "message": f"`{key}` was read neither by the platform nor by your code: the run ignored it",
+            "message": f"{where}: `{key}` was read neither by the platform nor by your code: the run ignored it",
             "hint": f"did you mean `{suggestion}`?" if suggestion else
             "check the name against the hyperparameters the platform accepts, or read it in your code",
             "where": where,
