@@ -97,6 +97,24 @@ TEMPLATES: dict[str, Template] = {
         _l("a classe %(cls)s não tem o método %(method)s(self)"),
         (_l("defina %(method)s(self) devolvendo um dataset do torch indexável (map-style)"),),
     ),
+    "bundle.one_subclass": Template(
+        _l("%(file)s deve definir exatamente uma subclasse de %(base)s (encontradas: %(found)s)"),
+        (_l("mantenha uma só `class ...(%(base)s)` em %(file)s"),),
+    ),
+    "user_code.module_not_installed": Template(
+        _l("%(file)s importa o módulo '%(module)s', que não está instalado: %(error)s"),
+        (_l(
+            "a imagem do sandbox tem %(packages)s; inclua seus próprios módulos na pasta do experimento "
+            "ou peça a um administrador que adicione o pacote à imagem"
+        ),),
+    ),
+    "user_code.unreadable": Template(
+        _l("%(file)s não pôde ser lido: %(error)s"), (_l("corrija a linha (confira parênteses, dois-pontos e indentação)"),)
+    ),
+    "user_code.import_failed": Template(
+        _l("importar %(file)s falhou: %(error)s"),
+        (_l("o código no nível do módulo do seu arquivo roda quando ele é carregado; mova o trabalho para métodos"),),
+    ),
     "user_code.init_failed": Template(_l("criar %(cls)s() falhou: %(error)s")),
     "user_code.build_model_failed": Template(_l("construir o modelo (build_model / Model()) falhou: %(error)s")),
     "user_code.configure_optimizer_failed": Template(_l("configure_optimizer(model) falhou: %(error)s")),

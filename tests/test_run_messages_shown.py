@@ -217,3 +217,31 @@ def test_flautim_submit_prints_the_apis_message(app, client, failed_run):
     assert "  dica: as camadas anteriores produzem 64 valores" in text
     assert "aviso: hyperparameters.py:6: a chave desconhecida `learnin_rate`" in text
     assert "erro: [2Jboom (api.py:1)" in text and "\x1b" not in text
+
+
+def test_a_failed_dataset_inspection_reads_in_the_users_language(app, client, make_user, make_project, db_session):
+    """The worker stores a failed inspection as {"error": the runtime's fields}: the dataset's
+    page shows its text (translated when coded), never the stored dict."""
+    import html as html_module
+
+    from flautim.fl.errors import FlautimError
+    from flautim.models import Dataset
+    from tests.experiments_support import setup_project, upload_mnist_assets
+
+    ctx = setup_project(make_user, make_project, client)
+    dataset_id = upload_mnist_assets(client, ctx["project_id"])["dataset_id"]
+    error = FlautimError("dataset.py must define exactly one subclass of Dataset (found: A, B)", where="dataset.py",
+                         hint="keep one", code="bundle.one_subclass",
+                         params={"file": "dataset.py", "base": "Dataset", "found": "A, B"})
+    url = f"/projects/{ctx['project_id']}/datasets/{dataset_id}"
+    for stored, shown in [
+        ({"error": error.event_fields()}, "dataset.py deve definir exatamente uma subclasse de Dataset (encontradas: A, B)"),
+        ({"error": {"what": "cannot read the files", "where": "dataset.py:3", "hint": "", "code": "no.such"}},
+         "cannot read the files"),
+    ]:
+        dataset = db_session.get(Dataset, dataset_id)
+        dataset.inspection_status, dataset.inspection = "error", stored
+        db_session.commit()
+        page = html_module.unescape(client.get(url).get_data(as_text=True))
+        assert f"<strong>{shown}</strong>" in page
+        assert "{'what'" not in page

@@ -256,13 +256,16 @@ def _import_error(exc: BaseException, bundle: Bundle, name: str) -> FlautimError
             exc, bundle.root, f"{name} imports the module {missing!r}, which is not installed",
             hint=f"the sandbox image has {IMAGE_PACKAGES}; ship your own modules inside the "
             "experiment folder or ask an administrator to add the package to the image",
+            code="user_code.module_not_installed", params={"file": name, "module": missing, "packages": IMAGE_PACKAGES},
         )
     if isinstance(exc, SyntaxError):
         return user_code_error(exc, bundle.root, f"{name} cannot be read",
-                               hint="fix the line (check parentheses, colons and indentation)")
+                               hint="fix the line (check parentheses, colons and indentation)",
+                               code="user_code.unreadable", params={"file": name})
     return user_code_error(
         exc, bundle.root, f"importing {name} failed",
         hint="code at module level of your file runs when it is loaded; move work into methods",
+        code="user_code.import_failed", params={"file": name},
     )
 
 
@@ -284,6 +287,7 @@ def _defined_subclass(module: ModuleType, base: type, filename: str) -> type:
             f"{filename} must define exactly one subclass of {base.__name__} (found: {found})",
             where=filename, kind=USER_CODE,
             hint=f"keep one `class ...({base.__name__})` in {filename}",
+            code="bundle.one_subclass", params={"file": filename, "base": base.__name__, "found": found},
         )
     return candidates[0]
 

@@ -27,7 +27,11 @@ CODES: dict[str, str | None] = {
     "bundle.no_model": None,
     "bundle.no_dataset_class": None,
     "bundle.missing_split": None,
+    "bundle.one_subclass": None,
     # user code that raised (the exception is the param `error`)
+    "user_code.module_not_installed": None,
+    "user_code.unreadable": None,
+    "user_code.import_failed": None,
     "user_code.init_failed": None,
     "user_code.build_model_failed": None,
     "user_code.configure_optimizer_failed": None,

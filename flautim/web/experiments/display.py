@@ -16,6 +16,8 @@ from flautim.models import Dataset, Experiment, Project, Role, db
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_fragment
 
+from . import run_messages
+
 # Lazy: a page shows one state, so only that one is translated per view.
 _STATE_LABELS = {
     "draft": _l("rascunho"),
@@ -86,14 +88,18 @@ def inspection_view(dataset: Dataset) -> dict[str, Any]:
         for key in ("num_classes", "input_shape", "dtype", "classes")
         if key in info and not isinstance(info[key], dict)
     ]
+    # The worker stores a failed inspection as {"error": the runtime's error fields}: shown
+    # in the reader's language when the runtime named it, bounded either way.
+    error = info.get("error") if isinstance(info.get("error"), dict) else info
+    shown = run_messages.render(error) if error.get("what") or error.get("message") else None
     return {
         "splits": splits,
         "histogram": histogram,
         "peak": max((v for _k, v in histogram), default=0) or 1,
         "facts": facts,
-        "what": info.get("what") or info.get("error") or info.get("message"),
-        "where": info.get("where"),
-        "hint": info.get("hint"),
+        "what": shown.what if shown else None,
+        "where": shown.where if shown else None,
+        "hint": shown.hint if shown else None,
     }
 
 
