@@ -464,6 +464,12 @@ def _fail_runs(config: Config, runs, reason: str) -> list[int]:
             publish_state(experiment, config)
             failed.append(experiment_id)
         db.session.remove()
+    # A run whose work horse died ends like any other: its user hears of it.
+    from .run_end_email import send_run_end_email
+
+    for experiment_id, attempt in runs:
+        if experiment_id in failed:
+            send_run_end_email(config, experiment_id, attempt)
     return failed
 
 

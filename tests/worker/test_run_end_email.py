@@ -152,3 +152,17 @@ def test_a_mail_server_that_is_away_costs_the_email_not_the_run(app, worker_conf
     failed = _ended(app, project_id, user_id, ExperimentState.FAILED)
     away = replace(worker_config, SMTP_HOST=smtp_host, SMTP_PORT=free_port())
     assert send_run_end_email(away, failed, 1) is False
+
+
+def test_a_run_failed_by_the_reaper_emails_too(app, worker_config, owner, smtp_server):
+    import redis
+
+    from flautim.worker.main import reap_run
+    from tests.conftest import REDIS_URL
+
+    user_id, project_id = owner
+    running = _ended(app, project_id, user_id, ExperimentState.RUNNING, name="órfão")
+    assert reap_run(worker_config, redis.Redis.from_url(REDIS_URL), running, 1, "the worker running it died")
+    [message] = smtp_server.to(EMAIL)
+    assert message["Subject"] == "Flautim: o experimento órfão falhou"
+    assert "Primeiro erro: the worker running it died" in _body(message)
