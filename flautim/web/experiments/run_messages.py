@@ -66,8 +66,9 @@ def page_catalog() -> Markup:
     """Every code's texts in the page's language, as JSON for an HTML attribute: the page's
     script fills them with an event's params (static/js/run_messages.js), as `render` does.
     The same for every view in a language: built once."""
-    locale = str(get_locale())
-    catalog = _CATALOGS.get(locale)
+    # The FAQ links start with the script root: part of the key, with the language.
+    key = (str(get_locale()), request.script_root)
+    catalog = _CATALOGS.get(key)
     if catalog is None:
         gettext = flask_babel.gettext
         entries = {
@@ -78,8 +79,8 @@ def page_catalog() -> Markup:
             }
             for code, template in run_messages.TEMPLATES.items()
         }
-        catalog = _CATALOGS[locale] = htmlsafe_json_dumps(entries, dumps=current_app.json.dumps)
+        catalog = _CATALOGS[key] = htmlsafe_json_dumps(entries, dumps=current_app.json.dumps)
     return catalog
 
 
-_CATALOGS: dict[str, Markup] = {}
+_CATALOGS: dict[tuple[str, str], Markup] = {}
