@@ -16,7 +16,7 @@ import re
 
 from sqlalchemy import func, select
 
-from flautim import mail, run_messages
+from flautim import help_topics, mail, run_messages
 from flautim.config import Config
 from flautim.models import (
     Experiment,
@@ -97,6 +97,10 @@ def compose(experiment: Experiment, project_name: str, user: User, first_error: 
             lines.append(_("Onde: %(where)s", where=_line(error.where)))
         if error.hint:
             lines.append(_("Dica: %(hint)s", hint=_line(error.hint)))
+        # A listed code's FAQ entry (never a slug the sandbox named).
+        faq = help_topics.help_path(error.help)
+        if faq:
+            lines.append(_("No FAQ: %(link)s", link=base + faq))
     lines += [
         "",
         _("Veja os resultados: %(link)s", link=base + EXPERIMENT_PATH.format(

@@ -166,3 +166,21 @@ def test_a_run_failed_by_the_reaper_emails_too(app, worker_config, owner, smtp_s
     [message] = smtp_server.to(EMAIL)
     assert message["Subject"] == "Flautim: o experimento órfão falhou"
     assert "Primeiro erro: the worker running it died" in _body(message)
+
+
+def test_a_coded_first_error_reads_in_the_users_language_with_its_faq_entry(app, worker_config, owner, smtp_server):
+    user_id, project_id = owner
+    coded = {"what": "layer 'fc1' expected 784 inputs, got 28", "where": "api.py:19", "code": "model.linear_input",
+             "params": {"layer": "fc1", "expected": 784, "got": 28, "shape": "(32, 28)"},
+             "help": "contato-suporte"}
+    failed = _ended(app, project_id, user_id, ExperimentState.FAILED, name="forma", errors=(coded,))
+    assert send_run_end_email(worker_config, failed, 1)
+    body = _body(smtp_server.messages[-1])
+    assert "Primeiro erro: a camada 'fc1' esperava 784 entradas e recebeu 28\nOnde: api.py:19\n" in body
+    assert "Dica: as camadas anteriores produzem 28 valores por exemplo" in body
+    # The entry is the code's, not the one the (hostile) event named.
+    assert f"No FAQ: {worker_config.BASE_URL}/help/faq#incompatibilidade-de-tamanho-de-tensor" in body
+    _set_user(app, user_id, locale="en")
+    assert send_run_end_email(worker_config, failed, 1)
+    body = _body(smtp_server.messages[-1])
+    assert "First error: layer 'fc1' expected 784 inputs" in body and "In the FAQ: " in body
