@@ -169,6 +169,10 @@ def test_the_pages_links_download_the_same_files(app, client, ctx):
         else:
             assert r.data == api, key
         assert f"experimento-{exp}-tentativa-1-" in r.headers["Content-Disposition"]
+    # The Modelos tab offers the TensorBoard folder too.
+    models = client.get(f"/projects/{pid}/experiments/{exp}/models").get_data(as_text=True)
+    tb = re.search(r'data-testid="models-export-tensorboard" href="([^"]+)"', models).group(1).replace("&amp;", "&")
+    assert tb == links["tensorboard"].replace("&amp;", "&")
     assert client.get(f"/projects/{pid}/experiments/{exp}/metrics.csv?attempt=x").status_code == 400
     # Another user, logged in, gets 404 for each of them.
     outsider = app.test_client()
