@@ -129,18 +129,36 @@ def test_the_api_answers_in_the_accepted_language(app, client, failed_run):
     assert all("message" not in i for i in items if i["type"] not in ("error", "warning"))
 
 
+def _catalog_of(client, page: str) -> tuple[dict, object]:
+    """The page's catalog script (its own versioned URL), and the response that served it."""
+    src = re.search(r'<script src="(/projects/run-messages/[^"]+\.js)"', page).group(1)
+    response = client.get(src)
+    body = response.get_data(as_text=True)
+    prefix = "window.FlautimRunMessagesCatalog = "
+    assert body.startswith(prefix) and body.rstrip().endswith(";")
+    return json.loads(body[len(prefix):].rstrip().rstrip(";")), response
+
+
 def test_the_page_carries_each_codes_text_in_its_language(client, failed_run):
     login(client, "dona@example.org")
     url = f"/projects/{failed_run['project']}/experiments/{failed_run['experiment']}"
     page = client.get(url).get_data(as_text=True)
-    catalog = json.loads(re.search(r"data-run-messages='([^']*)'", page).group(1))
+    catalog, response = _catalog_of(client, page)
     assert catalog["model.linear_input"]["what"] == "a camada '%(layer)s' esperava %(expected)s entradas e recebeu %(got)s"
-    assert "Avisos da execução" in page
+    # Kept by the browser: the texts are not part of each view of the page.
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "a camada" not in page and "Avisos da execução" in page
     token = csrf_token_from(page)
     client.post("/language", data={"csrf_token": token, "locale": "en", "next": url})
     page = client.get(url).get_data(as_text=True)
-    catalog = json.loads(re.search(r"data-run-messages='([^']*)'", page).group(1))
+    catalog, _ = _catalog_of(client, page)
     assert catalog["model.linear_input"]["what"] == "layer '%(layer)s' expected %(expected)s inputs, got %(got)s"
+
+
+def test_the_catalog_script_answers_only_the_sites_languages(client):
+    assert client.get("/projects/run-messages/xx.0123456789abcdef.js").status_code == 404
+    stale = client.get("/projects/run-messages/en.0000000000000000.js")
+    assert stale.status_code == 200 and stale.headers["Cache-Control"] == "no-cache"
 
 
 @pytest.mark.browser

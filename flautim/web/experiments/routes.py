@@ -365,6 +365,22 @@ HEADER_LOADS = (
 )
 
 
+@bp.get("/run-messages/<locale>.<version>.js")
+def run_messages_script(locale: str, version: str):
+    """The texts of the runtime's error and warning codes in one language, as the experiment
+    page's script reads them. Public (nothing in it is anyone's); kept by browsers for a year
+    at a versioned URL, which changes with the texts."""
+    if locale not in flautim_config().LANGUAGES:
+        abort(404)
+    script = run_messages.catalog_script(locale)
+    response = Response(script.body, mimetype="text/javascript")
+    if version == script.version:
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:  # an old page's version: today's texts, not kept
+        response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
 def show(project_id: int, experiment_id: int):
     # The user, membership, project, experiment and what the header names: one round trip.
@@ -386,7 +402,7 @@ def show(project_id: int, experiment_id: int):
         "panels": _panels(experiment),
     }
     return render_template(
-        "experiments/show.html", e=e, js_labels=js_labels(), run_messages_catalog=run_messages.page_catalog()
+        "experiments/show.html", e=e, js_labels=js_labels(), run_messages_url=run_messages.catalog_script_url()
     )
 
 

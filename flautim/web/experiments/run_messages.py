@@ -6,14 +6,15 @@ The texts and the rules (which code, which params, the fallback to English) are
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import flask_babel
-from flask import current_app, request
+from flask import current_app, request, url_for
 from flask_babel import force_locale, get_locale
 from jinja2.utils import htmlsafe_json_dumps
-from markupsafe import Markup
 
 from flautim import run_messages
 from flautim.web import flautim_config
@@ -62,25 +63,42 @@ def api_message(type: str, payload: Mapping[str, Any], language: str) -> dict[st
     }
 
 
-def page_catalog() -> Markup:
-    """Every code's texts in the page's language, as JSON for an HTML attribute: the page's
-    script fills them with an event's params (static/js/run_messages.js), as `render` does.
-    The same for every view in a language: built once."""
+@dataclass(frozen=True)
+class CatalogScript:
+    """Every code's texts in one language as a script for the page (static/js/run_messages.js
+    fills them with an event's params, as `render` does). A script of its own, not part of
+    the page: the same for every view in a language (~20 KB), so the browser keeps it by its
+    version and each view of the page stays small."""
+
+    body: bytes
+    version: str
+
+
+def catalog_script(locale: str) -> CatalogScript:
     # The FAQ links start with the script root: part of the key, with the language.
-    key = (str(get_locale()), request.script_root)
-    catalog = _CATALOGS.get(key)
-    if catalog is None:
-        gettext = flask_babel.gettext
-        entries = {
-            code: {
-                "what": gettext(template.what),
-                "hints": [gettext(hint) for hint in template.hints],
-                "help_url": help_url(run_messages.help_slug(code)),
+    key = (locale, request.script_root)
+    script = _SCRIPTS.get(key)
+    if script is None:
+        with force_locale(locale):
+            gettext = flask_babel.gettext
+            entries = {
+                code: {
+                    "what": gettext(template.what),
+                    "hints": [gettext(hint) for hint in template.hints],
+                    "help_url": help_url(run_messages.help_slug(code)),
+                }
+                for code, template in run_messages.TEMPLATES.items()
             }
-            for code, template in run_messages.TEMPLATES.items()
-        }
-        catalog = _CATALOGS[key] = htmlsafe_json_dumps(entries, dumps=current_app.json.dumps)
-    return catalog
+        body = f"window.FlautimRunMessagesCatalog = {htmlsafe_json_dumps(entries, dumps=current_app.json.dumps)};\n"
+        encoded = body.encode()
+        script = _SCRIPTS[key] = CatalogScript(encoded, hashlib.sha256(encoded).hexdigest()[:16])
+    return script
 
 
-_CATALOGS: dict[tuple[str, str], Markup] = {}
+def catalog_script_url() -> str:
+    """The page's catalog script, in the page's language, at the URL of its current version."""
+    locale = str(get_locale())
+    return url_for("experiments.run_messages_script", locale=locale, version=catalog_script(locale).version)
+
+
+_SCRIPTS: dict[tuple[str, str], CatalogScript] = {}

@@ -1,12 +1,11 @@
 /* A run's errors and warnings in the page's language. The server gives each code's texts
-   (data-run-messages, flautim/run_messages.py); an event brings the code and its params.
+   (FlautimRunMessagesCatalog, a script of its own per language: web/experiments/run_messages.py);
+   an event brings the code and its params.
    Events come from user code's sandbox: an unknown code or params that do not fit show the
    event's English text instead, cut to a bounded length, always written as text. */
 (function () {
   "use strict";
-  var root = document.getElementById("experiment");
-  var catalog = {};
-  try { catalog = JSON.parse((root && root.getAttribute("data-run-messages")) || "{}"); } catch (err) { catalog = {}; }
+  var catalog = window.FlautimRunMessagesCatalog || {};
   var MAX_PARAMS = 32, MAX_PARAM_CHARS = 500, MAX_TEXT_CHARS = 2000, MAX_WHERE_CHARS = 300, MAX_WARNINGS = 50;
   var NAME = /^[a-z_][a-z0-9_]{0,39}$/;
   var CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
