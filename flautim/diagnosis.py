@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flautim import help_topics, run_messages, translation
-from flautim.live_messages import ACCURACY_NAMES, int_or_none, number_or_none
+from flautim.headline import accuracy_name
+from flautim.live_messages import int_or_none, number_or_none
 
 # --- thresholds ---------------------------------------------------------------------------
 
@@ -395,9 +396,5 @@ class RunWatch:
 
 
 def _accuracy(metrics: Any) -> tuple[str, float | None]:
-    if not isinstance(metrics, dict):
-        return "", None
-    for name in ACCURACY_NAMES:
-        if name in metrics:
-            return name, number_or_none(metrics[name])
-    return "", None
+    name = accuracy_name(metrics)
+    return (name, number_or_none(metrics[name])) if name else ("", None)

@@ -8,9 +8,10 @@ catches up: every path goes through these builders, so the browser
 on `channel_for(redis_client, experiment_id)` and reach the browser as Server-Sent Events named by their
 `kind`.
 
-The server decides the figures a page shows: an event carries its `accuracy` (found by
-`accuracy_of`) and a state carries the run's `headline` (current and best accuracy and
-loss, kept by the worker with `score`); the page's script draws what it is given.
+The server decides the figures a page shows: a state carries the run's `headline` (its
+headline metric's name and direction, as `flautim.headline` decides them, its current and
+best value, and the loss's, kept by the worker with `score`); the page's script draws what
+it is given.
 
 Imports neither Flask nor SQLAlchemy: the worker uses it.
 """
@@ -18,15 +19,14 @@ Imports neither Flask nor SQLAlchemy: the worker uses it.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
-# The metric names a run may report its accuracy under, in order of preference.
-ACCURACY_NAMES = ("accuracy", "acc", "val_accuracy")
-# Events that report a loss and metrics (and so an accuracy) for a round.
-SCORED_EVENTS = frozenset({"client_train", "client_evaluate", "aggregated", "central_evaluate"})
-HEADLINE_KEYS = ("accuracy", "best_accuracy", "loss", "best_loss", "round", "source")
+from flautim.headline import LOSS, Headline, number_or_none  # noqa: F401 (number_or_none: used from here too)
+
+# The run's headline metric (flautim.headline: its name and direction), its current and
+# best values, and the same for the loss.
+HEADLINE_KEYS = ("metric", "metric_mode", "metric_value", "metric_best", "loss", "best_loss", "round", "source")
 
 
 def channel_for(redis_client: Any, experiment_id: int) -> str:
@@ -37,18 +37,6 @@ def channel_for(redis_client: Any, experiment_id: int) -> str:
     would otherwise see each other's experiment 1."""
     database = int(redis_client.connection_pool.connection_kwargs.get("db") or 0)
     return f"flautim:{database}:experiment:{int(experiment_id)}"
-
-
-def number_or_none(value: Any) -> float | None:
-    """A finite float, or None (a run's output is hostile: NaN, an integer past a float's
-    range, text)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def int_or_none(value: Any) -> int | None:
@@ -62,35 +50,33 @@ def int_or_none(value: Any) -> int | None:
     return None
 
 
-def accuracy_of(metrics: Any) -> float | None:
-    """The accuracy among a round's reported metrics: the first of ACCURACY_NAMES present."""
-    if not isinstance(metrics, dict):
-        return None
-    for name in ACCURACY_NAMES:
-        if name in metrics:
-            return number_or_none(metrics[name])
-    return None
-
-
-def score(headline: dict[str, Any], event: dict[str, Any]) -> None:
-    """Update a run's headline (current and best loss and accuracy) with an evaluation
-    event (`aggregated` of phase evaluate, or `central_evaluate`): the central evaluation,
-    on held-out data, wins over the federated one once the run reports it."""
+def score(summary: dict[str, Any], event: dict[str, Any], metric: Headline) -> None:
+    """Update a run's headline figures (current and best value of its headline `metric`,
+    and of the loss) with an evaluation event (`aggregated` of phase evaluate, or
+    `central_evaluate`): the central evaluation, on held-out data, wins over the federated
+    one once the run reports it."""
     central = event.get("type") == "central_evaluate"
-    if not central and headline.get("source") == "central":
+    if not central and summary.get("source") == "central":
         return
-    headline["source"] = "central" if central else "federated"
-    headline["round"] = int_or_none(event.get("round"))
+    summary["source"] = "central" if central else "federated"
+    summary["round"] = int_or_none(event.get("round"))
+    if summary.get("metric") != metric.name or summary.get("metric_mode") != metric.mode:
+        # The rule settled on another metric (its first report arrived): start its figures over.
+        summary.pop("metric_value", None)
+        summary.pop("metric_best", None)
+        summary["metric"], summary["metric_mode"] = metric.name, metric.mode
     loss = number_or_none(event.get("loss"))
-    accuracy = accuracy_of(event.get("metrics"))
+    metrics = event.get("metrics")
+    value = loss if metric.name == LOSS else (
+        number_or_none(metrics.get(metric.name)) if isinstance(metrics, dict) else None)
     if loss is not None:
-        headline["loss"] = loss
-        best = headline.get("best_loss")
-        headline["best_loss"] = loss if best is None else min(best, loss)
-    if accuracy is not None:
-        headline["accuracy"] = accuracy
-        best = headline.get("best_accuracy")
-        headline["best_accuracy"] = accuracy if best is None else max(best, accuracy)
+        summary["loss"] = loss
+        best = summary.get("best_loss")
+        summary["best_loss"] = loss if best is None else min(best, loss)
+    if value is not None:
+        summary["metric_value"] = value
+        if metric.better(value, summary.get("metric_best")):
+            summary["metric_best"] = value
 
 
 class LogMessage(TypedDict):
@@ -109,7 +95,6 @@ class EventMessage(TypedDict):
     attempt: int
     type: str
     payload: Any
-    accuracy: float | None
 
 
 class StateMessage(TypedDict):
@@ -150,8 +135,7 @@ def log_message(id: int, attempt: int, source: str, stream: str, line: str,
 
 
 def event_message(id: int, attempt: int, type: str, payload: Any) -> EventMessage:
-    accuracy = accuracy_of(payload.get("metrics")) if type in SCORED_EVENTS and isinstance(payload, dict) else None
-    return {"kind": "event", "id": id, "attempt": attempt, "type": type, "payload": payload, "accuracy": accuracy}
+    return {"kind": "event", "id": id, "attempt": attempt, "type": type, "payload": payload}
 
 
 def state_message(experiment: ExperimentLike) -> StateMessage:

@@ -1,4 +1,4 @@
-"""The live-update messages and the headline rule (flautim/live_messages.py): one shape per
+"""The live-update messages and the headline figures (flautim/live_messages.py): one shape per
 kind whoever builds it, and the figures decided on the server."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import redis
 
 from flautim import live_messages as lm
+from flautim.headline import Headline
 
 
 def test_imports_without_flask_or_sqlalchemy():
@@ -20,44 +21,57 @@ def test_imports_without_flask_or_sqlalchemy():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
-def test_accuracy_is_the_first_of_its_names_and_a_finite_number():
-    assert lm.accuracy_of({"acc": 0.4, "val_accuracy": 0.3}) == 0.4
-    assert lm.accuracy_of({"val_accuracy": 0.3, "accuracy": 0.9}) == 0.9
-    for hostile in ({"accuracy": float("nan")}, {"accuracy": "0.9"}, {"accuracy": True}, {"accuracy": 10**400},
-                    {"loss": 1.0}, None, [0.9]):
-        assert lm.accuracy_of(hostile) is None
-
-
-def test_event_messages_carry_their_accuracy():
-    scored = lm.event_message(7, 1, "aggregated", {"round": 2, "phase": "evaluate", "metrics": {"acc": 0.8}})
+def test_event_messages_carry_the_payload_as_sent():
+    scored = lm.event_message(7, 1, "aggregated", {"round": 2, "phase": "evaluate", "metrics": {"mae": 0.8}})
     assert scored == {"kind": "event", "id": 7, "attempt": 1, "type": "aggregated",
-                      "payload": {"round": 2, "phase": "evaluate", "metrics": {"acc": 0.8}}, "accuracy": 0.8}
-    assert lm.event_message(8, 1, "checkpoint", {"metrics": {"accuracy": 0.8}})["accuracy"] is None
-    assert lm.event_message(9, 1, "central_evaluate", "not a dict")["accuracy"] is None
+                      "payload": {"round": 2, "phase": "evaluate", "metrics": {"mae": 0.8}}}
+
+
+ACCURACY = Headline("accuracy", "max")
 
 
 def test_the_headline_prefers_the_central_evaluation():
-    headline: dict = {}
-    lm.score(headline, {"type": "aggregated", "round": 1, "loss": 0.9, "metrics": {"accuracy": 0.5}})
-    assert headline == {"source": "federated", "round": 1, "loss": 0.9, "best_loss": 0.9,
-                        "accuracy": 0.5, "best_accuracy": 0.5}
-    lm.score(headline, {"type": "central_evaluate", "round": 1, "loss": 0.7, "metrics": {"acc": 0.65}})
-    lm.score(headline, {"type": "aggregated", "round": 2, "loss": 0.1, "metrics": {"accuracy": 0.99}})
-    lm.score(headline, {"type": "central_evaluate", "round": 2.0, "loss": float("nan"), "metrics": {"accuracy": 0.6}})
-    assert headline["source"] == "central" and headline["round"] == 2
-    assert (headline["accuracy"], headline["best_accuracy"], headline["loss"], headline["best_loss"]) == (0.6, 0.65, 0.7, 0.7)
+    summary: dict = {}
+    lm.score(summary, {"type": "aggregated", "round": 1, "loss": 0.9, "metrics": {"accuracy": 0.5}}, ACCURACY)
+    assert summary == {"source": "federated", "round": 1, "loss": 0.9, "best_loss": 0.9, "metric": "accuracy",
+                       "metric_mode": "max", "metric_value": 0.5, "metric_best": 0.5}
+    lm.score(summary, {"type": "central_evaluate", "round": 1, "loss": 0.7, "metrics": {"accuracy": 0.65}}, ACCURACY)
+    lm.score(summary, {"type": "aggregated", "round": 2, "loss": 0.1, "metrics": {"accuracy": 0.99}}, ACCURACY)
+    lm.score(summary, {"type": "central_evaluate", "round": 2.0, "loss": float("nan"), "metrics": {"accuracy": 0.6}},
+             ACCURACY)
+    assert summary["source"] == "central" and summary["round"] == 2
+    assert (summary["metric_value"], summary["metric_best"], summary["loss"], summary["best_loss"]) == (0.6, 0.65, 0.7, 0.7)
+
+
+def test_a_regression_headline_is_best_when_lowest_and_hostile_values_are_ignored():
+    mae = Headline("mae", "min")
+    summary: dict = {}
+    for rnd, value in ((1, 0.9), (2, 0.4), (3, 0.6), (4, float("nan")), (5, "0.1"), (6, True), (7, 10**400)):
+        lm.score(summary, {"type": "central_evaluate", "round": rnd, "loss": 1.0, "metrics": {"mae": value}}, mae)
+    assert (summary["metric"], summary["metric_mode"], summary["metric_value"], summary["metric_best"]) == (
+        "mae", "min", 0.6, 0.4)
+
+
+def test_the_figures_start_over_when_the_headline_settles_on_another_metric():
+    summary: dict = {}
+    lm.score(summary, {"type": "central_evaluate", "round": 0, "loss": 2.0, "metrics": {}}, Headline("loss", "min"))
+    assert (summary["metric"], summary["metric_value"]) == ("loss", 2.0)
+    lm.score(summary, {"type": "central_evaluate", "round": 1, "loss": 1.0, "metrics": {"mse": 3.0}},
+             Headline("mse", "min"))
+    assert (summary["metric"], summary["metric_value"], summary["metric_best"]) == ("mse", 3.0, 3.0)
 
 
 def test_state_and_log_messages():
     experiment = SimpleNamespace(
         id=3, state="running", attempt=2, rounds_done=1, rounds_total=5, failure_kind=None, failure_reason=None,
         cancel_requested=False, started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), finished_at=None,
-        summary={"accuracy": 0.5, "best_accuracy": 0.6, "sandbox_backend": "local", "eta_s": 3.0},
+        summary={"metric": "mae", "metric_mode": "min", "metric_value": 0.5, "metric_best": 0.4,
+                 "sandbox_backend": "local", "eta_s": 3.0},
     )
     state = lm.state_message(experiment)
     assert state["kind"] == "state" and state["id"] == 3 and state["attempt"] == 2
     assert state["started_at"] == "2026-01-02T03:04:05+00:00" and state["finished_at"] is None
-    assert state["headline"] == {"accuracy": 0.5, "best_accuracy": 0.6}
+    assert state["headline"] == {"metric": "mae", "metric_mode": "min", "metric_value": 0.5, "metric_best": 0.4}
     log = lm.log_message(4, 2, "client-0", "stdout", "época 1", datetime(2026, 1, 2, tzinfo=UTC))
     assert json.loads(lm.encode(log)) == {"kind": "log", "id": 4, "attempt": 2, "source": "client-0",
                                           "stream": "stdout", "line": "época 1", "created_at": "2026-01-02T00:00:00+00:00"}

@@ -376,6 +376,21 @@ def _differential_privacy(key: str, value: Any, filename: str, line: int | None)
     return options
 
 
+# Parts of a metric's name that mark it as better when lower: losses and errors (MSE, MAE,
+# RMSE, MAPE, "mean_squared_error"), perplexity. Everything else (accuracy, f1, auc, r2) is
+# better when higher.
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "perplexity")
+
+
+def metric_mode(name: str) -> str:
+    """Which way a metric improves, from its name: "min" for losses and errors (`loss`,
+    `mse`, `mae`, `rmse`, `val_error`), "max" for the rest (`accuracy`, `f1`, `auc`). The
+    checkpoint's `best_metric` and the platform's headline metric both follow it, unless
+    `checkpoint["mode"]` says otherwise."""
+    lowered = name.lower()
+    return "min" if any(part in lowered for part in LOWER_IS_BETTER) else "max"
+
+
 def _checkpoint(key: str, value: Any, filename: str, line: int | None) -> dict[str, Any]:
     options = _dict(key, value, filename, line)
     allowed = {"keep_last", "best_metric", "mode"}
@@ -389,9 +404,7 @@ def _checkpoint(key: str, value: Any, filename: str, line: int | None) -> dict[s
         )
     result = {"keep_last": 2, "best_metric": "loss", "mode": "min"}
     if "best_metric" in options and "mode" not in options:
-        # Losses and errors are minimised, everything else (accuracy, f1, auc) maximised.
-        name = str(options["best_metric"]).lower()
-        result["mode"] = "min" if ("loss" in name or "error" in name) else "max"
+        result["mode"] = metric_mode(str(options["best_metric"]))
     result.update(options)
     result["keep_last"] = _int(0, 1000)("checkpoint.keep_last", result["keep_last"], filename, line)
     if result["best_metric"] is not None and not (

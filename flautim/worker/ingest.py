@@ -30,7 +30,7 @@ import redis
 from sqlalchemy import Integer, cast, delete, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from flautim import live_messages, storage
+from flautim import headline, live_messages, storage
 from flautim.config import Config
 from flautim.diagnosis import RunWatch
 from flautim.fl.events import (
@@ -73,6 +73,8 @@ class LogOrderError(RuntimeError):
     """New log lines would get ids at or below lines already stored: refused (see _write)."""
 CHECKPOINT_FORMATS = {"pytorch": ".pt", "safetensors": ".safetensors"}
 CHECKPOINT_KINDS = ("round", "best", "final")
+# Metric names remembered for the headline rule (the first ones a run reports decide it).
+MAX_REPORTED_NAMES = 100
 # Round numbers beyond any run's (hyperparameters allow 10,000 rounds) are not results.
 MAX_ROUND = 1_000_000
 MAX_INT32 = 2**31 - 1
@@ -108,6 +110,9 @@ class Ingestor:
         # (kind, round) -> (files, bytes), oldest first.
         self._copies: dict[tuple[str, int], tuple[list[Path], int]] = {}
         self._keep_last: int | None = None
+        self._hyperparameters: dict | None = None
+        # Metric names the run's evaluations reported, first seen first (flautim.headline).
+        self._reported: dict[str, None] = {}
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self.lines_stored = 0
@@ -399,7 +404,7 @@ class Ingestor:
             phase=phase, client=client,
             examples=examples if examples is not None and 0 <= examples <= MAX_INT32 else None,
             loss=number_or_none(event.get("loss")),
-            accuracy=live_messages.accuracy_of(event.get("metrics")),
+            accuracy=headline.accuracy_of(event.get("metrics")),
             duration_s=number_or_none(event.get("duration_s")),
         )]
 
@@ -504,12 +509,18 @@ class Ingestor:
             ).execution_options(synchronize_session=False))
         return [row for row in artifacts if (row.kind, row.round) in self._copies]
 
+    def _hyperparameter_values(self) -> dict:
+        """The hyperparameters the platform validated for this run (read once)."""
+        if self._hyperparameters is None:
+            experiment = db.session.get(Experiment, self.experiment_id)
+            values = experiment.hyperparameter_file.values if experiment and experiment.hyperparameter_file else {}
+            self._hyperparameters = values if isinstance(values, dict) else {}
+        return self._hyperparameters
+
     def _keep_last_rounds(self) -> int:
         """The run's checkpoint.keep_last, from the hyperparameters the platform validated."""
         if self._keep_last is None:
-            experiment = db.session.get(Experiment, self.experiment_id)
-            values = experiment.hyperparameter_file.values if experiment and experiment.hyperparameter_file else {}
-            options = values.get("checkpoint") if isinstance(values, dict) else None
+            options = self._hyperparameter_values().get("checkpoint")
             keep = options.get("keep_last", 2) if isinstance(options, dict) else 2
             self._keep_last = keep if isinstance(keep, int) and 0 <= keep <= 1000 else 2
         return self._keep_last
@@ -551,7 +562,12 @@ class Ingestor:
         elif kind in ("central_evaluate", "aggregated") and rnd:
             if kind == "central_evaluate" or event.get("phase") == "evaluate":
                 self._rounds_done = max(self._rounds_done, rnd)
-                live_messages.score(self._summary, event)
+                metrics = event.get("metrics")
+                if isinstance(metrics, dict) and len(self._reported) < MAX_REPORTED_NAMES:
+                    for name in list(metrics)[:MAX_REPORTED_NAMES]:
+                        self._reported.setdefault(str(name)[:64], None)  # as its rows store it
+                live_messages.score(self._summary, event,
+                                    headline.headline_metric(self._hyperparameter_values(), self._reported))
         elif kind == "error":
             self.last_error = event
         elif kind == "run_finished":

@@ -89,8 +89,9 @@ def test_events_become_rows_summary_and_live_messages(app, experiment_id, tmp_pa
         assert artifact.size_bytes == len(b"model-bytes") and artifact.format == "pytorch"
         experiment = db.session.get(Experiment, experiment_id)
         assert experiment.rounds_total == 4 and experiment.rounds_done == 2
-        assert experiment.summary["accuracy"] == 0.6
-        assert experiment.summary["best_accuracy"] == 0.65
+        assert (experiment.summary["metric"], experiment.summary["metric_mode"]) == ("accuracy", "max")
+        assert experiment.summary["metric_value"] == 0.6
+        assert experiment.summary["metric_best"] == 0.65
         assert experiment.summary["best_loss"] == 0.7
         assert "eta_s" in experiment.summary and "mean_round_s" in experiment.summary
 

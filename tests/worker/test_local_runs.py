@@ -79,8 +79,9 @@ def test_a_run_through_the_real_queue_stores_logs_events_metrics_and_checkpoints
     assert experiment.state == ExperimentState.SUCCEEDED, experiment.failure_reason
     assert experiment.attempt == attempt == 1
     assert experiment.rounds_total == 3 and experiment.rounds_done == 3
-    assert 0.0 < experiment.summary["accuracy"] <= 1.0
-    assert experiment.summary["best_accuracy"] >= experiment.summary["accuracy"]
+    assert experiment.summary["metric"] == "accuracy" and experiment.summary["metric_mode"] == "max"
+    assert 0.0 < experiment.summary["metric_value"] <= 1.0
+    assert experiment.summary["metric_best"] >= experiment.summary["metric_value"]
     assert "mean_round_s" in experiment.summary
     with app.app_context():
         sources = {s for (s,) in db.session.execute(
