@@ -102,7 +102,7 @@ def _messages(body: str) -> list[tuple[str, dict]]:
 def _assert_bounded_curves(curves: dict) -> None:
     for metric in ("loss", "accuracy"):
         for key in ("train", "evaluate", "central"):
-            points = curves[metric][key]
+            points = curves["metrics"][metric][key]
             assert 0 < len(points) <= MAX_POINTS + 1, (metric, key, len(points))
             assert points[-1][0] == ROUNDS  # the last point is always the last round
             assert [p[0] for p in points] == sorted({p[0] for p in points})
@@ -154,7 +154,7 @@ def test_curves_and_compare_of_a_long_run_are_bounded(app, client, ctx, db_sessi
         curves = client.get(f"/projects/{pid}/experiments/{long_run}/curves.json").get_json()
         _assert_bounded_curves(curves)
         # The best value is the whole curve's, not the downsampled points'.
-        assert SPIKE_ROUND not in [p[0] for p in curves["accuracy"]["central"]]
+        assert SPIKE_ROUND not in [p[0] for p in curves["metrics"]["accuracy"]["central"]]
         assert curves["best"]["accuracy"]["central"] == pytest.approx(0.99)
         assert curves["rounds"]["loss"]["central"] == ROUNDS
 
@@ -194,5 +194,5 @@ def test_short_curves_are_whole(app, client, ctx, db_session):
     pid = ctx["project_id"]
     exp_id = _big_run_short(pid)
     curves = client.get(f"/projects/{pid}/experiments/{exp_id}/curves.json").get_json()
-    assert curves["accuracy"]["central"] == [[1, pytest.approx(0.1)], [2, pytest.approx(0.2)], [3, pytest.approx(0.3)]]
-    assert curves["downsampled"] is False and curves["loss"]["train"] == []
+    assert curves["metrics"]["accuracy"]["central"] == [[1, pytest.approx(0.1)], [2, pytest.approx(0.2)], [3, pytest.approx(0.3)]]
+    assert curves["downsampled"] is False and curves["metrics"]["loss"]["train"] == []

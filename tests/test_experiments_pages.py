@@ -181,10 +181,10 @@ def test_finished_experiment_page_models_logs_and_downloads(app, client, ctx, db
     assert "attachment" in logs.headers["Content-Disposition"]
     assert "[client-1] client 1 training round 3" in text and "round 2 done" in text
     curves = client.get(f"/projects/{pid}/experiments/{exp_id}/curves.json").get_json()
-    assert curves["accuracy"]["central"] == [[0, 0.1], [1, 0.5], [2, 0.6], [3, 0.7]] or [
-        round(p[1], 6) for p in curves["accuracy"]["central"]
+    assert curves["metrics"]["accuracy"]["central"] == [[0, 0.1], [1, 0.5], [2, 0.6], [3, 0.7]] or [
+        round(p[1], 6) for p in curves["metrics"]["accuracy"]["central"]
     ] == [0.1, 0.5, 0.6, 0.7]
-    assert [p[0] for p in curves["loss"]["train"]] == [1, 2, 3]
+    assert [p[0] for p in curves["metrics"]["loss"]["train"]] == [1, 2, 3]
 
 
 def test_failed_run_shows_error_with_where_and_hint(app, client, ctx, db_session, tmp_path):

@@ -9,7 +9,7 @@ from flask import Response
 from sqlalchemy import func, select
 
 from flautim.models import Experiment, ExperimentState, Role, db
-from flautim.web.experiments import baseline, diagnoses, results, run_messages, runs
+from flautim.web.experiments import baseline, client_curves, diagnoses, results, run_messages, runs
 from flautim.web.experiments.display import artifact_download_name
 from flautim.web.projects.access import scoped
 from flautim.web.response_cache import cached_response, json_bytes
@@ -180,6 +180,21 @@ def experiment_metrics(project_id: int, experiment_id: int):
         return json_bytes(results.metric_rows(experiment, attempt, fmt=args.format, **filters, **pages))
 
     return cached_response(key, build)
+
+
+@bp.get(E + "/client-curves")
+@operation("Uma métrica por cliente: a dispersão por rodada (mín., mediana, máx.) e as curvas de até 8 clientes",
+           "results", query=s.ClientCurvesQuery, responses={200: s.ClientCurves}, errors=READ_ERRORS)
+def experiment_client_curves(project_id: int, experiment_id: int):
+    """The spread of one metric across the clients per round (min, median and max, computed
+    by the database) and the curves of the clients named in `clients`; at most the
+    server's curve points (CURVE_MAX_POINTS) rounds, the last of each group of rounds."""
+    _project, experiment = scoped_experiment(project_id, experiment_id)
+    args = query_args()
+    body = client_curves.client_curves(
+        experiment, _attempt(args, experiment), name=args.name, phase=args.phase,
+        clients=client_curves.parse_clients(args.clients), max_points=results.curve_max_points())
+    return answer(s.ClientCurves.model_validate(body))
 
 
 @bp.get(E + "/logs")

@@ -26,12 +26,14 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     WithJsonSchema,
+    computed_field,
 )
 from werkzeug.datastructures import FileStorage
 
+from flautim import headline
 from flautim import models as orm
 from flautim.models import MAX_ID, ExperimentKind, ExperimentState, FailureKind, Role
-from flautim.web.experiments import client_results
+from flautim.web.experiments import client_curves, client_results
 
 MAX_BIGINT = 2**63 - 1
 MAX_ROUNDS_PER_PAGE = 10_000
@@ -136,6 +138,13 @@ class HyperparameterFile(Asset):
     values: JsonObject
 
 
+class HeadlineMetric(Answer):
+    """The metric a run leads with (flautim.headline) and which way is better."""
+
+    name: str
+    mode: Literal["min", "max"] = Field(description="min: menor é melhor (loss, MSE, MAE); max: maior é melhor")
+
+
 class Experiment(Answer):
     id: int
     project_id: int
@@ -163,6 +172,13 @@ class Experiment(Answer):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     duration_s: float | None
+
+    @computed_field(description="A métrica principal da execução (a do checkpoint.best_metric, ou a "
+                                "primeira que ela relata), quando já houve uma avaliação")
+    @property
+    def headline_metric(self) -> HeadlineMetric | None:
+        found = headline.stored(self.summary)
+        return HeadlineMetric(**found.as_dict()) if found else None
 
 
 class Metric(Answer):
@@ -200,6 +216,31 @@ class MetricsExport(Answer):
     experiment_id: int
     attempt: int
     items: list[Metric]
+
+
+class ClientSpread(Answer):
+    round: int
+    min: float
+    median: float
+    max: float
+    clients: int = Field(description="Clientes que relataram a métrica nesta rodada")
+
+
+class ClientCurve(Answer):
+    client: int
+    rounds: list[int]
+    values: list[float]
+
+
+class ClientCurves(Answer):
+    experiment_id: int
+    attempt: int
+    name: str
+    phase: Literal["train", "evaluate"]
+    max_points: int
+    downsampled: bool = Field(description="Rodadas demais: a última de cada grupo de rodadas, e a última")
+    spread: list[ClientSpread]
+    clients: list[ClientCurve]
 
 
 class LogLine(Answer):
@@ -371,6 +412,14 @@ class MetricsQuery(AttemptQuery):
     after_round: int | None = Field(None, ge=-1, le=MAX_ID, description="Páginas por rodada: rodadas depois desta")
     limit: int | None = Field(None, ge=1, le=MAX_ROUNDS_PER_PAGE,
                               description="Rodadas por página (com next_after_round e has_more)")
+
+
+class ClientCurvesQuery(AttemptQuery):
+    name: str = Field("loss", min_length=1, max_length=client_curves.MAX_NAME_LENGTH,
+                      description="A métrica: loss, accuracy, mse, mae, ...")
+    phase: Literal["train", "evaluate"] = Field("evaluate", description="train ou evaluate (nos clientes)")
+    clients: str | None = Field(None, pattern=client_curves.CLIENTS_PATTERN,
+                                description=f"Até {client_curves.MAX_CLIENTS} clientes, separados por vírgula: 0,3,7")
 
 
 class LogsQuery(AttemptQuery):

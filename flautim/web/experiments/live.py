@@ -204,7 +204,8 @@ def _summary(experiment: Experiment, attempt: int, after_id: int, before_id: int
         "kind": "summary",
         "skipped_events": skipped,
         "events": [page_event_message(*row) for row in singles],
-        "curves": {key: curves[key] for key in ("loss", "accuracy", "downsampled", "max_points")},
+        "curves": {key: curves[key] for key in ("headline", "names", "metrics", "modes", "metrics_left_out", "downsampled",
+                                                "max_points")},
     }
 
 

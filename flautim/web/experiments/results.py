@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
 
-from flautim.live_messages import ACCURACY_NAMES
+from flautim import headline
 from flautim.models import (
     Experiment,
     ExperimentEvent,
@@ -31,15 +31,18 @@ from flautim.web import flautim_config
 
 from .errors import NotFound
 
-# series key -> (phase, source) of its metric rows — the three curves of the Saídas charts.
+# series key -> (phase, source) of its metric rows — the three curves of each Saídas chart.
 SERIES = {
     "train": ("train", "aggregate"),
     "evaluate": ("evaluate", "aggregate"),
     "central": ("central", "server"),
 }
-# metric -> the metric names it is read from, in order of preference.
-METRIC_NAMES = {"loss": ("loss",), "accuracy": ACCURACY_NAMES}
+# The series whose metrics are evaluations (the headline rule reads their names).
+EVALUATIONS = ("evaluate", "central")
 DEFAULT_MAX_POINTS = 500
+# Metrics charted per run (the loss and the headline always among them): a run may report
+# any number of names, each a chart's worth of points.
+MAX_CURVE_METRICS = 24
 
 
 def _number(value: Any) -> float | None:
@@ -48,7 +51,7 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _max_points() -> int:
+def curve_max_points() -> int:
     config = flautim_config()
     return getattr(config, "CURVE_MAX_POINTS", DEFAULT_MAX_POINTS)
 
@@ -61,41 +64,56 @@ def _series_filter():
     return or_(*(and_(MetricRow.phase == phase, MetricRow.source == source) for phase, source in SERIES.values()))
 
 
-def curve_stats(experiment: Experiment, attempt: int | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(metric, series key): {"name", "rounds", "first", "last", "best"}} for every curve
-    the run has rows for: one grouped statement over the attempt's metric rows."""
-    names = [name for group in METRIC_NAMES.values() for name in group]
+def hyperparameter_values(experiment: Experiment) -> dict[str, Any]:
+    values = experiment.hyperparameter_file.values if experiment.hyperparameter_file else None
+    return values if isinstance(values, dict) else {}
+
+
+def curve_stats(experiment: Experiment, attempt: int | None = None) -> dict[str, Any]:
+    """What the run has curves of, in one grouped statement over the attempt's metric rows:
+    {"headline": Headline, "names": [charted names, loss and headline first, then in the
+    order the run first reported them], "left_out": names not charted, "stats": {(name,
+    series key): {"rounds", "first", "last", "best"}}}."""
     rows = db.session.execute(
         select(MetricRow.phase, MetricRow.source, MetricRow.name, func.count(func.distinct(MetricRow.round)),
                func.min(MetricRow.round), func.max(MetricRow.round), func.min(MetricRow.value),
-               func.max(MetricRow.value))
+               func.max(MetricRow.value), func.min(MetricRow.id))
         .where(MetricRow.experiment_id == experiment.id, MetricRow.attempt == _attempt(experiment, attempt),
-               _series_filter(), MetricRow.name.in_(names))
+               _series_filter())
         .group_by(MetricRow.phase, MetricRow.source, MetricRow.name)
     ).all()
-    found = {(phase, source, name): rest for phase, source, name, *rest in rows}
+    keys = {pair: key for key, pair in SERIES.items()}
+    firsts: dict[str, int] = {}
+    evaluated: dict[str, int] = {}
+    for phase, source, name, *_rest, first_id in rows:
+        firsts[name] = min(firsts.get(name, first_id), first_id)
+        if keys[(phase, source)] in EVALUATIONS:
+            evaluated[name] = min(evaluated.get(name, first_id), first_id)
+    values = hyperparameter_values(experiment)
+    top = headline.headline_metric(values, sorted(evaluated, key=evaluated.get))
+    ordered = sorted(firsts, key=lambda n: (n != headline.LOSS, n != top.name, firsts[n]))
+    names = ordered[:MAX_CURVE_METRICS]
+    charted = set(names)
     stats = {}
-    for metric, preferred in METRIC_NAMES.items():
-        for key, (phase, source) in SERIES.items():
-            name = next((n for n in preferred if (phase, source, n) in found), None)
-            if name is None:
-                continue
-            rounds, first, last, low, high = found[(phase, source, name)]
-            stats[(metric, key)] = {"name": name, "rounds": rounds, "first": first, "last": last,
-                                    "best": low if metric == "loss" else high}
-    return stats
+    for phase, source, name, rounds, first, last, low, high, _id in rows:
+        if name in charted:
+            mode = headline.mode_of(name, values)
+            stats[(name, keys[(phase, source)])] = {"rounds": rounds, "first": first, "last": last,
+                                                    "best": low if mode == "min" else high}
+    return {"headline": top, "names": names, "left_out": len(ordered) - len(names), "stats": stats,
+            "modes": {name: headline.mode_of(name, values) for name in names}}
 
 
 def _points(experiment: Experiment, attempt: int | None, stats: dict, max_points: int) -> dict:
-    """{(metric, key): [[round, value], ...]}: per curve, the newest value of the last round
+    """{(name, key): [[round, value], ...]}: per curve, the newest value of the last round
     of each bucket of `width` rounds (width 1 when the curve fits), in one statement."""
     if not stats:
         return {}
     buckets, wanted = [], []
-    for (_metric, key), info in stats.items():
+    for (name, key), info in stats.items():
         phase, source = SERIES[key]
         width = max(1, math.ceil((info["last"] - info["first"] + 1) / max_points))
-        match = and_(MetricRow.phase == phase, MetricRow.source == source, MetricRow.name == info["name"])
+        match = and_(MetricRow.phase == phase, MetricRow.source == source, MetricRow.name == name)
         wanted.append(match)
         buckets.append((match, (MetricRow.round - info["first"]) // width))
     ranked = (
@@ -113,10 +131,10 @@ def _points(experiment: Experiment, attempt: int | None, stats: dict, max_points
         .where(ranked.c.rank == 1)
         .order_by(ranked.c.round)
     ).all()
-    by_row = {(SERIES[key][0], SERIES[key][1], info["name"]): (metric, key) for (metric, key), info in stats.items()}
+    keys = {pair: key for key, pair in SERIES.items()}
     points: dict = {}
     for phase, source, name, rnd, value in rows:
-        points.setdefault(by_row[(phase, source, name)], []).append([rnd, value])
+        points.setdefault((name, keys[(phase, source)]), []).append([rnd, value])
     return points
 
 
@@ -133,23 +151,30 @@ def _duration(experiment: Experiment, attempt: int | None) -> float | None:
 
 
 def curves_of(experiment: Experiment, attempt: int | None = None, max_points: int | None = None) -> dict[str, Any]:
-    """{"loss": {series: [[round, value], ...]}, "accuracy": {...}, "best", "rounds",
-    "downsampled", "max_points", "duration_s", ...}: at most `max_points` points a curve."""
-    max_points = max_points or _max_points()
-    stats = curve_stats(experiment, attempt)
+    """Every metric the run reports, per series: {"headline": {"name", "mode"}, "names",
+    "metrics": {name: {series: [[round, value], ...]}}, "modes": {name: "min" | "max"},
+    "best", "rounds" (per name and series), "metrics_left_out", "downsampled",
+    "max_points", "duration_s", ...}: at most `max_points` points a curve and
+    MAX_CURVE_METRICS metrics."""
+    max_points = max_points or curve_max_points()
+    found = curve_stats(experiment, attempt)
+    stats = found["stats"]
     points = _points(experiment, attempt, stats, max_points)
-    curves: dict[str, Any] = {metric: {key: points.get((metric, key), []) for key in SERIES}
-                              for metric in METRIC_NAMES}
+    names = found["names"]
     duration = _duration(experiment, attempt)
     return {
         "id": experiment.id,
         "name": experiment.name,
         "state": experiment.state.value,
-        **curves,
-        "best": {metric: {key: info["best"] for (m, key), info in stats.items() if m == metric}
-                 for metric in METRIC_NAMES},
-        "rounds": {metric: {key: info["rounds"] for (m, key), info in stats.items() if m == metric}
-                   for metric in METRIC_NAMES},
+        "headline": found["headline"].as_dict(),
+        # The charted names in order (the loss, the headline, then as first reported): JSON
+        # objects carry no order.
+        "names": names,
+        "metrics": {name: {key: points.get((name, key), []) for key in SERIES} for name in names},
+        "modes": found["modes"],
+        "best": {name: {key: info["best"] for (n, key), info in stats.items() if n == name} for name in names},
+        "rounds": {name: {key: info["rounds"] for (n, key), info in stats.items() if n == name} for name in names},
+        "metrics_left_out": found["left_out"],
         "downsampled": any(info["rounds"] > len(points.get(target, [])) for target, info in stats.items()),
         "max_points": max_points,
         "duration_s": duration if duration is not None else experiment.duration_s,
@@ -160,33 +185,47 @@ def _last(points: list[list[float]]) -> float | None:
     return points[-1][1] if points else None
 
 
+def _held_out_first(curves: dict[str, Any], name: str) -> str:
+    """The series a comparison reads: the central evaluation is the held-out truth; fall
+    back to the federated one, then to training."""
+    series = curves["metrics"].get(name, {})
+    return next((key for key in ("central", "evaluate", "train") if series.get(key)), "central")
+
+
 def compare_rows(experiments: list[Experiment]) -> dict[str, Any]:
-    """The comparison table: final and best metrics, duration and every hyperparameter."""
+    """The comparison table: each run's headline metric (final and best), final loss,
+    duration and every hyperparameter; and the metrics any of them reports, for the
+    chart's picker (the headline of the first run first)."""
     rows = []
     keys: list[str] = []
+    metric_names: dict[str, None] = {}
     for experiment in experiments:
         curves = curves_of(experiment)
-        # The central evaluation is the held-out truth; fall back to the federated one.
-        acc_key = "central" if curves["accuracy"]["central"] else "evaluate"
-        loss_key = "central" if curves["loss"]["central"] else "evaluate"
-        acc, loss = curves["accuracy"][acc_key], curves["loss"][loss_key]
+        top = curves["headline"]["name"]
+        metric_key, loss_key = _held_out_first(curves, top), _held_out_first(curves, headline.LOSS)
         values = dict(experiment.hyperparameter_file.values) if experiment.hyperparameter_file else {}
         for key in values:
             if key not in keys:
                 keys.append(key)
+        metric_names.setdefault(top, None)
+        loss = curves["metrics"].get(headline.LOSS, {}).get(loss_key, [])
         rows.append(
             {
                 "experiment": experiment,
-                "final_accuracy": _last(acc),
-                "best_accuracy": curves["best"]["accuracy"].get(acc_key),
+                "metric": top,
+                "metric_mode": curves["headline"]["mode"],
+                "final_metric": _last(curves["metrics"].get(top, {}).get(metric_key, [])),
+                "best_metric": curves["best"].get(top, {}).get(metric_key),
                 "final_loss": _last(loss),
-                "rounds": curves["rounds"]["loss"].get(loss_key) if loss else experiment.rounds_done,
+                "rounds": curves["rounds"].get(headline.LOSS, {}).get(loss_key) if loss else experiment.rounds_done,
                 "duration_s": curves["duration_s"],
                 "hyperparameters": values,
                 "downsampled": curves["downsampled"],
             }
         )
-    return {"rows": rows, "keys": keys, "max_points": _max_points(),
+        for name in curves["names"]:
+            metric_names.setdefault(name, None)
+    return {"rows": rows, "keys": keys, "max_points": curve_max_points(), "metric_names": list(metric_names),
             "downsampled": any(row["downsampled"] for row in rows)}
 
 

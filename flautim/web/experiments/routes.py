@@ -25,7 +25,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy.orm import joinedload
 
-from flautim import redis_connection
+from flautim import headline, redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
 from flautim.web import flautim_config
 from flautim.web.extensions import login_manager
@@ -40,16 +40,18 @@ from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
-from . import baseline, bp, live, run_messages, runs
+from . import baseline, bp, client_curves, live, run_messages, runs
 from .diagnoses import experiment_diagnoses
 from .display import artifact_download_name, can_edit_project, js_labels, state_label
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
 from .results import (
     artifact_in_experiment,
     compare_rows,
+    curve_max_points,
     curves_of,
     experiment_artifacts,
     experiment_logs,
+    hyperparameter_values,
     log_sources,
 )
 
@@ -455,6 +457,7 @@ def models_fragment(project_id: int, experiment_id: int):
         project=g.project,
         experiment=experiment,
         artifacts=experiment_artifacts(experiment),
+        headline=headline.of_experiment(experiment.summary, hyperparameter_values(experiment)),
     )
 
 
@@ -561,6 +564,26 @@ def download_artifact(project_id: int, experiment_id: int, artifact_id: int):
 def curves(project_id: int, experiment_id: int):
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
     return curves_of(experiment)
+
+
+@bp.get("/<int:project_id>/experiments/<int:experiment_id>/client-curves.json")
+@require_role(Role.VIEWER)
+def client_curves_json(project_id: int, experiment_id: int):
+    """The page's per-client chart: the spread across clients and the chosen clients' curves."""
+    experiment = project_object_or_404(Experiment, experiment_id, g.project)
+    try:
+        name, phase = client_curves.check_query(request.args.get("name"), request.args.get("phase"))
+        clients = client_curves.parse_clients(request.args.get("clients"))
+    except client_curves.BadClientQuery as exc:
+        messages = {
+            "clients": _("Até %(n)d números de cliente separados por vírgula, por exemplo 0,3,7.",
+                         n=client_curves.MAX_CLIENTS),
+            "name": _("O nome da métrica tem no máximo %(n)d caracteres.", n=client_curves.MAX_NAME_LENGTH),
+            "phase": _("A fase é train ou evaluate."),
+        }
+        return {"error": messages[exc.field], "field": exc.field}, 400
+    return client_curves.client_curves(experiment, experiment.attempt, name=name, phase=phase, clients=clients,
+                                       max_points=curve_max_points())
 
 
 @bp.get("/<int:project_id>/experiments/compare")

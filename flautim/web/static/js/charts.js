@@ -1,5 +1,6 @@
 /* Hand-written SVG line charts (no library, no CDN): axes, ticks, one polyline per series.
-   FlautimCharts.line(svg, [{label, cls, points: [[x, y], ...]}], {xLabel, yLabel}) */
+   FlautimCharts.line(svg, [{label, cls, points: [[x, y], ...]}], {xLabel, yLabel})
+   A series with `band: [[x, low, high], ...]` is drawn as a shaded area (a spread). */
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
@@ -34,7 +35,10 @@
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
     var pts = [];
-    series.forEach(function (s) { s.points.forEach(function (p) { pts.push(p); }); });
+    series.forEach(function (s) {
+      s.points.forEach(function (p) { pts.push(p); });
+      (s.band || []).forEach(function (b) { pts.push([b[0], b[1]]); pts.push([b[0], b[2]]); });
+    });
     svg.setAttribute("data-points", String(pts.length));
     if (!pts.length) {
       var t = el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", "class": "chart-empty" }, svg);
@@ -71,6 +75,16 @@
     if (opts.xLabel) { var xl = el("text", { x: M.left + iw / 2, y: H - 4, "text-anchor": "middle", "class": "label" }, axes); xl.textContent = opts.xLabel; }
     if (opts.yLabel) { var yl = el("text", { x: 12, y: M.top + ih / 2, "text-anchor": "middle", "class": "label", transform: "rotate(-90 12 " + (M.top + ih / 2) + ")" }, axes); yl.textContent = opts.yLabel; }
 
+    series.forEach(function (s) {
+      if (!s.band || !s.band.length) return;
+      var band = s.band.slice().sort(function (a, b) { return a[0] - b[0]; });
+      var upper = band.map(function (b) { return X(b[0]) + "," + Y(b[2]); });
+      var lower = band.slice().reverse().map(function (b) { return X(b[0]) + "," + Y(b[1]); });
+      var g = el("g", { "class": "band " + (s.cls || ""), "data-series": s.key || s.label }, svg);
+      var area = el("polygon", { points: upper.concat(lower).join(" ") }, g);
+      var title = el("title", {}, area);
+      title.textContent = s.label;
+    });
     series.forEach(function (s) {
       if (!s.points.length) return;
       var sorted = s.points.slice().sort(function (a, b) { return a[0] - b[0]; });

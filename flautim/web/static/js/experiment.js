@@ -39,13 +39,36 @@
   var runFinished = null;
   var roundStart = {}, roundEnd = {};
   var currentRound = 0, completedRounds = 0;
-  var series = {
-    loss: { train: [], evaluate: [], central: [] },
-    accuracy: { train: [], evaluate: [], central: [] }
-  };
+  // Every metric the run reports: series[name] = {train, evaluate, central} point lists,
+  // at most MAX_METRICS names (the server's bound on the catch-up's curves too).
+  var series = { loss: { train: [], evaluate: [], central: [] } };
+  var metricOrder = ["loss"], MAX_METRICS = 24;
+  // The run's headline metric (flautim.headline decides it on the server; the state says it).
+  var headlineName = null;
 
   function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
   function pct(v) { return v === null ? "—" : (v * (v <= 1 ? 100 : 1)).toFixed(2) + "%"; }
+  // Accuracies read as percentages; other metrics (MSE, MAE, f1) as plain numbers.
+  function metricText(name, v) { return v === null || v === undefined ? "—" : /acc/i.test(name || "") ? pct(v) : Charts.format(v); }
+  function seriesOf(name) {
+    if (!series[name]) {
+      if (metricOrder.length >= MAX_METRICS) return null;
+      series[name] = { train: [], evaluate: [], central: [] };
+      metricOrder.push(name);
+      updatePicker();
+    }
+    return series[name];
+  }
+  // The loss and every metric of an event's payload, into the curves of `key`.
+  function addPoints(key, r, p) {
+    var values = { loss: p.loss };
+    if (p.metrics && typeof p.metrics === "object") Object.keys(p.metrics).forEach(function (k) { values[k] = p.metrics[k]; });
+    Object.keys(values).forEach(function (name) {
+      if (num(values[name]) === null) return;
+      var s = seriesOf(name);
+      if (s) upsert(s[key], r, values[name]);
+    });
+  }
   function dur(s) {
     if (s === null || s === undefined || !isFinite(s)) return "—";
     s = Math.max(0, Math.round(s));
@@ -78,10 +101,14 @@
   function onSummary(s) {
     var c = s.curves || {};
     if (c.max_points) maxPoints = c.max_points;
-    ["loss", "accuracy"].forEach(function (metric) {
+    if (c.headline && c.headline.name && c.headline.name !== "loss" && !headlineName) headlineName = c.headline.name;
+    (c.names || []).forEach(function (name) {
+      if (!c.metrics || !c.metrics[name]) return;
+      var s = seriesOf(name);
+      if (!s) return;
       ["train", "evaluate", "central"].forEach(function (key) {
-        var pts = (c[metric] && c[metric][key]) || [];
-        series[metric][key] = pts.slice();
+        var pts = c.metrics[name][key] || [];
+        s[key] = pts.slice();
         pts.forEach(function (p) { if (key !== "train") completedRounds = Math.max(completedRounds, p[0]); });
       });
     });
@@ -97,22 +124,65 @@
     if (chartTimer) return;
     chartTimer = setTimeout(function () {
       chartTimer = null;
-      ["loss", "accuracy"].forEach(function (metric) {
-        Charts.line($("chart-" + metric), [
-          { key: "train", label: L("train", "treino"), cls: "s-train", points: series[metric].train },
-          { key: "evaluate", label: L("evaluate", "avaliação federada"), cls: "s-evaluate", points: series[metric].evaluate },
-          { key: "central", label: L("central", "avaliação central"), cls: "s-central", points: series[metric].central }
-        ], { xLabel: L("round", "rodada"), yLabel: metric === "loss" ? "loss" : L("accuracy", "acurácia"), integerX: true, empty: L("waiting", "aguardando dados") });
-      });
+      drawChart($("chart-loss"), "loss");
+      var picked = pickedMetric();
+      // A run that reports no metric but its loss has no second chart (never an empty one).
+      $("metric-chart").classList.toggle("hidden", !picked);
+      if (picked) {
+        $("metric-caption").textContent = L("metric_per_round", "{name} por rodada").replace("{name}", picked);
+        drawChart($("chart-metric"), picked);
+      }
       updateHeadline();
     }, 50);
   }
 
+  function drawChart(svg, name) {
+    var s = series[name] || { train: [], evaluate: [], central: [] };
+    Charts.line(svg, [
+      { key: "train", label: L("train", "treino"), cls: "s-train", points: s.train },
+      { key: "evaluate", label: L("evaluate", "avaliação federada"), cls: "s-evaluate", points: s.evaluate },
+      { key: "central", label: L("central", "avaliação central"), cls: "s-central", points: s.central }
+    ], { xLabel: L("round", "rodada"), yLabel: name, integerX: true, empty: L("waiting", "aguardando dados") });
+    svg.setAttribute("data-metric", name);
+  }
+
+  // The metric picker: every metric but the loss (which has its own chart), the headline
+  // first; the user's choice stays until they change it.
+  var picker = $("metric-picker"), userPicked = null;
+  function otherMetrics() {
+    var names = metricOrder.filter(function (n) { return n !== "loss"; });
+    if (headlineName && names.indexOf(headlineName) > 0) names = [headlineName].concat(names.filter(function (n) { return n !== headlineName; }));
+    return names;
+  }
+  function pickedMetric() {
+    var names = otherMetrics();
+    if (userPicked && names.indexOf(userPicked) >= 0) return userPicked;
+    return names.length ? names[0] : null;
+  }
+  function updatePicker() {
+    var names = otherMetrics(), current = pickedMetric();
+    picker.textContent = "";
+    names.forEach(function (n) {
+      var o = document.createElement("option"); o.value = n; o.textContent = n;
+      if (n === current) o.selected = true;
+      picker.appendChild(o);
+    });
+    picker.disabled = names.length < 2;
+    // The per-client view (client_curves.js) offers the same metrics, the loss first.
+    root.dispatchEvent(new CustomEvent("flautim:metrics", { detail: { names: metricOrder.slice(), headline: headlineName } }));
+    // The clients' table (clients.js) shows the headline metric too.
+    if (headlineName && window.FlautimClients) window.FlautimClients.setMetric(headlineName);
+  }
+  picker.addEventListener("change", function () { userPicked = picker.value; drawCharts(); });
+
   // The run's current and best figures, as the server keeps them (the state's headline).
   var headline = {};
   function updateHeadline() {
-    $("acc-current").textContent = pct(num(headline.accuracy));
-    $("acc-best").textContent = pct(num(headline.best_accuracy));
+    var name = headline.metric || headlineName;
+    $("metric-current-label").textContent = name ? L("metric_current", "{name} atual").replace("{name}", name) : L("metric_current_none", "métrica atual");
+    $("metric-best-label").textContent = name ? L("metric_best", "melhor {name}").replace("{name}", name) : L("metric_best_none", "melhor métrica");
+    $("metric-current").textContent = metricText(name, num(headline.metric_value));
+    $("metric-best").textContent = metricText(name, num(headline.metric_best));
     var lc = num(headline.loss), lb = num(headline.best_loss);
     $("loss-current").textContent = lc === null ? "—" : Charts.format(lc);
     $("loss-best").textContent = lb === null ? "—" : Charts.format(lb);
@@ -194,8 +264,7 @@
       case "aggregated": {
         var key = p.phase === "train" ? "train" : "evaluate";
         if (r !== null) {
-          if (num(p.loss) !== null) upsert(series.loss[key], r, p.loss);
-          if (num(e.accuracy) !== null) upsert(series.accuracy[key], r, e.accuracy);
+          addPoints(key, r, p);
           if (key === "evaluate") completedRounds = Math.max(completedRounds, r);
         }
         drawCharts();
@@ -203,8 +272,7 @@
       }
       case "central_evaluate":
         if (r !== null) {
-          if (num(p.loss) !== null) upsert(series.loss.central, r, p.loss);
-          if (num(e.accuracy) !== null) upsert(series.accuracy.central, r, e.accuracy);
+          addPoints("central", r, p);
           completedRounds = Math.max(completedRounds, r);
         }
         drawCharts();
@@ -233,7 +301,14 @@
     if (s.started_at) startedAt = Date.parse(s.started_at) / 1000;
     if (s.finished_at) finishedAt = Date.parse(s.finished_at) / 1000;
     if (s.failure_reason && $("error-what").textContent === "") showError({ what: s.failure_reason });
-    if (s.headline) headline = s.headline;
+    if (s.headline) {
+      headline = s.headline;
+      if (headline.metric && headline.metric !== "loss" && headline.metric !== headlineName) {
+        headlineName = headline.metric;
+        updatePicker();
+        drawCharts();
+      }
+    }
     updateHeadline();
     tick();
   }
