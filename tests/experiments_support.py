@@ -186,3 +186,20 @@ def switch_user(client, email: str) -> None:
     # Flask-Login caches the user on `g`, which the tests' app context shares with requests.
     g.pop("_login_user", None)
     login(client, email)
+
+
+def experiment_ids_of_our_own(app) -> None:
+    """Start the experiment ids at a random high number. Redis pub/sub channels ignore the
+    database number (docs/architecture.md), so another test session on the same Redis
+    running its own experiment 1 would otherwise feed a live page its states (a "succeeded"
+    from elsewhere ends the stream and reloads the page mid-run)."""
+    import random
+
+    from sqlalchemy import text
+
+    from flautim.models import db
+
+    with app.app_context():
+        if db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(text("SELECT setval('experiments_id_seq', :n)"), {"n": random.randrange(10**6, 10**9)})
+            db.session.commit()

@@ -194,3 +194,26 @@ def test_client_curves_of_a_long_run_are_bounded(app, client, ctx, db_session):
     assert spread_rounds[-1] == rounds and spread_rounds == sorted(spread_rounds)
     assert body["clients"][0]["rounds"] == spread_rounds
     assert all(p["min"] == p["round"] and p["max"] == p["round"] + 2 for p in body["spread"])
+
+
+def test_a_run_reporting_hundreds_of_metric_names_charts_a_bounded_few(app, client, ctx, db_session):
+    """The loss, the checkpoint's metric (however late it came) and the first names
+    reported, at most MAX_CURVE_METRICS of them."""
+    from flautim.models import Experiment, MetricRow, db
+    from flautim.web.experiments.results import MAX_CURVE_METRICS
+
+    pid = ctx["project_id"]
+    hp_id = _hyperparameters(client, pid, b'rounds = 3\ncheckpoint = {"best_metric": "late_f1"}\n')
+    exp_id = make_experiment(pid, {**ctx["ids"], "hyperparameter_file_id": hp_id}, state="running")
+    attempt = db.session.get(Experiment, exp_id).attempt
+    rows = [MetricRow(experiment_id=exp_id, attempt=attempt, round=1, phase="evaluate", source="aggregate",
+                      name=f"m{i:03d}", value=float(i)) for i in range(300)]
+    rows += [MetricRow(experiment_id=exp_id, attempt=attempt, round=1, phase="evaluate", source="aggregate",
+                       name=name, value=0.5) for name in ("late_f1", "loss")]
+    db.session.add_all(rows)
+    db.session.commit()
+    curves = client.get(f"/projects/{pid}/experiments/{exp_id}/curves.json").get_json()
+    assert curves["headline"] == {"name": "late_f1", "mode": "max"}
+    assert len(curves["names"]) == MAX_CURVE_METRICS
+    assert curves["names"][:4] == ["loss", "late_f1", "m000", "m001"]
+    assert set(curves["metrics"]) == set(curves["names"]) and curves["metrics_left_out"] > 0

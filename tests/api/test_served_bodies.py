@@ -21,7 +21,8 @@ def _conforms(model: type[BaseModel], body: bytes) -> dict:
     """The body validates against `model` and shows no field the model does not name."""
     model.model_validate_json(body)
     data = json.loads(body)
-    assert set(data) <= set(model.model_fields), (model.__name__, set(data) - set(model.model_fields))
+    declared = set(model.model_fields) | set(model.model_computed_fields)
+    assert set(data) <= declared, (model.__name__, set(data) - declared)
     return data
 
 

@@ -43,6 +43,9 @@ DEFAULT_MAX_POINTS = 500
 # Metrics charted per run (the loss and the headline always among them): a run may report
 # any number of names, each a chart's worth of points.
 MAX_CURVE_METRICS = 24
+# Metric names read per run, first reported first (the worker's ingest remembers as many for
+# the headline rule): a hostile run could report a new name every round.
+MAX_METRIC_NAMES = 100
 
 
 def _number(value: Any) -> float | None:
@@ -72,14 +75,21 @@ def hyperparameter_values(experiment: Experiment) -> dict[str, Any]:
 def curve_stats(experiment: Experiment, attempt: int | None = None) -> dict[str, Any]:
     """What the run has curves of, in one grouped statement over the attempt's metric rows:
     {"headline": Headline, "names": [charted names, loss and headline first, then in the
-    order the run first reported them], "left_out": names not charted, "stats": {(name,
-    series key): {"rounds", "first", "last", "best"}}}."""
+    order the run first reported them], "left_out": names read but not charted, "stats":
+    {(name, series key): {"rounds", "first", "last", "best"}}}. Reads the loss, the
+    checkpoint's metric and the first MAX_METRIC_NAMES names the run reported."""
+    values = hyperparameter_values(experiment)
+    of_attempt = (MetricRow.experiment_id == experiment.id, MetricRow.attempt == _attempt(experiment, attempt),
+                  _series_filter())
+    first_names = (select(MetricRow.name).where(*of_attempt).group_by(MetricRow.name)
+                   .order_by(func.min(MetricRow.id)).limit(MAX_METRIC_NAMES))
+    chosen = headline.chosen(values)
+    always = [headline.LOSS] + ([chosen.name] if chosen else [])
     rows = db.session.execute(
         select(MetricRow.phase, MetricRow.source, MetricRow.name, func.count(func.distinct(MetricRow.round)),
                func.min(MetricRow.round), func.max(MetricRow.round), func.min(MetricRow.value),
                func.max(MetricRow.value), func.min(MetricRow.id))
-        .where(MetricRow.experiment_id == experiment.id, MetricRow.attempt == _attempt(experiment, attempt),
-               _series_filter())
+        .where(*of_attempt, or_(MetricRow.name.in_(first_names.scalar_subquery()), MetricRow.name.in_(always)))
         .group_by(MetricRow.phase, MetricRow.source, MetricRow.name)
     ).all()
     keys = {pair: key for key, pair in SERIES.items()}
@@ -89,7 +99,6 @@ def curve_stats(experiment: Experiment, attempt: int | None = None) -> dict[str,
         firsts[name] = min(firsts.get(name, first_id), first_id)
         if keys[(phase, source)] in EVALUATIONS:
             evaluated[name] = min(evaluated.get(name, first_id), first_id)
-    values = hyperparameter_values(experiment)
     top = headline.headline_metric(values, sorted(evaluated, key=evaluated.get))
     ordered = sorted(firsts, key=lambda n: (n != headline.LOSS, n != top.name, firsts[n]))
     names = ordered[:MAX_CURVE_METRICS]

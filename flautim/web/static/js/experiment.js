@@ -126,8 +126,14 @@
       chartTimer = null;
       drawChart($("chart-loss"), "loss");
       var picked = pickedMetric();
-      // A run that reports no metric but its loss has no second chart (never an empty one).
-      $("metric-chart").classList.toggle("hidden", !picked);
+      // A finished run never shows an empty chart: one with nothing to draw goes, and a run
+      // that reported nothing says so. A run that reports no metric but its loss has no
+      // second chart at all.
+      var finished = caughtUp && TERMINAL.indexOf(state) >= 0;
+      var lossEmpty = !hasPoints("loss");
+      $("loss-chart").classList.toggle("hidden", finished && lossEmpty);
+      $("metric-chart").classList.toggle("hidden", !picked || (finished && !hasPoints(picked)));
+      $("no-metrics-note").classList.toggle("hidden", !(finished && lossEmpty && !picked));
       if (picked) {
         $("metric-caption").textContent = L("metric_per_round", "{name} por rodada").replace("{name}", picked);
         drawChart($("chart-metric"), picked);
@@ -136,6 +142,10 @@
     }, 50);
   }
 
+  function hasPoints(name) {
+    var s = series[name];
+    return !!s && (s.train.length + s.evaluate.length + s.central.length) > 0;
+  }
   function drawChart(svg, name) {
     var s = series[name] || { train: [], evaluate: [], central: [] };
     Charts.line(svg, [
@@ -301,6 +311,7 @@
     if (s.started_at) startedAt = Date.parse(s.started_at) / 1000;
     if (s.finished_at) finishedAt = Date.parse(s.finished_at) / 1000;
     if (s.failure_reason && $("error-what").textContent === "") showError({ what: s.failure_reason });
+    drawCharts();
     if (s.headline) {
       headline = s.headline;
       if (headline.metric && headline.metric !== "loss" && headline.metric !== headlineName) {
