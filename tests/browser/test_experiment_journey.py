@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS
+from tests.experiments_support import experiment_ids_of_our_own
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,6 +53,7 @@ def test_experiment_journey(app, live_server, page, worker, tmp_path):
     from playwright.sync_api import expect
 
     base = live_server.url
+    experiment_ids_of_our_own(app)
 
     # 1. Sign up and create a project.
     page.goto(base + "/")
@@ -108,7 +110,7 @@ def test_experiment_journey(app, live_server, page, worker, tmp_path):
 
     # 6. Saídas: the charts and the client table fill live.
     expect(page.locator("#experiment")).to_be_visible()
-    expect(page.get_by_test_id("chart-accuracy")).to_have_attribute("data-points", re.compile(r"^[1-9]"), timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("chart-metric")).to_have_attribute("data-points", re.compile(r"^[1-9]"), timeout=RUN_TIMEOUT_MS)
     expect(page.get_by_test_id("not-isolated")).to_be_visible()
     expect(page.locator("#clients-body tr[data-client]")).to_have_count(2, timeout=RUN_TIMEOUT_MS)
     expect(page.get_by_test_id("distribution")).to_contain_text("rótulo")

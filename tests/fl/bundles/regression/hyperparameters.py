@@ -1,0 +1,10 @@
+rounds = 3
+num_clients = 2
+local_epochs = 1
+batch_size = 32
+learning_rate = 0.05
+strategy = "FedAvg"
+seed = 7
+checkpoint = {"keep_last": 1, "best_metric": "mae"}
+min_clients_wait_s = 120
+time_limit_s = 600
