@@ -228,9 +228,9 @@ def test_the_quotas_refuse_it_before_anything_is_made(app, client, project, pare
     assert db.session.scalar(select(func.count(HyperparameterFile.id))) == hyper_files
 
 
-def _child_run(rounds: int, loss: list[float], accuracy: list[float] | None):
+def _child_run(rounds: int, loss: list[float], accuracy: list[float] | None, mae: bool = True):
     for r in range(1, rounds + 1):
-        metrics = {"accuracy": accuracy[r - 1]} if accuracy else {"mae": loss[r - 1] / 2}
+        metrics = {"accuracy": accuracy[r - 1]} if accuracy else {"mae": loss[r - 1] / 2} if mae else {}
         yield "server", event_line("aggregated", round=r, phase="train", loss=loss[r - 1], metrics=metrics)
         yield "server", event_line("aggregated", round=r, phase="evaluate", loss=loss[r - 1], metrics=metrics)
         yield "server", event_line("central_evaluate", round=r, loss=loss[r - 1], metrics=metrics)
@@ -282,13 +282,28 @@ def test_the_overlay_and_the_gap_on_the_accuracy(app, client, project, parent, t
 def test_a_loss_only_run_states_the_loss_ratio(app, client, project, tmp_path):
     pid = project["project_id"]
     ids = upload_mnist_assets(client, pid)
+    parent = make_experiment(pid, ids, name="Só loss", state="running")
+    feed_run(app, parent, tmp_path / "p", _child_run(3, [3.0, 2.0, 1.5], None, mae=False))
+    _finish_child(app, client, pid, parent, tmp_path, _child_run(3, [2.0, 1.2, 1.0], None, mae=False))
+    body = client.get(f"/projects/{pid}/experiments/{parent}/baseline.json").get_json()
+    assert body["metric"] == "loss" and list(body["curves"]) == ["loss"]
+    assert body["gap"] == {"metric": "loss", "federated": 1.5, "centralized": 1.0, "ratio": 1.5}
+    assert body["gap_text"] == "a loss federada é 1,50× a centralizada"
+
+
+def test_a_regression_run_states_the_gap_on_its_headline_metric(app, client, project, tmp_path):
+    """The headline metric is the one rule's (flautim.headline): a regression run's MAE,
+    lower is better, so the gap says how many times the centralized MAE it is."""
+    pid = project["project_id"]
+    ids = upload_mnist_assets(client, pid)
     parent = make_experiment(pid, ids, name="Regressão", state="running")
     feed_run(app, parent, tmp_path / "p", _child_run(3, [3.0, 2.0, 1.5], None))
     _finish_child(app, client, pid, parent, tmp_path, _child_run(3, [2.0, 1.2, 1.0], None))
     body = client.get(f"/projects/{pid}/experiments/{parent}/baseline.json").get_json()
-    assert body["metric"] == "loss" and "accuracy" not in body["curves"]
-    assert body["gap"] == {"metric": "loss", "federated": 1.5, "centralized": 1.0, "ratio": 1.5}
-    assert body["gap_text"] == "a loss federada é 1,50× a centralizada"
+    assert body["metric"] == "mae" and set(body["curves"]) == {"loss", "mae"}
+    assert body["curves"]["mae"]["centralized"] == [[1, 1.0], [2, 0.6], [3, 0.5]]
+    assert body["gap"] == {"metric": "mae", "federated": 0.75, "centralized": 0.5, "ratio": 1.5}
+    assert body["gap_text"] == "mae federado é 1,50× o centralizado"
 
 
 def test_the_gap_waits_for_the_baseline_to_succeed(app, client, project, parent):

@@ -79,3 +79,20 @@ def test_better_and_best_follow_the_direction():
     assert Headline("f1", "max").best([]) is None
     assert headline.mode_of("accuracy") == "max" and headline.mode_of("loss") == "min"
     assert headline.mode_of("score", {"checkpoint": {"best_metric": "score", "mode": "min"}}) == "min"
+
+
+def test_the_terminal_progress_follows_the_headline_metric():
+    """`flautim submit`'s progress line: the rule on the names the run reports, then the
+    experiment's own headline once the API names it."""
+    import io
+
+    from flautim.api_client.progress import ProgressView
+
+    view = ProgressView(io.StringIO())
+    view.feed({"type": "central_evaluate", "payload": {"round": 1, "loss": 0.9, "metrics": {"mse": 0.9, "mae": 0.7}}})
+    assert "mse 0.9000" in view.line() and "loss 0.9000" in view.line()
+    view.update_experiment({"state": "running", "rounds_total": 3, "headline_metric": {"name": "mae", "mode": "min"}})
+    view.feed({"type": "central_evaluate", "payload": {"round": 2, "loss": 0.5, "metrics": {"mse": 0.5, "mae": 0.4}}})
+    assert "mae 0.4000" in view.line() and "acc" not in view.line()
+    view.feed({"type": "aggregated", "payload": {"round": 3, "phase": "train", "metrics": {"mae": 0.1}}})
+    assert "mae 0.4000" in view.line()  # training is not an evaluation

@@ -1,11 +1,13 @@
 """Rendering a run's progress in the terminal from the API's events: a bar with round r/N,
-the latest loss and accuracy, and warnings, errors and diagnoses as they come."""
+the latest loss and headline metric (flautim.headline: the experiment's, once the API names
+it), and warnings, errors and diagnoses as they come."""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
 
+from flautim.headline import Headline, headline_metric, stored
 from flautim.live_messages import score
 
 BAR_WIDTH = 30
@@ -25,7 +27,12 @@ class ProgressView:
         self.out = out or sys.stderr
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
         self.loss: float | None = None
-        self.accuracy: float | None = None
+        self.metric: str | None = None
+        self.metric_value: float | None = None
+        # The experiment's headline metric as the API names it (it knows the checkpoint's
+        # best_metric); until then, the rule applied to the names the run reported.
+        self._named: Headline | None = None
+        self._reported: dict[str, None] = {}
         self.round = 0
         self.rounds = 0
         self.state = ""
@@ -43,9 +50,12 @@ class ProgressView:
             if kind == "aggregated" and payload.get("phase") != "evaluate":
                 return
             self.round = max(self.round, int(_number(payload.get("round")) or 0))
-            score(self._headline, {**payload, "type": kind})
+            metrics = payload.get("metrics")
+            if isinstance(metrics, dict):
+                self._reported.update(dict.fromkeys(str(name)[:64] for name in list(metrics)[:100]))
+            score(self._headline, {**payload, "type": kind}, self._named or headline_metric(None, self._reported))
             self.loss = self._headline.get("loss")
-            self.accuracy = self._headline.get("accuracy")
+            self.metric, self.metric_value = self._headline.get("metric"), self._headline.get("metric_value")
         elif kind in ("warning", "error", "diagnosis"):
             self._problem(kind, event.get("message"), payload)
 
@@ -72,6 +82,9 @@ class ProgressView:
         self.state = str(experiment.get("state", ""))
         self.rounds = int(experiment.get("rounds_total") or self.rounds or 0)
         self.round = max(self.round, int(experiment.get("rounds_done") or 0))
+        named = experiment.get("headline_metric")
+        if isinstance(named, dict):
+            self._named = stored({"metric": named.get("name"), "metric_mode": named.get("mode")}) or self._named
 
     def line(self) -> str:
         total = max(self.rounds, 1)
@@ -81,8 +94,9 @@ class ProgressView:
         text = f"[{bar}] rodada {self.round}/{self.rounds or '?'}"
         if self.loss is not None:
             text += f"  loss {self.loss:.4f}"
-        if self.accuracy is not None:
-            text += f"  acurácia {self.accuracy:.2%}"
+        if self.metric_value is not None and self.metric != "loss":
+            shown = f"{self.metric_value:.2%}" if "acc" in str(self.metric).lower() else f"{self.metric_value:.4f}"
+            text += f"  {self.metric} {shown}"
         if self.state:
             text += f"  ({self.state})"
         return text

@@ -103,7 +103,7 @@ def test_submit_follows_to_success_then_download(app, live_server, owner, tmp_pa
                                         "--url", live_server.url, "--token", owner["token"], "--poll", "0.2"])
     worker.join(30)
     assert code == 0, err
-    assert "rodada 3/3" in err and "acurácia 80.00%" in err and "loss 0.3333" in err
+    assert "rodada 3/3" in err and "accuracy 80.00%" in err and "loss 0.3333" in err
     assert "succeeded" in out and "3/3 rodadas" in out
 
     # The data folder went up as one zip, unpacked server-side with its sub-folder.

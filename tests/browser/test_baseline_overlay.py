@@ -69,7 +69,8 @@ def test_the_baseline_button_and_the_overlay(app, live_server, page, make_user, 
     expect(page.get_by_test_id("baseline-gap")).to_have_text(
         "federado atinge 93% da acurácia centralizada", timeout=20_000
     )
-    chart = page.get_by_test_id("baseline-chart-accuracy")
+    chart = page.get_by_test_id("baseline-chart-metric")
+    expect(chart).to_have_attribute("data-metric", "accuracy")
     expect(chart.locator('[data-series="federated"] circle')).to_have_count(4)  # rounds 0-3
     expect(chart.locator('[data-series="centralized"] circle')).to_have_count(3)
     expect(page.get_by_test_id("baseline-chart-loss").locator('[data-series="centralized"] circle')).to_have_count(3)

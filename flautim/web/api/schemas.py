@@ -353,10 +353,11 @@ class BaselineCurves(Answer):
 
 
 class BaselineGap(Answer):
-    metric: Literal["accuracy", "loss"]
+    metric: str = Field(description="A métrica principal do experimento (flautim.headline)")
     federated: float = Field(description="Valor final do experimento federado")
     centralized: float = Field(description="Valor final do treino centralizado")
-    ratio: float = Field(description="federated / centralized (acurácia: a fração atingida)")
+    ratio: float = Field(description="federated / centralized (uma métrica que cresce, como a acurácia: a fração "
+                                     "atingida; uma que cai, como loss, MSE ou MAE: quantas vezes)")
 
 
 class BaselineComparison(Answer):
@@ -367,9 +368,9 @@ class BaselineComparison(Answer):
     can_start: bool = Field(description="O experimento permite iniciar o treino centralizado agora "
                                         "(concluído, nenhum em andamento); exige o papel de editor")
     baseline: Experiment | None = Field(description="O treino centralizado, se já foi criado")
-    metric: Literal["accuracy", "loss"] | None = Field(description="A métrica principal comparada")
+    metric: str | None = Field(description="A métrica principal comparada (a do experimento: flautim.headline)")
     series: Literal["central", "evaluate"] | None
-    curves: dict[Literal["accuracy", "loss"], BaselineCurves]
+    curves: dict[str, BaselineCurves] = Field(description="A loss e a métrica principal, por nome")
     gap: BaselineGap | None = Field(description="Quando os dois concluíram")
     gap_text: str | None = Field(description="A diferença em palavras, na língua pedida")
 

@@ -39,7 +39,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from flautim import quotas, redis_connection
+from flautim import headline, quotas, redis_connection
 from flautim.models import (
     Experiment,
     ExperimentKind,
@@ -223,28 +223,21 @@ def _create(project: Project, user: User, parent: Experiment) -> Experiment:
 def _series(federated: dict, centralized: dict, metric: str) -> str | None:
     """The evaluation both runs report for `metric`: the central one (held-out data, the
     same for both) when both have it, else the federated evaluation."""
+    mine, theirs = federated["metrics"].get(metric, {}), centralized["metrics"].get(metric, {})
     for key in ("central", "evaluate"):
-        if federated[metric][key] and centralized[metric][key]:
+        if mine.get(key) and theirs.get(key):
             return key
     for key in ("central", "evaluate"):
-        if federated[metric][key]:
+        if mine.get(key):
             return key
-    return None
-
-
-def headline_metric(curves: dict) -> str | None:
-    """The metric the gap is stated on: the accuracy when the run reports one, else the loss."""
-    for metric in ("accuracy", "loss"):
-        if any(curves[metric][key] for key in ("central", "evaluate")):
-            return metric
     return None
 
 
 def gap(metric: str, federated: float | None, centralized: float | None) -> dict[str, Any] | None:
     """{"metric", "federated", "centralized", "ratio"}: the federated final value over the
-    centralized one (accuracy: the share of it reached; loss: how many times it). None when
-    either is missing or not finite, or the centralized one is not positive (a ratio
-    would mislead)."""
+    centralized one (a metric that grows: the share of it reached; one that falls, as the
+    loss, MSE or MAE: how many times it). None when either is missing or not finite, or
+    the centralized one is not positive (a ratio would mislead)."""
     if federated is None or centralized is None:
         return None
     if not (math.isfinite(federated) and math.isfinite(centralized)) or centralized <= 0:
@@ -257,24 +250,36 @@ def gap(metric: str, federated: float | None, centralized: float | None) -> dict
     }
 
 
-def gap_text(found: dict[str, Any] | None) -> str | None:
+def gap_text(found: dict[str, Any] | None, mode: str) -> str | None:
     if found is None:
         return None
-    if found["metric"] == "accuracy":
+    name = found["metric"]
+    if name == "accuracy":
         return _(
             "federado atinge %(pct)s%% da acurácia centralizada",
             pct=format_decimal(found["ratio"] * 100, format="0"),
         )
+    if name == headline.LOSS:
+        return _(
+            "a loss federada é %(times)s× a centralizada",
+            times=format_decimal(found["ratio"], format="0.00"),
+        )
+    if mode == "max":
+        return _(
+            "federado atinge %(pct)s%% do valor centralizado de %(name)s",
+            pct=format_decimal(found["ratio"] * 100, format="0"), name=name,
+        )
     return _(
-        "a loss federada é %(times)s× a centralizada",
-        times=format_decimal(found["ratio"], format="0.00"),
+        "%(name)s federado é %(times)s× o centralizado",
+        times=format_decimal(found["ratio"], format="0.00"), name=name,
     )
 
 
 def comparison(parent: Experiment, may_start: bool = True) -> dict[str, Any]:
-    """The Saídas overlay: the parent's and its baseline's curves (loss and accuracy, on the
-    evaluation both report), the headline metric and the gap between their final values
-    (once the baseline succeeded). `may_start`: whether the asker may start one (role)."""
+    """The Saídas overlay: the parent's and its baseline's curves (the loss and the parent's
+    headline metric, flautim.headline, on the evaluation both report), and the gap between
+    their final values of the headline metric (once the baseline succeeded). `may_start`:
+    whether the asker may start one (role)."""
     baseline = find_baseline(parent)
     body: dict[str, Any] = {
         "experiment_id": parent.id,
@@ -290,21 +295,22 @@ def comparison(parent: Experiment, may_start: bool = True) -> dict[str, Any]:
         return body
     body["baseline"] = baseline
     federated, centralized = curves_of(parent), curves_of(baseline)
-    for metric in ("loss", "accuracy"):
+    top = federated["headline"]
+    for metric in dict.fromkeys((headline.LOSS, top["name"])):
         key = _series(federated, centralized, metric)
         if key is not None:
             body["curves"][metric] = {
                 "series": key,
-                "federated": federated[metric][key],
-                "centralized": centralized[metric][key],
+                "federated": federated["metrics"][metric][key],
+                "centralized": centralized["metrics"].get(metric, {}).get(key, []),
             }
-    metric = headline_metric(federated)
-    if metric is None or metric not in body["curves"]:
+    metric = top["name"]
+    if metric not in body["curves"]:
         return body
     chosen = body["curves"][metric]
     body["metric"], body["series"] = metric, chosen["series"]
     if baseline.state == ExperimentState.SUCCEEDED and parent.state == ExperimentState.SUCCEEDED:
         last = lambda points: points[-1][1] if points else None  # noqa: E731
         body["gap"] = gap(metric, last(chosen["federated"]), last(chosen["centralized"]))
-        body["gap_text"] = gap_text(body["gap"])
+        body["gap_text"] = gap_text(body["gap"], top["mode"])
     return body

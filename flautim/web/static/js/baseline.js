@@ -21,14 +21,16 @@
     el.classList.toggle("hidden", !message);
   }
 
-  function draw(metric, curves) {
-    var svg = $("baseline-chart-" + metric), c = curves[metric];
+  // The loss, and the experiment's headline metric (body.metric) when it is another one.
+  function draw(svg, metric, curves) {
+    var c = metric ? curves[metric] : null;
     svg.closest("figure").classList.toggle("hidden", !c);
     if (!c) return;
+    svg.setAttribute("data-metric", metric);
     FlautimCharts.line(svg, [
       { key: "federated", label: label("federated"), cls: "s-federated", points: c.federated },
       { key: "centralized", label: label("centralized"), cls: "s-centralized", points: c.centralized }
-    ], { xLabel: label("round"), integerX: true, yMin: metric === "accuracy" ? 0 : undefined });
+    ], { xLabel: label("round"), integerX: true, yMin: /acc/i.test(metric) ? 0 : undefined });
   }
 
   function render(body) {
@@ -45,7 +47,10 @@
     $("baseline-state").setAttribute("data-state", b.state);
     $("baseline-series").textContent = body.series ? "· " + label("series-" + body.series) : "";
     $("baseline-gap").textContent = body.gap_text || (b.state === "succeeded" ? "" : label("waiting"));
-    ["loss", "accuracy"].forEach(function (metric) { draw(metric, body.curves || {}); });
+    draw($("baseline-chart-loss"), "loss", body.curves || {});
+    var other = body.metric && body.metric !== "loss" ? body.metric : null;
+    $("baseline-metric-caption").textContent = other ? label("metric").replace("{name}", other) : "";
+    draw($("baseline-chart-metric"), other, body.curves || {});
     if (ACTIVE[b.state]) schedule(5000);
   }
 
