@@ -187,19 +187,3 @@ def switch_user(client, email: str) -> None:
     g.pop("_login_user", None)
     login(client, email)
 
-
-def experiment_ids_of_our_own(app) -> None:
-    """Start the experiment ids at a random high number. Redis pub/sub channels ignore the
-    database number (docs/architecture.md), so another test session on the same Redis
-    running its own experiment 1 would otherwise feed a live page its states (a "succeeded"
-    from elsewhere ends the stream and reloads the page mid-run)."""
-    import random
-
-    from sqlalchemy import text
-
-    from flautim.models import db
-
-    with app.app_context():
-        if db.session.get_bind().dialect.name == "postgresql":
-            db.session.execute(text("SELECT setval('experiments_id_seq', :n)"), {"n": random.randrange(10**6, 10**9)})
-            db.session.commit()

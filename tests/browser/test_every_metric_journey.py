@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS
-from tests.experiments_support import experiment_ids_of_our_own
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -54,7 +53,6 @@ def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, worker)
     from playwright.sync_api import expect
 
     base = live_server.url
-    experiment_ids_of_our_own(app)
     page.goto(base + "/")
     page.get_by_role("link", name="Criar conta").first.click()
     page.get_by_label("Nome", exact=True).fill(USER[0])

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ARTIFACTS
-from tests.experiments_support import experiment_ids_of_our_own
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,7 +52,6 @@ def test_experiment_journey(app, live_server, page, worker, tmp_path):
     from playwright.sync_api import expect
 
     base = live_server.url
-    experiment_ids_of_our_own(app)
 
     # 1. Sign up and create a project.
     page.goto(base + "/")
