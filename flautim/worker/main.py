@@ -301,7 +301,8 @@ def _may_requeue(experiment, connection: redis.Redis, config: Config) -> bool:
     connection.expire(key, 7 * 24 * 3600)
     if count <= MAX_REQUEUES:
         return True
-    if experiment.transition_if(ExperimentState.QUEUED, ExperimentState.FAILED):
+    failed = experiment.transition_if(ExperimentState.QUEUED, ExperimentState.FAILED)
+    if failed:
         experiment.failure_kind = FailureKind.INFRASTRUCTURE
         experiment.failure_reason = (
             f"the worker could not start this run ({MAX_REQUEUES} tries failed); see the worker's "
@@ -309,6 +310,10 @@ def _may_requeue(experiment, connection: redis.Redis, config: Config) -> bool:
         )
     db.session.commit()
     publish_state(experiment, config)
+    if failed:
+        from .run_end_email import send_run_end_email
+
+        send_run_end_email(config, experiment.id, experiment.attempt)
     return False
 
 

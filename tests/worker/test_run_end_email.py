@@ -184,3 +184,21 @@ def test_a_coded_first_error_reads_in_the_users_language_with_its_faq_entry(app,
     assert send_run_end_email(worker_config, failed, 1)
     body = _body(smtp_server.messages[-1])
     assert "First error: layer 'fc1' expected 784 inputs" in body and "In the FAQ: " in body
+
+
+def test_a_run_the_worker_gives_up_starting_emails_too(app, worker_config, owner, smtp_server):
+    import redis
+
+    from flautim.worker.database import session_scope
+    from flautim.worker.main import MAX_REQUEUES, _may_requeue
+    from tests.conftest import REDIS_URL
+
+    user_id, project_id = owner
+    queued = _ended(app, project_id, user_id, ExperimentState.QUEUED, name="na fila")
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.set(f"flautim:requeues:{queued}:1", MAX_REQUEUES)
+    with session_scope(worker_config):
+        assert _may_requeue(db.session.get(Experiment, queued), connection, worker_config) is False
+    [message] = smtp_server.to(EMAIL)
+    assert message["Subject"] == "Flautim: o experimento na fila falhou"
+    assert "could not start this run" in _body(message)
