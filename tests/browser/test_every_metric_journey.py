@@ -49,7 +49,7 @@ def _empty_charts(page) -> list[str]:
         .map(svg => svg.id)""")
 
 
-def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, worker):
+def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, worker, tmp_path):
     from playwright.sync_api import expect
 
     base = live_server.url
@@ -133,3 +133,27 @@ def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, worker)
     expect(page.get_by_test_id("chart-loss")).to_have_attribute("data-points", HAS_POINTS)
     assert _empty_charts(page) == []
     _shot(page, "04-finished")
+
+    # Compare overlays any metric: this run beside a second regression run (its rows stored
+    # by the worker's real Ingestor), MAE first (this run's headline), then MSE.
+    from flautim.models import Experiment, db
+    from tests.experiments_support import feed_run, make_experiment
+    from tests.test_every_metric import regression_run_lines
+
+    project_id, run_id = (int(n) for n in re.search(r"/projects/(\d+)/experiments/(\d+)", page.url).groups())
+    with app.app_context():
+        first = db.session.get(Experiment, run_id)
+        ids = {"dataset_id": first.dataset_id, "model_code_id": first.model_code_id,
+               "hyperparameter_file_id": first.hyperparameter_file_id}
+        other = make_experiment(project_id, ids, name="Outra regressão", state="running")
+    feed_run(app, other, tmp_path, regression_run_lines())
+    page.goto(f"{base}/projects/{project_id}/experiments/compare?ids={run_id}&ids={other}")
+    compare = page.get_by_test_id("compare-metric")
+    expect(compare).to_have_attribute("data-metric", "mae")
+    expect(compare).to_have_attribute("data-points", HAS_POINTS)
+    page.get_by_test_id("compare-picker").select_option("mse")
+    expect(compare).to_have_attribute("data-metric", "mse")
+    expect(compare).to_have_attribute("data-points", HAS_POINTS)
+    expect(compare.locator("g.series")).to_have_count(2)
+    assert _empty_charts(page) == []
+    _shot(page, "05-compare")
