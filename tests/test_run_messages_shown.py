@@ -145,6 +145,9 @@ def test_the_page_carries_each_codes_text_in_its_language(client, failed_run):
     page = client.get(url).get_data(as_text=True)
     catalog, response = _catalog_of(client, page)
     assert catalog["model.linear_input"]["what"] == "a camada '%(layer)s' esperava %(expected)s entradas e recebeu %(got)s"
+    # An ignored key is a diagnosis's banner, not also a line in the run's warnings.
+    assert catalog["hyperparameters.ignored_key"]["as_diagnosis"] is True
+    assert "as_diagnosis" not in catalog["hyperparameters.unknown_key"]
     # Kept by the browser: the texts are not part of each view of the page.
     assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert "a camada" not in page and "Avisos da execução" in page

@@ -17,6 +17,7 @@ from flask_babel import force_locale, get_locale
 from jinja2.utils import htmlsafe_json_dumps
 
 from flautim import run_messages
+from flautim.diagnosis import IGNORED_WARNING_CODE
 from flautim.web import flautim_config
 from flautim.web.help import help_url
 from flautim.web.i18n import select_locale
@@ -86,6 +87,8 @@ def catalog_script(locale: str) -> CatalogScript:
                     "what": gettext(template.what),
                     "hints": [gettext(hint) for hint in template.hints],
                     "help_url": help_url(run_messages.help_slug(code)),
+                    # The worker turns this warning into a diagnosis: the page shows its banner.
+                    **({"as_diagnosis": True} if code == IGNORED_WARNING_CODE else {}),
                 }
                 for code, template in run_messages.TEMPLATES.items()
             }

@@ -81,6 +81,8 @@
   function showWarning(p, id) {
     var box = document.getElementById("run-warnings");
     if (!box || (id !== undefined && seen[id])) return;
+    var entry = typeof p.code === "string" && Object.prototype.hasOwnProperty.call(catalog, p.code) ? catalog[p.code] : null;
+    if (entry && entry.as_diagnosis) return;  // its banner (diagnoses.js) says it
     if (id !== undefined) seen[id] = true;
     if (shown >= MAX_WARNINGS) {
       more++;
