@@ -16,7 +16,7 @@ import re
 
 from sqlalchemy import func, select
 
-from flautim import help_topics, mail, run_messages
+from flautim import headline, help_topics, mail, run_messages
 from flautim.config import Config
 from flautim.models import (
     Experiment,
@@ -88,6 +88,11 @@ def compose(experiment: Experiment, project_name: str, user: User, first_error: 
           done=experiment.rounds_done, total=experiment.rounds_total,
           duration=_duration((experiment.summary or {}).get("duration_s") or experiment.duration_s)),
     ]
+    figures = _headline_figures(experiment.summary)
+    if state == ExperimentState.SUCCEEDED and figures is not None:
+        metric, final, best = figures
+        lines += ["", _("%(metric)s: %(final)s no fim, %(best)s no melhor momento.", metric=metric,
+                        final=final, best=best)]
     if state != ExperimentState.SUCCEEDED:
         error = run_messages.render(first_error or {}, gettext)
         what = _line(error.what or experiment.failure_reason or "")
@@ -109,6 +114,19 @@ def compose(experiment: Experiment, project_name: str, user: User, first_error: 
         _("Para não receber mais estes avisos, desligue-os em Minha conta: %(link)s", link=base + ACCOUNT_PATH),
     ]
     return _line(subject, 200), "\n".join(lines) + "\n"
+
+
+def _headline_figures(summary: dict | None) -> tuple[str, str, str] | None:
+    """The run's headline metric (flautim.headline, as the page shows it) with its final and
+    best values, as text; None where the worker kept no finite figures."""
+    metric = headline.stored(summary)
+    if metric is None:
+        return None
+    final = headline.number_or_none(summary.get("metric_value"))
+    best = headline.number_or_none(summary.get("metric_best"))
+    if final is None or best is None:
+        return None
+    return _line(metric.name, 64), f"{final:.4g}", f"{best:.4g}"
 
 
 def _first_error(experiment: Experiment) -> dict | None:

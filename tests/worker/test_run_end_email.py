@@ -32,11 +32,12 @@ def _body(message) -> str:
 
 
 def _ended(app, project_id: int, user_id: int, state: ExperimentState, name: str = "Rede <MNIST>\nX",
-           errors: tuple[dict, ...] = ()) -> int:
+           errors: tuple[dict, ...] = (), summary: dict | None = None) -> int:
     """An experiment whose attempt 1 ended in `state`, as the worker leaves it."""
     with app.app_context():
         exp = Experiment(project_id=project_id, name=name, created_by_id=user_id, submitted_by_id=user_id,
-                         state=state, attempt=1, rounds_total=5, rounds_done=3, summary={"duration_s": 75.2})
+                         state=state, attempt=1, rounds_total=5, rounds_done=3,
+                         summary={"duration_s": 75.2, **(summary or {})})
         if state != ExperimentState.SUCCEEDED:
             exp.failure_kind, exp.failure_reason = FailureKind.USER_CODE, "the last error"
         db.session.add(exp)
@@ -102,13 +103,22 @@ def test_each_ending_in_the_users_language(app, worker_config, owner, smtp_serve
     assert f"{worker_config.BASE_URL}/auth/account#perfil" in body
 
     _set_user(app, user_id, locale="en")
-    succeeded = _ended(app, project_id, user_id, ExperimentState.SUCCEEDED, name="mnist")
+    # A regression run's headline (flautim.headline, kept by the worker): lower is better.
+    succeeded = _ended(app, project_id, user_id, ExperimentState.SUCCEEDED, name="mnist",
+                       summary={"metric": "mae", "metric_mode": "min", "metric_value": 0.31234, "metric_best": 0.29})
     timed_out = _ended(app, project_id, user_id, ExperimentState.TIMED_OUT, name="slow")
     assert send_run_end_email(worker_config, succeeded, 1) and send_run_end_email(worker_config, timed_out, 1)
     ok, late = smtp_server.messages[1:]
     assert ok["Subject"] == "Flautim: experiment mnist finished"
     assert "Experiment «mnist» of project «P» finished successfully." in _body(ok)
     assert "Primeiro erro" not in _body(ok) and "First error" not in _body(ok)
+    assert "mae: 0.3123 at the end, 0.29 at its best." in _body(ok)
+    # No figures where the worker kept none (or a hostile one).
+    assert "at its best" not in _body(late)
+    bare = _ended(app, project_id, user_id, ExperimentState.SUCCEEDED, name="bare",
+                  summary={"metric": "mae", "metric_mode": "min", "metric_value": "0.1; drop table", "metric_best": 0.2})
+    assert send_run_end_email(worker_config, bare, 1)
+    assert "at its best" not in _body(smtp_server.messages[-1])
     assert late["Subject"] == "Flautim: experiment slow ran out of time"
     assert "To stop these emails, switch them off in My account" in _body(late)
 
