@@ -182,3 +182,22 @@ def test_client_that_fails_to_load_is_reported_before_the_first_round():
     grid.close()
     assert err.value.where == "api.py:3" and err.value.client == 0
     assert json.loads(json.dumps(err.value.event_fields()))["what"].startswith("SyntaxError")
+
+
+def test_weights_norm_in_the_weights_own_precision():
+    """The L2 norm of the floating-point weights, summed by BLAS in their own precision (no
+    float64 copy): close to the exact norm, float16 squares not overflowing, integer buffers
+    (a BatchNorm's step counter) left out."""
+    import math
+
+    import numpy as np
+
+    from flautim.fl.strategies import weights_norm
+
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.standard_normal((300, 400)).astype(np.float32),
+               "h": np.full(1000, 300.0, dtype=np.float16),  # 300² overflows float16
+               "steps": np.array([10**6], dtype=np.int64)}
+    exact = math.sqrt(sum(float(np.sum(a.astype(np.float64) ** 2)) for k, a in weights.items() if k != "steps"))
+    assert math.isfinite(weights_norm(weights))
+    assert math.isclose(weights_norm(weights), exact, rel_tol=1e-5)
