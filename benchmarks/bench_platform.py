@@ -162,7 +162,8 @@ def run_platform(app, bundle: Path, docker_client) -> dict:
         "server_done_s": (run_finished["ts"] - submitted) if run_finished else None,
         "to_clients_connected_s": (first_round["ts"] - submitted) if first_round else None,
         "clients_started_s": summary.get("clients_started_s"),
-        "accuracy": summary.get("accuracy"),
+        # The run's headline metric as the worker keeps it (flautim.headline).
+        "headline": (summary.get("metric"), summary.get("metric_value")),
         "idle_client_mib": (sum(idle) / len(idle) / 2**20) if idle else None,
         "peak_client_mib": (max(peaks) / 2**20) if peaks else None,
         "sum_peaks_gib": sum(sampler.peaks.values()) / GIB if sampler.peaks else None,
@@ -292,7 +293,7 @@ def main(argv=None) -> int:
         ("  submit -> all clients connected (first round)", fmt(platform["to_clients_connected_s"], " s")),
         ("  submit -> the server's last event (run_finished)", fmt(platform["server_done_s"], " s")),
         ("  federation start -> all client containers running", fmt(platform["clients_started_s"], " s")),
-        ("  final accuracy", fmt(platform["accuracy"])),
+        (f"  final {platform['headline'][0] or 'headline metric'}", fmt(platform["headline"][1])),
         ("  containers created (prepare, server, clients)", fmt(platform["containers_created"])),
         ("  client container memory, idle (mean of minima)", fmt(platform["idle_client_mib"], " MiB")),
         ("  client container memory, peak (max)", fmt(platform["peak_client_mib"], " MiB")),
