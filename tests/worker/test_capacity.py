@@ -114,7 +114,9 @@ def test_runs_go_only_where_a_live_worker_could_hold_them(app, worker_config, ow
             with app.app_context():
                 dispatch_waiting_runs(worker_config)
             moved = _row(app, too_big)
-            assert moved.job_id and moved.failure_reason is None
+            # The capacity reason is gone. (The larger worker may already have taken the job and
+            # failed it for this fixture's missing files: that race is not what is tested.)
+            assert moved.job_id and "No live worker" not in (moved.failure_reason or "")
             assert Job.fetch(moved.job_id, connection=connection).origin == "experiments"
             assert _row(app, on_gpu).job_id is None
         _wait_for_workers(connection, 1)  # a stopped worker withdraws its capacity
