@@ -330,6 +330,17 @@ class SmtpServer:
 
 
 @pytest.fixture
+def embedded_worker(app):
+    """The worker `flautim serve` starts beside the app (a process), serving the app's queues."""
+    from flautim.worker.main import start_embedded_worker
+
+    process = start_embedded_worker(app)
+    yield process
+    process.terminate()
+    process.join(timeout=20)
+
+
+@pytest.fixture
 def smtp_server():
     server = SmtpServer().start()
     yield server

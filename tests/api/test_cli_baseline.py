@@ -21,22 +21,12 @@ def config_overrides():
     return {"SANDBOX_BACKEND": "local"}
 
 
-@pytest.fixture
-def worker(app):
-    from flautim.worker.main import start_embedded_worker
-
-    process = start_embedded_worker(app)
-    yield process
-    process.terminate()
-    process.join(timeout=20)
-
-
 def _run(argv):
     out, err = io.StringIO(), io.StringIO()
     return baseline_main(argv, out=out, err=err), out.getvalue(), err.getvalue()
 
 
-def test_baseline_from_the_terminal(app, live_server, worker, make_user, make_project, make_token, tmp_path):
+def test_baseline_from_the_terminal(app, live_server, embedded_worker, make_user, make_project, make_token, tmp_path):
     from flautim.models import Experiment, ExperimentKind, ExperimentState, db
 
     owner = make_user("dona@example.org")

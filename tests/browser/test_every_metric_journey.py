@@ -27,16 +27,6 @@ def config_overrides():
     return {"SANDBOX_BACKEND": "local"}
 
 
-@pytest.fixture
-def worker(app):
-    from flautim.worker.main import start_embedded_worker
-
-    process = start_embedded_worker(app)
-    yield process
-    process.terminate()
-    process.join(timeout=20)
-
-
 def _shot(page, step: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"every-metric-{step}.png"), full_page=True)
@@ -49,7 +39,7 @@ def _empty_charts(page) -> list[str]:
         .map(svg => svg.id)""")
 
 
-def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, worker, tmp_path):
+def test_a_regression_run_charts_its_mse_and_mae(app, live_server, page, embedded_worker, tmp_path):
     from playwright.sync_api import expect
 
     base = live_server.url

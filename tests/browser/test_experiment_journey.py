@@ -32,22 +32,12 @@ def config_overrides():
     return {"SANDBOX_BACKEND": "local"}
 
 
-@pytest.fixture
-def worker(app):
-    from flautim.worker.main import start_embedded_worker
-
-    process = start_embedded_worker(app)
-    yield process
-    process.terminate()
-    process.join(timeout=20)
-
-
 def _shot(page, step: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"experiment-{step}.png"), full_page=True)
 
 
-def test_experiment_journey(app, live_server, page, worker, tmp_path):
+def test_experiment_journey(app, live_server, page, embedded_worker, tmp_path):
     import torch
     from playwright.sync_api import expect
 
