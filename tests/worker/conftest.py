@@ -1,5 +1,6 @@
 import pytest
 
+from flautim.models import Experiment, db
 from flautim.worker.database import use_config
 
 
@@ -15,3 +16,14 @@ def worker_config(app):
 def owner(make_user, make_project):
     user_id = make_user("owner@example.com")
     return user_id, make_project("P", user_id)
+
+
+@pytest.fixture
+def experiment_id(app, owner):
+    """An experiment of `owner`'s project at attempt 1, for the ingestor to write to."""
+    user_id, project_id = owner
+    with app.app_context():
+        experiment = Experiment(project_id=project_id, name="e", created_by_id=user_id, attempt=1)
+        db.session.add(experiment)
+        db.session.commit()
+        return experiment.id

@@ -23,16 +23,6 @@ def config_overrides():
     return {"MAX_LOG_LINES_PER_EXPERIMENT": 30}
 
 
-@pytest.fixture
-def experiment_id(app, owner):
-    user_id, project_id = owner
-    with app.app_context():
-        experiment = Experiment(project_id=project_id, name="e", created_by_id=user_id, attempt=1)
-        db.session.add(experiment)
-        db.session.commit()
-        return experiment.id
-
-
 def _event(type_, **fields):
     return EVENT_PREFIX + json.dumps(make_event(type_, **fields))
 

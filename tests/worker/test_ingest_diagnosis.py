@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from flautim.diagnosis import RunWatch
 from flautim.fl.events import EVENT_PREFIX, make_event
-from flautim.models import Experiment, ExperimentEvent, db
+from flautim.models import ExperimentEvent, db
 from flautim.worker.ingest import Ingestor
 from flautim.worker.queue import channel_for
 from tests.conftest import REDIS_URL
@@ -27,16 +27,6 @@ def recorded(name: str) -> list[dict]:
 def watched(events: list[dict]) -> list:
     watch = RunWatch()
     return [d for event in events for d in watch.observe(event)]
-
-
-@pytest.fixture
-def experiment_id(app, owner):
-    user_id, project_id = owner
-    with app.app_context():
-        experiment = Experiment(project_id=project_id, name="e", created_by_id=user_id, attempt=1)
-        db.session.add(experiment)
-        db.session.commit()
-        return experiment.id
 
 
 def ingest(app, experiment_id: int, tmp_path: Path, events: list[dict]) -> tuple[list[dict], list[dict]]:
