@@ -35,7 +35,7 @@ from flautim.fl.process_setup import (
 )
 from flautim.fl.run_settings import load_run_hyperparameters
 
-POOLED_ROLES = ("server", "client", "flower-server", "flower-client")
+POOLED_ROLES = ("server", "client", "clients", "flower-server", "flower-client")
 # Commands that never touch flwr (the others have Flower's INFO logging quieted).
 WITHOUT_FLOWER = ("prepare", "inspect", "pooled")
 

@@ -81,10 +81,10 @@ def role_mounts(plan: RunPlan, role: str) -> list[Mount]:
         index = int(role.removeprefix("client-"))
         return [code, Mount(str(plan.client_dir(index)), "/data", True), control]
     if role.startswith("clients-"):
-        # A group: each of its clients' partition folders, read-only, where `clients
-        # --data-root /work` looks for them.
-        return [code, *(Mount(str(plan.client_dir(i)), f"/work/client-{i}", True) for i in role_clients(role)),
-                control]
+        # A group: the folder of its clients' partition folders, read-only. It is the
+        # worker's, so the sandbox (`prepare` mounts each client folder, never it) cannot
+        # swap a client's folder for a link.
+        return [code, Mount(str(plan.group_dir(role)), "/data", True), control]
     raise ValueError(f"unknown sandbox role {role!r}")
 
 
@@ -116,7 +116,7 @@ def role_command(plan: RunPlan, role: str) -> list[str]:
     if role.startswith("clients-"):
         # A group of virtual clients in one process (GROUP_ENVIRONMENT); the fast transport.
         hosted = role_clients(role)
-        return ["clients", "/bundle", "--data-root", "/work", *server,
+        return ["clients", "/bundle", "--data-root", "/data", *server,
                 "--ids", f"{hosted[0]}-{hosted[-1]}", *after]
     raise ValueError(f"unknown sandbox role {role!r}")
 
@@ -176,6 +176,15 @@ def _threads(config: Config) -> str:
     return str(max(1, int(config.SANDBOX_CPUS_PER_CONTAINER)))
 
 
+def role_environment(plan: RunPlan, role: str) -> dict[str, str]:
+    """What a role's process is told, started for the run or taken from the warm pool."""
+    return {
+        "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
+        "FLAUTIM_ROLE": role,
+        **(GROUP_ENVIRONMENT if role.startswith("clients-") else {}),
+    }
+
+
 def container_kwargs(
     config: Config,
     plan: RunPlan,
@@ -185,12 +194,7 @@ def container_kwargs(
     gpus: list[str] | None = None,
 ) -> dict:
     """The keyword arguments of `docker.containers.create` for `role` of `plan`."""
-    environment = {
-        "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
-        "FLAUTIM_ROLE": role,
-        "OMP_NUM_THREADS": _threads(config),
-        **(GROUP_ENVIRONMENT if role.startswith("clients-") else {}),
-    }
+    environment = {**role_environment(plan, role), "OMP_NUM_THREADS": _threads(config)}
     kwargs: dict = {
         **hardened(config, role_memory_mb(config, plan, role)),
         "image": image or (config.SANDBOX_GPU_IMAGE if gpus else config.SANDBOX_IMAGE),
@@ -204,7 +208,7 @@ def container_kwargs(
         },
         "environment": environment,
     }
-    if role == "prepare" or role.startswith("clients-"):
+    if role == "prepare":
         # A scratch /work that holds the partition mounts (and anything else prepare writes
         # beside them, e.g. its summary), gone with the container.
         kwargs["tmpfs"] = {**kwargs["tmpfs"], "/work": "rw,nosuid,nodev,size=16m,mode=1777"}

@@ -23,6 +23,7 @@ from .container_spec import (
     host_gpus,
     network_name,
     role_command,
+    role_environment,
     role_memory_mb,
     role_mounts,
     run_labels,
@@ -172,8 +173,7 @@ class _Run(Supervision):
         """Claim warm containers for the server and clients; before `prepare` starts, since
         their folders become the run's partition folders (see warm_pool)."""
         self.pool = pool
-        # A pooled container mounts one partition folder: a group's container starts cold.
-        roles = ["server"] + [r for r in self.plan.client_roles if r.startswith("client-")]
+        roles = ["server", *self.plan.client_roles]
         for role, pooled in zip(roles, pool.claim(len(roles)), strict=False):
             self.pooled[role] = pooled
             try:
@@ -200,8 +200,7 @@ class _Run(Supervision):
             container.update(mem_limit=f"{memory}m", memswap_limit=f"{memory}m")
         self.client.api.disconnect_container_from_network(container.id, "none")
         self.network.connect(container)
-        env = {"FLAUTIM_EXPERIMENT_ID": str(self.plan.experiment_id), "FLAUTIM_ROLE": role}
-        WarmPool.assign(pooled, role_command(self.plan, role), env)
+        WarmPool.assign(pooled, role_command(self.plan, role), role_environment(self.plan, role))
         return container
 
     def start(self, role: str, gpus: list[str] | None = None) -> None:

@@ -59,6 +59,7 @@ class LocalSandbox:
         try:
             outcome = run.single("prepare", ["prepare", str(run.bundle), str(plan.work_dir)])
             if outcome is None:
+                group_partitions(plan)
                 sink.phase("running")
                 outcome = run.federation()
         finally:
@@ -76,6 +77,16 @@ class LocalSandbox:
         finally:
             run.cleanup()
         return outcome
+
+
+def group_partitions(plan: RunPlan) -> None:
+    """Move the client folders `prepare` wrote side by side into their groups' folders,
+    where the Docker backend's mounts put them (`RunPlan.client_dir`)."""
+    for client in range(plan.clients):
+        folder = plan.client_dir(client)
+        if folder.parent != plan.work_dir:
+            folder.parent.mkdir(exist_ok=True)
+            os.rename(plan.work_dir / folder.name, folder)
 
 
 class _LocalRun(Supervision):
@@ -174,7 +185,7 @@ class _LocalRun(Supervision):
                 self.start(role, ["client", str(self.bundle), "--data", str(plan.client_dir(hosted[0])),
                                   "--server", address, "--client-id", str(hosted[0]), *transport])
             else:  # a group of virtual clients in one process, as in its Docker container
-                self.start(role, ["clients", str(self.bundle), "--data-root", str(plan.work_dir),
+                self.start(role, ["clients", str(self.bundle), "--data-root", str(plan.group_dir(role)),
                                   "--server", address, "--ids", f"{hosted[0]}-{hosted[-1]}"],
                            GROUP_ENVIRONMENT)
         clients_started = time.monotonic() - began

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -42,14 +43,30 @@ class RunPlan:
     client_containers: int = 0
 
     def client_dir(self, index: int) -> Path:
-        return self.work_dir / f"client-{index}"
+        group = self._group_of.get(index)
+        return (self.work_dir / group if group else self.work_dir) / f"client-{index}"
 
-    @property
+    def group_dir(self, role: str) -> Path:
+        """The folder of a group role (`clients-<first>-<last>`): its clients' partition
+        folders, mounted whole (read-only) as its container's /data."""
+        if not role.startswith("clients-") or role not in self.client_roles:
+            raise ValueError(f"{role!r} is not a group of this run")
+        return self.work_dir / role
+
+    @cached_property
     def client_roles(self) -> list[str]:
         """One role per client container: `client-<i>` for a client of its own, else
         `clients-<first>-<last>` for a group (its log source too)."""
         groups = split_clients(list(range(self.clients)), self.client_containers or self.clients)
         return [f"client-{g[0]}" if len(g) == 1 else f"clients-{g[0]}-{g[-1]}" for g in groups if g]
+
+    @cached_property
+    def _group_of(self) -> dict[int, str]:
+        return {i: role for role in self.client_roles if role.startswith("clients-") for i in role_clients(role)}
+
+    @property
+    def group_dirs(self) -> list[Path]:
+        return [self.group_dir(role) for role in self.client_roles if role.startswith("clients-")]
 
     @property
     def server_data_dir(self) -> Path:

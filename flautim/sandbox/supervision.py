@@ -21,9 +21,9 @@ def prepare_dirs(plan: RunPlan) -> None:
     containers can mount them and start while it runs.
     """
     (plan.code_dir / "data").mkdir(parents=True, exist_ok=True)
-    for path in (plan.work_dir, plan.control_dir):
+    for path in (plan.work_dir, plan.control_dir, *plan.group_dirs):
         path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o755)
+        worker_folder(path)
     for path in (plan.out_dir, *plan.partition_dirs):
         path.mkdir(parents=True, exist_ok=True)
         sandbox_writable(path)
@@ -43,6 +43,13 @@ def sandbox_writable(path: Path) -> None:
     if os.geteuid() == 0:
         os.chown(path, *sandbox_ids())
     os.chmod(path, 0o700)
+
+
+def worker_folder(path: Path) -> None:
+    """Make `path` the worker's: everyone may read it, only the worker write in it."""
+    if os.geteuid() == 0:
+        os.chown(path, 0, 0)
+    os.chmod(path, 0o755)
 
 
 def sandbox_readonly(path: Path) -> None:

@@ -10,7 +10,7 @@ wait for the worker to write /ctl/role.json.
 
 A run claims containers (an atomic mkdir in the slot, so workers sharing a host never take
 the same one) and, before `prepare` starts, renames the slot's data folder to the role's
-partition folder in the run's work folder (and the server's out folder to the run's output
+partition folder in the run's work folder (a group's folder, for a group of virtual clients) (and the server's out folder to the run's output
 folder): the mounts follow the folders, so `prepare` writes straight into what the pooled
 container already sees, and the ingest reads checkpoints where it always does. Then it
 renames the container to the role's name, gives it the role's limits, moves it from no
@@ -45,8 +45,8 @@ from .container_spec import (
     pool_spec,
 )
 from .host_state import exclusive, pool_root
-from .plan import RunPlan
-from .supervision import sandbox_readonly, sandbox_writable
+from .plan import RunPlan, role_clients
+from .supervision import sandbox_readonly, sandbox_writable, worker_folder
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,19 @@ class WarmPool:
 
     def bind_folders(self, pooled: Pooled, plan: RunPlan, role: str) -> None:
         """Make the slot's folders the run's: the data folder becomes the role's partition
-        folder, the server's out folder the run's output folder. Before `prepare` starts."""
-        data = plan.server_data_dir if role == "server" else plan.client_dir(int(role.removeprefix("client-")))
+        folder (a group's folder, holding its clients' folders), the server's out folder the
+        run's output folder. Before `prepare` starts."""
+        if role.startswith("clients-"):
+            data = plan.group_dir(role)
+            # The clients' empty folders move in first: the slot's folder then takes the
+            # group's place and is the worker's, as prepare_dirs made the group's.
+            for client in role_clients(role):
+                os.rename(plan.client_dir(client), pooled.slot / "data" / f"client-{client}")
+            worker_folder(pooled.slot / "data")
+        elif role == "server":
+            data = plan.server_data_dir
+        else:
+            data = plan.client_dir(int(role.removeprefix("client-")))
         os.rename(pooled.slot / "data", data)  # replaces the empty folder prepare_dirs made
         if role == "server":
             os.rename(pooled.slot / "out", plan.out_dir)

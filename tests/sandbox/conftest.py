@@ -1,7 +1,10 @@
+import time
+
 import docker
 import pytest
 
 from flautim.sandbox.container_spec import LABEL_EXPERIMENT
+from flautim.sandbox.warm_pool import WarmPool
 from flautim.worker.database import use_config
 
 IMAGE = "flautim-sandbox:cpu"
@@ -38,6 +41,19 @@ def worker_config(app, docker_client):
     config = app.extensions["flautim_config"]
     use_config(config)
     return config
+
+
+@pytest.fixture
+def pool(worker_config, docker_client):
+    """This host's warm pool of SANDBOX_WARM_POOL containers, all done importing."""
+    pool = WarmPool(worker_config, docker_client)
+    pool.refill()
+    deadline = time.monotonic() + 240
+    while pool.ready()[0] < pool.size:
+        assert time.monotonic() < deadline, "the warm pool never finished importing"
+        time.sleep(0.5)
+    yield pool
+    pool.drain()
 
 
 @pytest.fixture

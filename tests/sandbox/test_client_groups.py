@@ -50,15 +50,16 @@ def test_a_thousand_clients_run_in_k_plus_two_containers_each_partition_mounted_
         hosted = role_clients(role)
         assert kw["command"][:1] == ["clients"]
         assert kw["command"][kw["command"].index("--ids") + 1] == f"{hosted[0]}-{hosted[-1]}"
-        assert kw["command"][kw["command"].index("--data-root") + 1] == "/work"
+        assert kw["command"][kw["command"].index("--data-root") + 1] == "/data"
         # One client process per container: its CPU quota and memory limit are one's.
         assert kw["environment"]["FLAUTIM_CLIENT_PROCESSES"] == "1"
         assert kw["read_only"] is True and kw["cap_drop"] == ["ALL"] and kw["mem_limit"] == "1024m"
-        for target, (source, mode) in _mounts(kw).items():
-            if target.startswith("/work/"):
-                assert mode == "ro" and target == f"/work/{source.name}"
-                assert source.parent == plan.work_dir
-                mounted[source.name] += 1
+        # One mount, read-only: the group's folder, holding its clients' partition folders.
+        group, mode = _mounts(kw)["/data"]
+        assert mode == "ro" and group == plan.group_dir(role) and group.parent == plan.work_dir
+        for client in hosted:
+            assert plan.client_dir(client).parent == group
+            mounted[plan.client_dir(client).name] += 1
     assert mounted == Counter({f"client-{i}": 1 for i in range(1000)})
     # The host reserves K client containers, not N.
     assert run_memory_mb(config, plan) == 2 * 2048 + 16 * 1024

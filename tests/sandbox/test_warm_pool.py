@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import pytest
 from sqlalchemy import select
@@ -32,18 +31,6 @@ SIZE = 3  # the tiny bundle's server and two clients
 @pytest.fixture
 def config_overrides(config_overrides):
     return {**config_overrides, "SANDBOX_WARM_POOL": SIZE}
-
-
-@pytest.fixture
-def pool(worker_config, docker_client):
-    pool = WarmPool(worker_config, docker_client)
-    pool.refill()
-    deadline = time.monotonic() + 240
-    while pool.ready()[0] < SIZE:
-        assert time.monotonic() < deadline, "the warm pool never finished importing"
-        time.sleep(0.5)
-    yield pool
-    pool.drain()
 
 
 def _idle_ids(pool) -> set[str]:

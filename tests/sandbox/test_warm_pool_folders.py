@@ -74,3 +74,32 @@ def test_a_pooled_process_becomes_only_a_server_or_client_role(tmp_path):
     assert proc.returncode == 2
     assert "flautim: pooled process ready" in proc.stdout
     assert "cannot become ['prepare']" in proc.stderr
+
+
+def test_a_group_slot_becomes_the_group_folder_with_its_clients_folders_inside(tmp_path):
+    base = tmp_path / "attempt"
+    (base / "code").mkdir(parents=True)
+    plan = RunPlan(experiment_id=3, attempt=1, code_dir=base / "code", data_dir=tmp_path / "ds",
+                   work_dir=base / "work", out_dir=base / "output", clients=6, client_containers=2)
+    prepare_dirs(plan)
+    assert plan.client_roles == ["clients-0-2", "clients-3-5"]
+    made = {c: os.stat(plan.client_dir(c)) for c in range(3)}
+    pool = WarmPool(
+        Config.from_env(environ={}, ENV="test", SANDBOX_BACKEND="docker", DATA_DIR=str(tmp_path / "d")), client=None
+    )
+    group = Pooled(None, _slot(tmp_path / "pool", "g"))
+    group_data = os.stat(group.slot / "data").st_ino
+    pool.bind_folders(group, plan, "clients-0-2")
+    # The folder the pooled container mounts at /data is the group's, its clients' folders
+    # (the ones prepare_dirs made, with their owner and mode) inside it, where prepare's
+    # mounts write.
+    assert os.stat(plan.group_dir("clients-0-2")).st_ino == group_data
+    assert sorted(p.name for p in plan.group_dir("clients-0-2").iterdir()) == ["client-0", "client-1", "client-2"]
+    for client, before in made.items():
+        after = os.stat(plan.client_dir(client))
+        assert (after.st_ino, after.st_uid, after.st_mode) == (before.st_ino, before.st_uid, before.st_mode)
+    # The group's folder is the worker's, as prepare_dirs makes it: the sandbox cannot swap
+    # a client's folder in it for a link.
+    info = os.stat(plan.group_dir("clients-0-2"))
+    assert info.st_uid == os.geteuid() and (info.st_mode & 0o777) == 0o755
+    assert (os.stat(plan.client_dir(0)).st_mode & 0o777) == 0o700
