@@ -248,9 +248,16 @@ class _Run(Supervision):
                 pass
 
     def poll(self) -> None:
-        """Record containers that have exited; track OOM kills while they still run."""
+        """Record containers that have exited; track OOM kills while they still run.
+
+        One listing of the run's running containers per poll, and an inspection only of
+        those no longer in it, rather than an inspection of each of the K + 2 every poll."""
+        running = self._running_ids()
         for role, container in self.containers.items():
             if role in self.exits:
+                continue
+            if container.id in running:
+                self._track_oom(role, container.id)
                 continue
             try:
                 container.reload()
@@ -270,6 +277,13 @@ class _Run(Supervision):
                         "platform", "stderr",
                         f"[flautim] {role} was killed: it used more than its memory limit",
                     )
+
+    def _running_ids(self) -> set[str]:
+        try:
+            listed = self.client.api.containers(filters={"name": container_name(self.plan, "")}, quiet=True)
+        except DockerException:
+            return set()  # inspect each one instead
+        return {entry["Id"] for entry in listed}
 
     def _track_oom(self, role: str, container_id: str) -> None:
         count = _cgroup_oom_kills(container_id)
