@@ -52,6 +52,7 @@ def create_app(config: Config | None = None) -> Flask:
         admin,
         api,
         auth,
+        chrome,
         errors,
         experiments,
         help,
@@ -65,7 +66,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
 
     for subsystem in (
-        security, i18n, errors, response_cache, auth, main, projects, experiments, quotas, support, help, admin, api
+        security, i18n, errors, response_cache, chrome, auth, main, projects, experiments, quotas, support, help, admin, api
     ):
         subsystem.init_app(app)
 

@@ -54,13 +54,14 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["nav_links"] = nav_links
 
 
-def nav_links() -> list[tuple[str, str]]:
-    """Top-bar links for the current user, limited to endpoints that exist."""
+def nav_links(authenticated: bool, is_admin: bool) -> list[tuple[str, str]]:
+    """Top-bar links for a visitor, a user or an admin, limited to endpoints that exist
+    (chrome.topbar_links, which names who is asking)."""
     from flask_babel import gettext as _
 
-    if current_user.is_authenticated:
+    if authenticated:
         wanted = [("help.tutorial", _("Ajuda")), ("support.list_tickets", _("Suporte")), ("auth.account", _("Conta"))]
-        if current_user.is_admin:
+        if is_admin:
             wanted.append(("admin.dashboard", _("Admin")))
     else:
         wanted = [("help.tutorial", _("Ajuda")), ("auth.login", _("Entrar")), ("auth.signup", _("Criar conta"))]
