@@ -464,3 +464,49 @@ def test_the_experiment_page_loads_its_user_and_scope_in_one_statement(app, clie
     db.session.commit()
     response = fresh_request()
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
+
+
+def test_experiment_page_for_a_remember_me_login_and_where_the_run_ran(app, client, ctx, db_session, make_user):
+    """The page read as columns answers as before: a browser logged in only by its
+    remember-me cookie (no session id: the page's scope is fetched without its user) gets the
+    page and the same 404s; the "not isolated" badge follows the backend the worker recorded
+    in the run's summary, else the site's (local in the tests)."""
+    from flask import g
+
+    from flautim.models import Experiment
+    from tests.conftest import PASSWORD
+
+    def remembered_get(url: str):
+        fresh_request_globals()
+        remembered.delete_cookie("session")
+        return remembered.get(url)
+
+    pid = ctx["project_id"]
+    exp_id = make_experiment(pid, ctx["ids"], name="Lembrada", state="running")
+    with app.app_context():
+        elsewhere = make_experiment(ctx["other_project"], {}, name="Alheia", state="running")
+    def fresh_request_globals():
+        # Flask-Login and Flask-WTF keep the user and the CSRF token on `g`, which the tests'
+        # app context shares between requests, and so between the two browsers here.
+        g.pop("_login_user", None)
+        g.pop("csrf_token", None)
+
+    remembered = app.test_client()
+    fresh_request_globals()
+    submit_form(remembered, "/auth/login", {"email": "dona@example.org", "password": PASSWORD, "remember": "y"})
+    page = remembered_get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    assert "<h1>Lembrada" in page and '<span class="who">dona</span>' in page and "MNIST" in page
+    assert "não isolado" in page and "Cancelar" in page
+    assert remembered_get(f"/projects/{pid}/experiments/{elsewhere}").status_code == 404
+    assert remembered_get(f"/projects/{pid}/experiments/999999").status_code == 404
+    fresh_request_globals()
+    assert client.get(f"/projects/{pid}/experiments/{elsewhere}").status_code == 404
+
+    experiment = db_session.get(Experiment, exp_id)
+    experiment.summary = {"sandbox_backend": "docker"}
+    db_session.commit()
+    page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+    assert "<h1>Lembrada" in page and "não isolado" not in page
+    experiment.summary = {"sandbox_backend": "local"}
+    db_session.commit()
+    assert "não isolado" in client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)

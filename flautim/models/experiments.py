@@ -201,10 +201,14 @@ class Experiment(db.Model):
 
     @property
     def duration_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at or utcnow()
-        return (end - self.started_at).total_seconds()
+        return run_duration_s(self.started_at, self.finished_at)
+
+
+def run_duration_s(started_at: datetime | None, finished_at: datetime | None) -> float | None:
+    """Seconds from a run's start to its end (to now while it runs); None before it starts."""
+    if started_at is None:
+        return None
+    return ((finished_at or utcnow()) - started_at).total_seconds()
 
 
 # The runtime's per-client events (flautim.fl.events.client_event_type: client_<phase>),

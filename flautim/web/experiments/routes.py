@@ -23,14 +23,14 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy.orm import joinedload
 
 from flautim import headline, redis_connection
 from flautim.models import Dataset, Experiment, HyperparameterFile, ModelCode, Role, db
+from flautim.models.experiments import run_duration_s
 from flautim.web import flautim_config
 from flautim.web.extensions import login_manager
 from flautim.web.projects.access import (
-    get_object_with_session_user_or_404,
+    get_columns_with_session_user_or_404,
     project_object_or_404,
     require_role,
     scoped,
@@ -358,12 +358,34 @@ def delete(project_id: int, experiment_id: int):
 
 # --- the experiment page ------------------------------------------------------------------
 
-# What the experiment page names, loaded with the experiment (the lookup's statement is
-# cached per this tuple, so it is made once).
-HEADER_LOADS = (
-    joinedload(Experiment.dataset).load_only(Dataset.name),
-    joinedload(Experiment.model_code).load_only(ModelCode.name, ModelCode.content_hash),
-    joinedload(Experiment.hyperparameter_file).load_only(HyperparameterFile.name),
+# What the experiment page shows of its experiment and of the assets it names, read as
+# plain columns with the user and the scope (one statement, cached per these tuples): no
+# ORM object of the experiment or its assets is built per view.
+PAGE_COLUMNS = (
+    Experiment.project_id,
+    Experiment.name,
+    Experiment.description,
+    Experiment.state,
+    Experiment.kind,
+    Experiment.attempt,
+    Experiment.rounds_done,
+    Experiment.rounds_total,
+    Experiment.failure_reason,
+    Experiment.parent_id,
+    Experiment.log_sources,
+    Experiment.created_at,
+    Experiment.started_at,
+    Experiment.finished_at,
+    Experiment.summary["sandbox_backend"].as_string().label("sandbox_backend"),
+    Dataset.name.label("dataset"),
+    ModelCode.name.label("model_code"),
+    ModelCode.content_hash.label("model_code_hash"),
+    HyperparameterFile.name.label("hyperparameters"),
+)
+PAGE_JOINS = (
+    (Dataset, Dataset.id == Experiment.dataset_id),
+    (ModelCode, ModelCode.id == Experiment.model_code_id),
+    (HyperparameterFile, HyperparameterFile.id == Experiment.hyperparameter_file_id),
 )
 
 
@@ -386,7 +408,7 @@ def run_messages_script(locale: str, version: str):
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>")
 def show(project_id: int, experiment_id: int):
     # The user, membership, project, experiment and what the header names: one round trip.
-    found = get_object_with_session_user_or_404(project_id, Experiment, experiment_id, options=HEADER_LOADS)
+    found = get_columns_with_session_user_or_404(project_id, Experiment, experiment_id, PAGE_COLUMNS, PAGE_JOINS)
     if found is None:
         return login_manager.unauthorized()
     project, experiment = found
@@ -400,7 +422,7 @@ def show(project_id: int, experiment_id: int):
         "started_at": experiment.started_at,
         "finished_at": experiment.finished_at,
         "can_edit": can_edit_project(g.membership),
-        "not_isolated": _ran_without_isolation(experiment),
+        "not_isolated": _ran_without_isolation(experiment.attempt, experiment.sandbox_backend),
         "panels": _panels(experiment),
     }
     return render_template(
@@ -408,12 +430,12 @@ def show(project_id: int, experiment_id: int):
     )
 
 
-def _panels(experiment: Experiment) -> Markup:
+def _panels(experiment) -> Markup:
     """The tabs, rendered once per language and version of what they show and shared by
     every viewer: nothing in them depends on who asks (the per-user header, CSRF tokens
     and role buttons are rendered around them). The Modelos table is not here: the page
     fetches it (models_fragment) once the stream's catch-up is done, and on each new
-    checkpoint."""
+    checkpoint. `experiment`: a row of PAGE_COLUMNS."""
     terminal = experiment.state.is_terminal
     view = {
         "project_id": experiment.project_id,
@@ -421,16 +443,16 @@ def _panels(experiment: Experiment) -> Markup:
         # A re-created database reuses ids; created_at tells its experiments apart.
         "created_at": experiment.created_at.isoformat(),
         "description": experiment.description,
-        "dataset": experiment.dataset.name if experiment.dataset else None,
-        "model_code": experiment.model_code.name if experiment.model_code else None,
-        "model_code_hash": experiment.model_code.content_hash[:8] if experiment.model_code else None,
-        "hyperparameters": experiment.hyperparameter_file.name if experiment.hyperparameter_file else None,
+        "dataset": experiment.dataset,
+        "model_code": experiment.model_code,
+        "model_code_hash": experiment.model_code_hash[:8] if experiment.model_code_hash is not None else None,
+        "hyperparameters": experiment.hyperparameters,
         "attempt": experiment.attempt,
         "failure_reason": experiment.failure_reason,
         "rounds_done": experiment.rounds_done,
         "rounds_total": experiment.rounds_total,
         # While it runs, the page's script counts the elapsed time from data-started-at.
-        "duration_s": int(experiment.duration_s) if terminal and experiment.duration_s is not None else None,
+        "duration_s": _whole_seconds(run_duration_s(experiment.started_at, experiment.finished_at)) if terminal else None,
         "sources": tuple(log_sources(experiment)),
         "kind": experiment.kind.value,
         "parent_id": experiment.parent_id,
@@ -439,12 +461,16 @@ def _panels(experiment: Experiment) -> Markup:
     return Markup(cached_fragment(key, lambda: render_template("experiments/_panels.html", v=view)))
 
 
-def _ran_without_isolation(experiment: Experiment) -> bool:
-    """The local backend ran it (as the worker recorded it, else as this site is set up)."""
-    if experiment.attempt == 0:
+def _whole_seconds(seconds: float | None) -> int | None:
+    return int(seconds) if seconds is not None else None
+
+
+def _ran_without_isolation(attempt: int, sandbox_backend: str | None) -> bool:
+    """The local backend ran it (as the worker recorded it in the run's summary, else as this
+    site is set up)."""
+    if attempt == 0:
         return False
-    backend = (experiment.summary or {}).get("sandbox_backend")
-    return (backend or flautim_config().SANDBOX_BACKEND) == "local"
+    return (sandbox_backend or flautim_config().SANDBOX_BACKEND) == "local"
 
 
 @bp.get("/<int:project_id>/experiments/<int:experiment_id>/models")

@@ -14,7 +14,7 @@ from typing import TypeVar
 from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import Row, and_, bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from flautim.models import MAX_ID, Membership, Project, Role, User, db
@@ -140,31 +140,61 @@ def get_project_object_or_404(
 
 
 @lru_cache(maxsize=64)
-def _user_membership_and_object_query(model: type, options: tuple):
-    return with_membership_and_object(select(User).where(User.id == bindparam("user_id")), model, options)
+def _user_membership_and_columns_query(model: type, columns: tuple, joins: tuple):
+    statement = with_membership_and_columns(select(User).where(User.id == bindparam("user_id")), model, columns)
+    for target, onclause in joins:
+        statement = statement.outerjoin(target, onclause)
+    return statement
 
 
-def get_object_with_session_user_or_404(
-    project_id: int, model: type[T], object_id: int, options: tuple = ()
-) -> tuple[Project, T] | None:
-    """get_project_object_or_404 for the logged-in user, with that user's row fetched in the
-    same round trip (one statement where there were two: a page's hot path). The row lands
-    in the ORM session, so Flask-Login's loader (security.load_user), which still decides
-    whether the session is logged in (epoch, active, session protection), finds it there
-    without a query. None when nobody is logged in: the caller sends the login page."""
+def with_membership_and_columns(statement, model: type, columns: tuple):
+    """with_membership_and_object for a caller that reads only some of the object's columns:
+    `model.id` (None where the object is not in the project) then `columns`, as plain values
+    rather than an ORM object."""
+    return (
+        statement.add_columns(Membership, model.id, *columns)
+        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
+        .outerjoin(Project, Project.id == Membership.project_id)
+        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
+        .options(contains_eager(Membership.project))
+    )
+
+
+def get_columns_with_session_user_or_404(
+    project_id: int, model: type, object_id: int, columns: tuple, joins: tuple = ()
+) -> tuple[Project, Row] | None:
+    """get_project_object_or_404's answers (404, 403, 409, then 404 for an object outside the
+    project) for the logged-in user, as a row of `model.id` and `columns` (read by name; label
+    the ones whose names clash) instead of the object: a page's hot path, that shows a few of
+    the object's columns and its neighbours' (`joins`: (target, onclause) pairs, outer joined
+    after the object). Both tuples made once at import: the statement is cached per them.
+
+    The user's row comes in the same round trip and lands in the ORM session, so Flask-Login's
+    loader (security.load_user), which still decides whether the session is logged in (epoch,
+    active, session protection), finds it there without a query. None when nobody is logged
+    in: the caller sends the login page."""
     user_id = session_user_id()
     row = None
     if user_id is not None and valid_id(user_id) and valid_id(project_id) and valid_id(object_id):
         row = db.session.execute(
-            _user_membership_and_object_query(model, options),
+            _user_membership_and_columns_query(model, columns, joins),
             {"user_id": user_id, "project_id": project_id, "object_id": object_id},
         ).first()
     if not current_user.is_authenticated:
         return None
     if row is None or row[0] is not current_user._get_current_object():
         # No session id (a remember-me cookie logged this request in), or another user.
-        return get_project_object_or_404(project_id, model, object_id, options=options)
-    return admit_object(row[1], row[2])
+        project = get_project_or_404(project_id)
+        if not valid_id(object_id):
+            abort(404)
+        statement = select(model.id, *columns).where(model.id == object_id, model.project_id == project.id)
+        for target, onclause in joins:
+            statement = statement.outerjoin(target, onclause)
+        found = db.session.execute(statement).first()
+        if found is None:
+            abort(404)
+        return project, found
+    return admit_object(row[1], row if row[2] is not None else None)
 
 
 def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
