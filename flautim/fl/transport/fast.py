@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -37,7 +38,14 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from flautim.fl.errors import FlautimError
 from flautim.fl.round_deadline import LateClients, RoundDeadline, phase_of
-from flautim.fl.transport.channel import Channel, ChannelClosed, parse_address
+from flautim.fl.transport.channel import (
+    MAX_SHARED_CONTENTS,
+    Channel,
+    ChannelClosed,
+    ProtocolError,
+    encode_content,
+    parse_address,
+)
 
 SERVER_NODE_ID = 1  # Flower's SUPERLINK_NODE_ID: the sender of instructions
 NODE_ID_BASE = 1000  # client i is node NODE_ID_BASE + i; readable in Flower's own logs
@@ -78,6 +86,7 @@ class DirectGrid(Grid):
         self._client_errors: list[dict[str, Any]] = []
         self._dropped: set[int] = set()  # client ids given up on (late at a round deadline)
         self._closing = False
+        self._next_content_id = 1  # ids of contents shared by several messages (push_messages)
         self._server = socket.create_server((host, port), reuse_port=False)
         self.address = f"{host}:{self._server.getsockname()[1]}"
         TaskIdentity.run_id = self._run.run_id
@@ -237,6 +246,17 @@ class DirectGrid(Grid):
         return [NodeInfo(node_id=node_id) for node_id in self.get_node_ids()]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        # A content object that several messages carry (FedAvg: one RecordDict, the global
+        # model, for every sampled node) is serialised once and sent once per process;
+        # its messages then travel as metadata and a reference (`channel`'s C and R frames).
+        carried: dict[int, int] = {}
+        for message in messages:
+            if message.has_content():
+                carried[id(message.content)] = carried.get(id(message.content), 0) + 1
+        live_from = self._next_content_id
+        encoded: dict[int, tuple[int, bytes]] = {}  # id(content) -> (content id, bytes)
+        sent: dict[int, set[int]] = {}  # id(peer) -> content ids that process holds now
         ids = []
         for message in messages:
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
@@ -252,13 +272,33 @@ class DirectGrid(Grid):
                     )
                 self._pending[message.metadata.message_id] = node_id
             try:
-                peer.channel.send_message(message)
+                content_id = None
+                if message.has_content() and carried[id(message.content)] > 1:
+                    content_id = self._share_content(peer, message.content, encoded, sent.setdefault(id(peer), set()), live_from)
+                peer.channel.send_message(message, content_id)
             except ChannelClosed:
                 with self._cond:
                     peer.alive = False
                 self._raise_if_lost()
             ids.append(message.metadata.message_id)
         return ids
+
+    def _share_content(
+        self, peer: _Peer, content: RecordDict, encoded: dict[int, tuple[int, bytes]], held: set[int], live_from: int
+    ) -> int | None:
+        """The id under which `peer` holds `content` (sending it first if it does not yet),
+        or None when that process already holds as many contents as it may."""
+        if id(content) not in encoded:
+            encoded[id(content)] = (self._next_content_id, encode_content(content))
+            self._next_content_id += 1
+        content_id, data = encoded[id(content)]
+        if content_id in held:
+            return content_id
+        if len(held) >= MAX_SHARED_CONTENTS:
+            return None
+        peer.channel.send_content(content_id, live_from, data)
+        held.add(content_id)
+        return content_id
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         out = []
@@ -387,7 +427,7 @@ def serve_client(
     """
     hosted = [client_ids] if isinstance(client_ids, int) else list(client_ids)
     client_id = hosted[0]
-    channel = Channel.connect(server, connect_timeout_s)
+    channel = Channel.connect(server, connect_timeout_s, shared_content=True)
     channel.send_json({"type": "hello", "client_id": client_id, "client_ids": hosted, "pid": os.getpid()})
     try:
         client_app = load_app()
@@ -415,6 +455,9 @@ def serve_client(
             context.node_config["client-id"] = int(frame.metadata.dst_node_id) - NODE_ID_BASE
             reply = client_app(message=frame, context=context)
             channel.send_message(reply)
+    except ProtocolError as exc:
+        print(f"[client {client_id}] {exc}", file=sys.stderr, flush=True)
+        return 1
     except ChannelClosed:
         # The server went away without a bye: it failed or was stopped; nothing to answer.
         return 1
