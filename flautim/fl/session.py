@@ -89,7 +89,9 @@ def checked_state(model: torch.nn.Module, weights: Weights, client: int | None =
                 code="weights.shape",
                 params={"parameter": key, "got": list(array.shape), "expected": list(current.shape)},
             )
-        new_state[key] = torch.from_numpy(np.ascontiguousarray(array)).to(dtype=current.dtype)
+        # ascontiguousarray makes a 0-d array (BatchNorm's step counter) 1-d; keep its shape.
+        contiguous = np.ascontiguousarray(array).reshape(array.shape)
+        new_state[key] = torch.from_numpy(contiguous).to(dtype=current.dtype)
     return new_state
 
 
@@ -240,6 +242,57 @@ def _nbytes(columns: list[Any]) -> int:
     )
 
 
+class _LoadedWeights:
+    """The global weights last loaded into a model, and where each went.
+
+    `load_state_dict` walks every module and checks every key for each load; a client
+    process hosting virtual clients loads the same weights hundreds of times a round. While
+    the model's `state_dict` still holds the very tensors they went into, with the same
+    shapes, a plain copy into them (what `load_state_dict` does in the end) loads them
+    again: whatever the user's loop did to the values (training, BatchNorm statistics) is
+    overwritten, and a replaced layer or parameter sends the caller back to the full path.
+    """
+
+    def __init__(self, weights: Weights, state: dict[str, torch.Tensor], targets: list[torch.Tensor] | None) -> None:
+        self.weights = weights
+        self.state = state
+        self.targets = targets
+        self.sources = list(state.values())
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, weights: Weights, state: dict[str, torch.Tensor]) -> _LoadedWeights:
+        """No copy targets when a module loads in a way of its own (a `_load_from_state_dict`
+        outside torch, load hooks): only `load_state_dict` does that right."""
+        live = model.state_dict(keep_vars=True)
+        for module in model.modules():
+            loader = type(module)._load_from_state_dict
+            if not getattr(loader, "__module__", "").startswith("torch.") or (
+                module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks
+            ):
+                return cls(weights, state, None)
+        return cls(weights, {k: state[k] for k in live}, list(live.values()))
+
+    def copy_into(self, model: torch.nn.Module) -> bool:
+        """Load the weights into `model` again; False when it no longer fits them (the
+        caller's full path then names the problem)."""
+        try:
+            if self.targets is None:
+                model.load_state_dict(self.state, strict=True)
+                return True
+            live = model.state_dict(keep_vars=True)
+            if len(live) != len(self.targets) or any(
+                now is not then or now.shape != source.shape
+                for now, then, source in zip(live.values(), self.targets, self.sources, strict=True)
+            ):
+                return False
+            with torch.no_grad():
+                for target, source in zip(self.targets, self.sources, strict=True):
+                    target.copy_(source)
+            return True
+        except RuntimeError:
+            return False
+
+
 class ClientSession(_Session):
     """One federated client: the user's Experiment, model, optimizer and this client's data.
 
@@ -257,7 +310,7 @@ class ClientSession(_Session):
     ) -> None:
         super().__init__(bundle, hyperparameters, client_id, device)
         self._partitions = PartitionCache(PARTITION_CACHE_BYTES)
-        self._global: tuple[Weights, dict[str, torch.Tensor]] | None = None
+        self._global: _LoadedWeights | None = None
         self._load_data(data_dir)
         with self.user_call("configure_optimizer(model) failed", code="user_code.configure_optimizer_failed"):
             self.experiment.optimizer = self.experiment.configure_optimizer(self.model)
@@ -291,23 +344,21 @@ class ClientSession(_Session):
     def _load_global(self, weights: Weights) -> None:
         """`set_weights` for the round's global model, which every message of a round
         carries again (hundreds of times in a process hosting virtual clients): weights
-        already checked against this model (the same arrays) are loaded without converting
-        and checking them again."""
+        already checked against this model (the same arrays) are copied straight into the
+        model's tensors, without converting and checking them again."""
         cached = self._global
-        if cached is not None and cached[0].keys() == weights.keys() and all(
-            cached[0][k] is weights[k] for k in weights
+        if cached is not None and cached.weights.keys() == weights.keys() and all(
+            cached.weights[k] is weights[k] for k in weights
         ):
-            try:
-                self.model.load_state_dict(cached[1], strict=True)
+            if cached.copy_into(self.model):
                 return
-            except RuntimeError:  # the model changed shape since: the full path names the problem
-                self._global = None
+            self._global = None  # the model changed since: the full path names any problem
         state = checked_state(self.model, weights, self.client_id)
         self.model.load_state_dict(state, strict=True)
         # Kept only when every tensor is a view of its array, so an array changed in place
         # since is still loaded as it is now.
         if all(isinstance(weights[k], np.ndarray) and state[k].data_ptr() == weights[k].ctypes.data for k in state):
-            self._global = (dict(weights), state)
+            self._global = _LoadedWeights.of(self.model, dict(weights), state)
 
     def preflight(self) -> None:
         """Run the model on one batch before round 1; FlautimError "expected … got …" naming
