@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -38,6 +38,8 @@ from flautim.fl.transport.records import (
     flautim_record,
     metric_record,
     numeric_metrics,
+    record_named,
+    records_of,
     weights_to_arrays,
 )
 
@@ -69,11 +71,11 @@ def make_client_app(
 
     def handle(message: Message, context: Context, phase: str) -> Message:
         client_id = client_id_for(context)
-        config = dict(message.content.config_records.get("config", ConfigRecord()))
+        config = dict(record_named(message.content, "config", ConfigRecord) or {})
         server_round = int(config.get("server-round", 0))
         try:
             session = session_for(context)
-            arrays = next(iter(message.content.array_records.values()))
+            arrays = records_of(message.content, ArrayRecord)[0]
             weights = decode(arrays)
             if phase == "train":
                 result = session.fit(weights, server_round, config)

@@ -30,7 +30,12 @@ from flautim.fl.error_codes import coded_fields
 from flautim.fl.errors import FlautimError
 from flautim.fl.events import EventWriter, client_event_type
 from flautim.fl.hyperparameter_reads import note_reported
-from flautim.fl.transport.records import arrays_to_weights, read_error_reply, read_flautim_record
+from flautim.fl.transport.records import (
+    arrays_to_weights,
+    read_error_reply,
+    read_flautim_record,
+    records_of,
+)
 
 STRATEGIES: dict[str, type[flower_strategies.Strategy]] = {
     "fedavg": flower_strategies.FedAvg,
@@ -348,11 +353,11 @@ class ObservedStrategy(flower_strategies.Strategy):
             client = info["client"]
             if client is None:
                 client = self.client_of(reply.metadata.src_node_id, reply.content)
-            metric_records = list(reply.content.metric_records.values())
+            metric_records = records_of(reply.content, MetricRecord)
             numbers = dict(metric_records[0]) if metric_records else {}
             metrics = info["metrics"] or {k: v for k, v in numbers.items() if k not in {"num-examples", "loss"}}
             if phase == "train" and self.check_update is not None:
-                arrays = list(reply.content.array_records.values())
+                arrays = records_of(reply.content, ArrayRecord)
                 if arrays:
                     self.check_update(arrays_to_weights(arrays[0]), client)
             self.events.emit(
