@@ -54,13 +54,25 @@ def with_membership_and_object(statement, model: type, options: tuple = ()):
     """`statement`, which selects a User, plus that user's membership of :project_id (with
     its project) and `model`'s row :object_id in that project, each None where absent: the
     user and the scoped lookup in one round trip (the API's token, a page's session user)."""
+    return _with_membership(statement, model, model).options(*options)
+
+
+def _with_membership(statement, model: type, *selected):
+    """The joins both scoped lookups share: the membership (with its project), then `model`
+    at :object_id in that project; `selected` is what of `model` the statement reads."""
     return (
-        statement.add_columns(Membership, model)
+        statement.add_columns(Membership, *selected)
         .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
         .outerjoin(Project, Project.id == Membership.project_id)
         .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
-        .options(contains_eager(Membership.project), *options)
+        .options(contains_eager(Membership.project))
     )
+
+
+def _outer_joined(statement, joins: tuple):
+    for target, onclause in joins:
+        statement = statement.outerjoin(target, onclause)
+    return statement
 
 
 def membership_for(project_id: int, user=None) -> Membership | None:
@@ -141,23 +153,16 @@ def get_project_object_or_404(
 
 @lru_cache(maxsize=64)
 def _user_membership_and_columns_query(model: type, columns: tuple, joins: tuple):
-    statement = with_membership_and_columns(select(User).where(User.id == bindparam("user_id")), model, columns)
-    for target, onclause in joins:
-        statement = statement.outerjoin(target, onclause)
-    return statement
+    return _outer_joined(
+        with_membership_and_columns(select(User).where(User.id == bindparam("user_id")), model, columns), joins
+    )
 
 
 def with_membership_and_columns(statement, model: type, columns: tuple):
     """with_membership_and_object for a caller that reads only some of the object's columns:
     `model.id` (None where the object is not in the project) then `columns`, as plain values
     rather than an ORM object."""
-    return (
-        statement.add_columns(Membership, model.id, *columns)
-        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
-        .outerjoin(Project, Project.id == Membership.project_id)
-        .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
-        .options(contains_eager(Membership.project))
-    )
+    return _with_membership(statement, model, model.id, *columns)
 
 
 def get_columns_with_session_user_or_404(
@@ -188,9 +193,7 @@ def get_columns_with_session_user_or_404(
         if not valid_id(object_id):
             abort(404)
         statement = select(model.id, *columns).where(model.id == object_id, model.project_id == project.id)
-        for target, onclause in joins:
-            statement = statement.outerjoin(target, onclause)
-        found = db.session.execute(statement).first()
+        found = db.session.execute(_outer_joined(statement, joins)).first()
         if found is None:
             abort(404)
         return project, found
