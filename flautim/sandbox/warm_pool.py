@@ -10,8 +10,8 @@ wait for the worker to write /ctl/role.json.
 
 A run claims containers (an atomic mkdir in the slot, so workers sharing a host never take
 the same one) and, before `prepare` starts, renames the slot's data folder to the role's
-partition folder in the run's work folder (a group's folder, for a group of virtual clients) (and the server's out folder to the run's output
-folder): the mounts follow the folders, so `prepare` writes straight into what the pooled
+partition folder in the run's work folder (a group's folder, for a group of virtual
+clients), and the server's out folder to the run's output folder: the mounts follow the folders, so `prepare` writes straight into what the pooled
 container already sees, and the ingest reads checkpoints where it always does. Then it
 renames the container to the role's name, gives it the role's limits, moves it from no
 network to the run's internal network and writes its role. From there on it is the same as a
