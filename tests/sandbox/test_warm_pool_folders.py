@@ -103,3 +103,24 @@ def test_a_group_slot_becomes_the_group_folder_with_its_clients_folders_inside(t
     info = os.stat(plan.group_dir("clients-0-2"))
     assert info.st_uid == os.geteuid() and (info.st_mode & 0o777) == 0o755
     assert (os.stat(plan.client_dir(0)).st_mode & 0o777) == 0o700
+
+
+def test_grouping_local_partitions_moves_planted_links_and_fifos_without_following_them(tmp_path):
+    from flautim.sandbox.local_backend import group_partitions
+
+    base = tmp_path / "attempt"
+    plan = RunPlan(experiment_id=3, attempt=1, code_dir=base / "code", data_dir=tmp_path / "ds",
+                   work_dir=base / "work", out_dir=base / "output", clients=4, client_containers=2)
+    plan.work_dir.mkdir(parents=True)
+    outside = tmp_path / "host-file"
+    outside.write_text("host data\n")
+    (plan.work_dir / "client-0").mkdir()
+    os.mkfifo(plan.work_dir / "client-0" / "fifo")
+    (plan.work_dir / "client-1").symlink_to(outside)  # prepare (user code) planted a link
+    for client in (2, 3):
+        (plan.work_dir / f"client-{client}").mkdir()
+    group_partitions(plan)
+    # The link itself moved, unfollowed: the host file is as it was; the FIFO was not opened.
+    assert plan.client_dir(1).is_symlink() and outside.read_text() == "host data\n"
+    assert (plan.client_dir(0) / "fifo").exists()
+    assert sorted(p.name for p in plan.work_dir.iterdir()) == ["clients-0-1", "clients-2-3"]
