@@ -212,6 +212,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-clients-wait-s", type=float, default=None,
                         help="override min_clients_wait_s (how long the server waits for every client)")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--server-cpus", type=float, default=0.0,
+                        help="the server container's CPU quota (FLAUTIM_SANDBOX_SERVER_CPUS; 0: the host's cores)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the table shows the median")
     parser.add_argument("--warm-pool", type=int, default=0, metavar="N",
                         help="fill a warm pool of N containers (and wait until all have imported) before submitting")
@@ -235,7 +237,8 @@ def main(argv=None) -> int:
     try:
         config = Config.from_env(environ={}, ENV="test", SECRET_KEY="bench", DATA_DIR=str(scratch / "data"),
                                  DATABASE_URL=url, REDIS_URL=redis_url, EMBEDDED_WORKER=False,
-                                 SANDBOX_BACKEND="docker", SANDBOX_GPUS="", SANDBOX_WARM_POOL=args.warm_pool)
+                                 SANDBOX_BACKEND="docker", SANDBOX_GPUS="", SANDBOX_WARM_POOL=args.warm_pool,
+                                 SANDBOX_SERVER_CPUS=args.server_cpus)
         app = create_app(config)
         with app.app_context():
             upgrade(engine_of(app))

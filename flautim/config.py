@@ -92,6 +92,8 @@ class Config:
     SANDBOX_CLIENT_MEMORY_MB: int = 1024
     SANDBOX_SERVER_MEMORY_MB: int = 2048
     SANDBOX_CPUS_PER_CONTAINER: float = 1.0
+    # The server's container (container_spec.role_cpus); 0: all the host's cores.
+    SANDBOX_SERVER_CPUS: float = 0.0
     SANDBOX_PIDS_LIMIT: int = 256
     SANDBOX_TMPFS_MB: int = 256
     # Open files per sandbox process (ulimit nofile).

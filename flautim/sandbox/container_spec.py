@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from docker.types import Ulimit
 
 from flautim.config import Config
+from flautim.fl.virtual_clients import available_cores
 
 from .plan import GROUP_ENVIRONMENT, RunPlan, role_clients
 from .supervision import sandbox_ids
@@ -32,6 +33,7 @@ LABEL_POOL_SPEC = "org.flautim.pool.spec"
 SERVER_PORT = 9092
 # Docker's own log file per container is capped too, so printing gigabytes fills no disk.
 DOCKER_LOG_MAX_SIZE = "20m"
+CPU_PERIOD_US = 100_000
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,29 @@ def role_memory_mb(config: Config, plan: RunPlan, role: str) -> int:
     return config.SANDBOX_CLIENT_MEMORY_MB
 
 
-def hardened(config: Config, memory_mb: int) -> dict:
+def role_cpus(config: Config, role: str) -> float:
+    """The CPU quota of `role`'s container. The server aggregates and evaluates the model
+    while every client waits for it, so it gets the host's cores (SANDBOX_SERVER_CPUS, 0: all
+    of them), as `flautim run`'s server does. A quota caps and reserves nothing: while the
+    server waits for a round, the clients lose no CPU to it."""
+    if role == "server":
+        cores = available_cores()
+        return float(min(config.SANDBOX_SERVER_CPUS or cores, cores))
+    return config.SANDBOX_CPUS_PER_CONTAINER
+
+
+def cpu_limits(cpus: float) -> dict:
+    """A CFS quota per 100 ms period: the same cap as `nano_cpus`, but one that
+    `container.update` can raise when a pooled container becomes the server."""
+    return {"cpu_period": CPU_PERIOD_US, "cpu_quota": int(cpus * CPU_PERIOD_US)}
+
+
+def torch_threads(cpus: float) -> str:
+    """More threads than the quota get the whole container throttled by the CFS scheduler."""
+    return str(max(1, int(cpus)))
+
+
+def hardened(config: Config, memory_mb: int, cpus: float) -> dict:
     """What every sandbox container gets, pooled or not (see the module's docstring)."""
     uid, gid = sandbox_ids()
     max_file = config.SANDBOX_OUTPUT_LIMIT_MB * 2**20
@@ -164,7 +188,7 @@ def hardened(config: Config, memory_mb: int) -> dict:
         "security_opt": ["no-new-privileges"],
         "mem_limit": f"{memory_mb}m",
         "memswap_limit": f"{memory_mb}m",
-        "nano_cpus": int(config.SANDBOX_CPUS_PER_CONTAINER * 1e9),
+        **cpu_limits(cpus),
         "pids_limit": config.SANDBOX_PIDS_LIMIT,
         "ipc_mode": "private",
         "log_config": {"type": "json-file", "config": {"max-size": DOCKER_LOG_MAX_SIZE, "max-file": "1"}},
@@ -172,15 +196,12 @@ def hardened(config: Config, memory_mb: int) -> dict:
     }
 
 
-def _threads(config: Config) -> str:
-    return str(max(1, int(config.SANDBOX_CPUS_PER_CONTAINER)))
-
-
-def role_environment(plan: RunPlan, role: str) -> dict[str, str]:
+def role_environment(config: Config, plan: RunPlan, role: str) -> dict[str, str]:
     """What a role's process is told, started for the run or taken from the warm pool."""
     return {
         "FLAUTIM_EXPERIMENT_ID": str(plan.experiment_id),
         "FLAUTIM_ROLE": role,
+        "OMP_NUM_THREADS": torch_threads(role_cpus(config, role)),
         **(GROUP_ENVIRONMENT if role.startswith("clients-") else {}),
     }
 
@@ -194,9 +215,9 @@ def container_kwargs(
     gpus: list[str] | None = None,
 ) -> dict:
     """The keyword arguments of `docker.containers.create` for `role` of `plan`."""
-    environment = {**role_environment(plan, role), "OMP_NUM_THREADS": _threads(config)}
+    environment = role_environment(config, plan, role)
     kwargs: dict = {
-        **hardened(config, role_memory_mb(config, plan, role)),
+        **hardened(config, role_memory_mb(config, plan, role), role_cpus(config, role)),
         "image": image or (config.SANDBOX_GPU_IMAGE if gpus else config.SANDBOX_IMAGE),
         "command": role_command(plan, role),
         "name": container_name(plan, role),
@@ -254,11 +275,11 @@ def pool_container_kwargs(config: Config, name: str, slot: str) -> dict:
 
 def _pool_settings(config: Config) -> dict:
     return {
-        **hardened(config, config.SANDBOX_CLIENT_MEMORY_MB),
+        **hardened(config, config.SANDBOX_CLIENT_MEMORY_MB, config.SANDBOX_CPUS_PER_CONTAINER),
         "image": config.SANDBOX_IMAGE,
         "command": ["pooled", "/ctl"],
-        "environment": {"FLAUTIM_ROLE": "pooled", "OMP_NUM_THREADS": _threads(config),
-                        "CUDA_VISIBLE_DEVICES": ""},
+        "environment": {"FLAUTIM_ROLE": "pooled", "CUDA_VISIBLE_DEVICES": "",
+                        "OMP_NUM_THREADS": torch_threads(config.SANDBOX_CPUS_PER_CONTAINER)},
     }
 
 

@@ -19,10 +19,12 @@ from .container_spec import (
     PREPARED_MARKER,
     container_kwargs,
     container_name,
+    cpu_limits,
     gpu_assignment,
     host_gpus,
     network_name,
     role_command,
+    role_cpus,
     role_environment,
     role_memory_mb,
     role_mounts,
@@ -196,11 +198,12 @@ class _Run(Supervision):
         container = pooled.container
         container.rename(container_name(self.plan, role))
         memory = role_memory_mb(self.config, self.plan, role)
-        if memory != self.config.SANDBOX_CLIENT_MEMORY_MB:
-            container.update(mem_limit=f"{memory}m", memswap_limit=f"{memory}m")
+        cpus = role_cpus(self.config, role)
+        if memory != self.config.SANDBOX_CLIENT_MEMORY_MB or cpus != self.config.SANDBOX_CPUS_PER_CONTAINER:
+            container.update(mem_limit=f"{memory}m", memswap_limit=f"{memory}m", **cpu_limits(cpus))
         self.client.api.disconnect_container_from_network(container.id, "none")
         self.network.connect(container)
-        WarmPool.assign(pooled, role_command(self.plan, role), role_environment(self.plan, role))
+        WarmPool.assign(pooled, role_command(self.plan, role), role_environment(self.config, self.plan, role))
         return container
 
     def start(self, role: str, gpus: list[str] | None = None) -> None:

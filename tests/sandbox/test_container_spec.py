@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from flautim.config import Config
+from flautim.fl.virtual_clients import available_cores
 from flautim.sandbox.container_spec import (
     LABEL_ATTEMPT,
     LABEL_EXPERIMENT,
@@ -15,6 +16,7 @@ from flautim.sandbox.container_spec import (
     network_name,
     pool_container_kwargs,
     role_command,
+    role_cpus,
 )
 from flautim.sandbox.plan import RunPlan
 
@@ -50,7 +52,9 @@ def test_every_container_is_hardened(config, plan, role):
     assert kw["cap_drop"] == ["ALL"]
     assert kw["security_opt"] == ["no-new-privileges"]
     assert kw["mem_limit"] == kw["memswap_limit"]
-    assert kw["nano_cpus"] == 1_500_000_000
+    cpus = available_cores() if role == "server" else 1.5
+    assert kw["cpu_period"] == 100_000 and kw["cpu_quota"] == int(cpus * 100_000)
+    assert kw["environment"]["OMP_NUM_THREADS"] == str(int(cpus))
     assert kw["pids_limit"] == 99
     if role in ("prepare", "inspect"):
         assert kw["network_mode"] == "none" and "network" not in kw
@@ -162,7 +166,7 @@ def test_a_warm_pool_container_is_hardened_offline_and_mounts_its_slot_where_rol
     kw = pool_container_kwargs(config, "flautim-pool-ab12", "/srv/pool/h/ab12")
     cold = container_kwargs(config, plan, "client-0")
     for key in ("user", "read_only", "tmpfs", "cap_drop", "security_opt", "mem_limit", "memswap_limit",
-                "nano_cpus", "pids_limit", "ipc_mode", "log_config"):
+                "cpu_period", "cpu_quota", "pids_limit", "ipc_mode", "log_config"):
         assert kw[key] == cold[key], key
     assert kw["network_mode"] == "none" and "network" not in kw
     assert kw["labels"][LABEL_POOL] == "/srv/pool/h/ab12"
@@ -189,3 +193,15 @@ def test_pool_containers_made_under_other_settings_are_told_apart(config):
     for change in ({"SANDBOX_PIDS_LIMIT": 100}, {"SANDBOX_CLIENT_MEMORY_MB": 1024}, {"SANDBOX_IMAGE": "other:1"}):
         assert pool_spec(dataclasses.replace(config, **change)) != pool_spec(config), change
     assert pool_container_kwargs(config, "n", "/s")["labels"][LABEL_POOL_SPEC] == pool_spec(config)
+
+
+def test_the_server_may_use_the_host_cores_and_a_site_can_cap_it(config, plan):
+    """The server aggregates and evaluates while every client waits, as `flautim run`'s does
+    on all cores; its quota is a cap, so the clients' quota is unchanged."""
+    assert role_cpus(config, "server") == available_cores()
+    assert role_cpus(config, "client-0") == role_cpus(config, "clients-0-9") == role_cpus(config, "prepare") == 1.5
+    capped = Config.from_env(environ={}, ENV="test", SANDBOX_BACKEND="docker", SANDBOX_SERVER_CPUS=1)
+    assert role_cpus(capped, "server") == 1.0
+    assert container_kwargs(capped, plan, "server")["cpu_quota"] == 100_000
+    too_many = Config.from_env(environ={}, ENV="test", SANDBOX_BACKEND="docker", SANDBOX_SERVER_CPUS=10_000)
+    assert role_cpus(too_many, "server") == available_cores()  # Docker refuses more than the host has

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from flautim import storage
 from flautim.fl.process_setup import POOL_READY
+from flautim.fl.virtual_clients import available_cores
 from flautim.models import Experiment, ExperimentState, LogRecord, ModelArtifact, db
 from flautim.sandbox.container_spec import LABEL_HOST, LABEL_POOL
 from flautim.sandbox.warm_pool import WarmPool
@@ -159,3 +160,38 @@ def test_a_refill_replaces_containers_made_under_other_settings(worker_config, d
     assert not old & _idle_ids(stricter)
     assert all(c.attrs["HostConfig"]["PidsLimit"] == 200 for c in stricter._idle(stricter._image_id()))
     stricter.drain()
+
+
+# Printed by each role as it loads the user's code: its torch threads and its CFS quota
+# (cgroup v2's cpu.max, or v1's cfs_quota_us), as seen from inside its container.
+RESOURCES_PROBE = '''
+import os as _os
+import torch as _torch
+
+
+def _quota():
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            return open(path).read().split()[0]
+        except OSError:
+            pass
+    return "unknown"
+
+
+print("RESOURCES", _os.environ.get("FLAUTIM_ROLE"), _torch.get_num_threads(), _quota(), flush=True)
+'''
+
+
+def test_a_pooled_server_gets_the_hosts_cores_and_their_threads(app, worker_config, owner, tmp_path, pool):
+    """A pool container starts with a client's quota and one torch thread, imported before it
+    knows its role; as the server it must get the host's cores as a cold server does."""
+    user_id, project_id = owner
+    api = RESOURCES_PROBE + (TINY / "api.py").read_text()
+    experiment_id = store_experiment(app, write_bundle(tmp_path / "b", api=api), project_id, user_id)
+    result, state, reason, _, logs = _run(app, experiment_id)
+    assert result == "succeeded", reason
+    assert ("platform", "[flautim] 3 of 3 server and client containers taken warm from the pool") in logs
+    seen = {line.split()[1]: line.split()[2:] for _, line in logs if line.startswith("RESOURCES ")}
+    cores = available_cores()
+    assert seen["server"] == [str(cores), str(cores * 100_000)]
+    assert seen["client-0"] == seen["client-1"] == ["1", "100000"]

@@ -50,6 +50,8 @@ def cmd_server(args: SimpleNamespace) -> int:
     bundle_dir = Path(args.bundle)
     wait_until_prepared(args.after)
     started = time.time()
+    # After the wait: a pooled process imported torch before it knew its role's threads.
+    limit_torch_threads(1)
     grid = None
     try:
         hp = load_run_hyperparameters(bundle_dir, args.clients, args.rounds)
