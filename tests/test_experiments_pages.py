@@ -161,9 +161,11 @@ def test_finished_experiment_page_models_logs_and_downloads(app, client, ctx, db
     feed_run(app, exp_id, tmp_path, scripted_run_lines(tmp_path))
     page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
     assert "concluído" in page and "não isolado" in page
-    # The log tab's sources: each once, the server first, then the clients in order.
+    # The log tab's sources: each once, the server first, "all the clients", then (few of
+    # them) each client in order; the pick-by-number choice is there, hidden.
     select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
-    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1"]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "clients", "client-0", "client-1", "client"]
+    assert re.search(r'<option value="client" id="log-one-client" hidden disabled>', select)
     models = client.get(f"/projects/{pid}/experiments/{exp_id}/models").get_data(as_text=True)
     assert "final" in models and "melhor" in models and "safetensors" in models
     links = re.findall(r'href="([^"]+/artifacts/\d+)" data-format="(\w+)" data-kind="(\w+)"', models)
@@ -415,13 +417,15 @@ def test_log_sources_are_kept_by_the_worker_and_reset_by_a_new_attempt(app, clie
     assert experiment.log_sources == ["client-1", "server", "client-0", "client-10"]
     page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
     select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
-    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1", "client-10"]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "clients", "client-0", "client-1", "client-10",
+                                                              "client"]
     # Lines written without the worker (log_sources unknown): the page counts them instead.
     experiment.log_sources = None
     db_session.commit()
     page = client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
     select = page.split('id="log-source"', 1)[1].split("</select>", 1)[0]
-    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "client-0", "client-1", "client-10"]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["server", "clients", "client-0", "client-1", "client-10",
+                                                              "client"]
     # A new attempt starts with none.
     experiment.transition(ExperimentState.SUCCEEDED)
     experiment.transition(ExperimentState.QUEUED)

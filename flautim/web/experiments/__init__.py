@@ -6,7 +6,7 @@ bp = Blueprint("experiments", __name__, url_prefix="/projects")
 
 
 def init_app(app: Flask) -> None:
-    from . import client_routes, display, export_routes, routes  # noqa: F401
+    from . import client_routes, display, export_routes, log_routes, routes  # noqa: F401
 
     display.init_app(app)
     app.register_blueprint(bp)

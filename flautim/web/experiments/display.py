@@ -201,6 +201,9 @@ def _translate_js_labels() -> dict[str, str]:
         "label": _("rótulo"),
         "method": _("método"),
         "lines": _("linhas"),
+        "log_older_lines": _("As {n} linhas mais recentes desta escolha; as anteriores estão no log completo (Baixar o log completo)."),
+        "log_load_failed": _("Não foi possível carregar as linhas desta origem. Tente de novo."),
+        "log_client_missing": _("Digite o número de um cliente."),
         "reconnecting": _("conexão perdida, reconectando…"),
         "downsampled": _("Curvas longas aparecem reduzidas a {n} pontos cada (o último valor de cada grupo de rodadas)."),
         "skipped_events": _(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select
 
 from flautim import headline
 from flautim.models import (
@@ -349,8 +349,10 @@ def experiment_logs(
     search: str | None = None,
     limit: int | None = None,
     tail: bool = False,
+    where: ColumnElement[bool] | None = None,
 ) -> list[tuple]:
-    """Log lines in id order; `tail=True` with `limit` gives the last `limit` lines.
+    """Log lines in id order; `tail=True` with `limit` gives the last `limit` lines;
+    `where`: a further condition (the Logs tab's choice, `log_picker.chosen_lines`).
 
     Plain tuples of LOG_COLUMNS (id, attempt, source, stream, line, created_at), not ORM
     objects or Rows, which would cost more than the query on a long page. Keyset paging on
@@ -362,6 +364,8 @@ def experiment_logs(
     )
     if source:
         query = query.where(LogRecord.source == source)
+    if where is not None:
+        query = query.where(where)
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(LogRecord.line.ilike(f"%{escaped}%", escape="\\"))

@@ -40,7 +40,7 @@ from flautim.web.stored_files import send_stored
 from flautim.web.uploads import UserFacingError
 
 from . import assets as asset_service
-from . import baseline, bp, client_curves, live, run_messages, runs
+from . import baseline, bp, client_curves, live, log_picker, run_messages, runs
 from .diagnoses import experiment_diagnoses
 from .display import artifact_download_name, can_edit_project, js_labels, state_label
 from .forms import ConfirmForm, DatasetUploadForm, ExperimentForm, SourceUploadForm
@@ -453,7 +453,7 @@ def _panels(experiment) -> Markup:
         "rounds_total": experiment.rounds_total,
         # While it runs, the page's script counts the elapsed time from data-started-at.
         "duration_s": _whole_seconds(run_duration_s(experiment.started_at, experiment.finished_at)) if terminal else None,
-        "sources": tuple(log_sources(experiment)),
+        "log_sources": log_picker.summarize(log_sources(experiment)),
         "kind": experiment.kind.value,
         "parent_id": experiment.parent_id,
     }

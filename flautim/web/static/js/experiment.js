@@ -325,25 +325,150 @@
   }
 
   // --- logs -------------------------------------------------------------------------------
+  // The box holds the newest lines of one choice of source: every line (the stream's
+  // catch-up, then live), or one source, all the clients or one client, fetched from
+  // logs.json when picked (the newest of the whole log, not only of the lines already
+  // here), then the live lines of that choice only. A run has up to 10,000 clients: past
+  // a few (log_picker.LISTED_CLIENTS), one is picked by its number, checked by the server.
   var logbox = $("logbox"), sourceSelect = $("log-source"), search = $("log-search");
-  var MAX_LINES = 5000, logCount = 0, knownSources = {};
+  var clientPick = $("log-client-pick"), clientInput = $("log-client");
+  var allClients = $("log-all-clients"), oneClient = $("log-one-client");
+  var sourceError = $("log-source-error"), sourceNote = $("log-source-note");
+  var MAX_LINES = 5000, LISTED_CLIENTS = 20, logCount = 0, knownSources = {};
+  var CLIENT_SOURCE = /^client-(\d+)$/, GROUP_SOURCE = /^clients-(\d+)-(\d+)$/, CLIENT_TAG = /^\[client (\d+) /;
+  function attrNumber(name) { var v = sourceSelect.getAttribute(name); return v === null || v === "" ? null : Number(v); }
+  var clients = { count: attrNumber("data-clients") || 0, first: attrNumber("data-client-first"), last: attrNumber("data-client-last") };
+  var groups = (sourceSelect.getAttribute("data-groups") || "").split(" ").filter(Boolean);
   Array.prototype.forEach.call(sourceSelect.options, function (o) { knownSources[o.value] = true; });
+  groups.forEach(function (g) { knownSources[g] = true; });
+  // What the box shows: {} every line; {source}, {clients: true} or {client: number}.
+  var chosen = {}, loadSeq = 0, loading = false, held = [];
+
   function scrollLogs() { logbox.scrollTop = logbox.scrollHeight; }
   function visible(div) {
-    var src = sourceSelect.value, q = search.value.toLowerCase();
-    return (!src || div.getAttribute("data-source") === src) && (!q || div.textContent.toLowerCase().indexOf(q) >= 0);
+    var q = search.value.toLowerCase();
+    return !q || div.textContent.toLowerCase().indexOf(q) >= 0;
   }
   function applyFilter() {
     Array.prototype.forEach.call(logbox.children, function (d) { d.classList.toggle("hidden", !visible(d)); });
   }
-  sourceSelect.addEventListener("change", applyFilter);
   search.addEventListener("input", applyFilter);
+
+  // The client a line is from: its own source's number, or in a group's process the number
+  // the client library tags its lines with (-1: the group's untagged lines); null: no client.
+  function clientOf(row) {
+    var m = CLIENT_SOURCE.exec(row.source);
+    if (m) return Number(m[1]);
+    if (!GROUP_SOURCE.test(row.source)) return null;
+    m = CLIENT_TAG.exec(row.line);
+    return m ? Number(m[1]) : -1;
+  }
+  function wanted(row) {
+    if (chosen.source !== undefined) return row.source === chosen.source;
+    if (chosen.clients) return clientOf(row) !== null;
+    if (chosen.client !== undefined) return clientOf(row) === chosen.client;
+    return true;
+  }
+
+  function formatCount(n) { return n.toLocaleString(document.documentElement.lang || undefined); }
+  function showClients() {
+    allClients.textContent = allClients.getAttribute("data-label") + " (" + formatCount(clients.count) + ")";
+    [allClients].concat(clients.count > LISTED_CLIENTS || groups.length ? [oneClient] : []).forEach(function (o) {
+      o.hidden = o.disabled = clients.count === 0;
+    });
+    var range = $("log-client-range");
+    range.textContent = clients.count ? range.getAttribute("data-template").replace("{n}", formatCount(clients.count))
+      .replace("{first}", String(clients.first)).replace("{last}", String(clients.last)) : "";
+  }
+  // A source first seen live: a new option, or one more client in the count.
+  function noteSource(source) {
+    if (knownSources[source]) return;
+    knownSources[source] = true;
+    var m = CLIENT_SOURCE.exec(source), g = GROUP_SOURCE.exec(source);
+    if (!m && !g) {
+      var o = document.createElement("option"); o.value = source; o.textContent = source;
+      sourceSelect.insertBefore(o, allClients);
+      return;
+    }
+    var first = Number(m ? m[1] : g[1]), last = Number(m ? m[1] : g[2]);
+    // Past the listed few the page knows the clients' range, not each one: a client inside
+    // it was counted already (or is in a group's process).
+    var listed = !groups.length && clients.count <= LISTED_CLIENTS;
+    if (g) groups.push(source);
+    if (!listed && clients.first !== null && first >= clients.first && last <= clients.last) return;
+    clients.count += last - first + 1;
+    clients.first = clients.first === null ? first : Math.min(clients.first, first);
+    clients.last = clients.last === null ? last : Math.max(clients.last, last);
+    if (m && listed && !groups.length && clients.count <= LISTED_CLIENTS) {
+      var c = document.createElement("option"); c.value = source; c.textContent = source;
+      sourceSelect.insertBefore(c, oneClient);
+    }
+    showClients();
+  }
+  showClients();
+
+  function showSourceError(message) {
+    sourceError.textContent = message || "";
+    sourceError.classList.toggle("hidden", !message);
+  }
+  // Fetch the newest lines of a choice; the box changes only once they are here (a refused
+  // choice leaves it as it was). Live lines arriving meanwhile wait, then go through.
+  function load(next, params) {
+    var mine = ++loadSeq;
+    loading = true;
+    root.setAttribute("data-log-loading", "true");
+    flushLogs();
+    var url = sourceSelect.getAttribute("data-url") + (params ? "?" + new URLSearchParams(params).toString() : "");
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+      .then(function (res) {
+        if (mine !== loadSeq) return;
+        if (!res.ok) { showSourceError(res.body.error); done([]); return; }
+        showSourceError("");
+        chosen = next;
+        logbox.textContent = "";
+        logCount = 0;
+        sourceNote.textContent = res.body.has_more ? L("log_older_lines", "").replace("{n}", String(res.body.items.length)) : "";
+        sourceNote.classList.toggle("hidden", !res.body.has_more);
+        done(res.body.items);
+      })
+      .catch(function () { if (mine === loadSeq) { showSourceError(L("log_load_failed", "")); done([]); } });
+  }
+  function done(items) {
+    loading = false;
+    root.setAttribute("data-log-loading", "false");
+    var last = items.length ? items[items.length - 1].id : 0;
+    pendingLines = items.concat(held.filter(function (row) { return row.id > last && wanted(row); }));
+    held = [];
+    flushLogs();
+  }
+  function pickClient() {
+    var text = clientInput.value.trim();
+    if (!text) { showSourceError(L("log_client_missing", "")); clientInput.focus(); return; }
+    load({ client: /^\d+$/.test(text) ? Number(text) : NaN }, { client: text });
+  }
+  sourceSelect.addEventListener("change", function () {
+    var v = sourceSelect.value, m = CLIENT_SOURCE.exec(v);
+    clientPick.classList.toggle("hidden", v !== "client");
+    if (v === "client") { showSourceError(""); clientInput.focus(); return; }
+    if (v === "") load({}, null);
+    else if (v === "clients") load({ clients: true }, { clients: "all" });
+    else if (m) load({ client: Number(m[1]) }, { client: m[1] });
+    else load({ source: v }, { source: v });
+  });
+  $("log-client-show").addEventListener("click", pickClient);
+  clientInput.addEventListener("keydown", function (e) { if (e.key === "Enter") { e.preventDefault(); pickClient(); } });
+
   var pendingLines = [], logTimer = null;
   function onLog(row) {
+    noteSource(row.source);
+    if (loading) { held.push(row); return; }
+    if (!wanted(row)) return;
     pendingLines.push(row);
     if (!logTimer) logTimer = setTimeout(flushLogs, 50);
   }
   function flushLogs() {
+    clearTimeout(logTimer);
     logTimer = null;
     var frag = document.createDocumentFragment();
     pendingLines.forEach(function (row) {
@@ -356,11 +481,6 @@
       div.appendChild(document.createTextNode(row.line));
       if (!visible(div)) div.classList.add("hidden");
       frag.appendChild(div);
-      if (!knownSources[row.source]) {
-        knownSources[row.source] = true;
-        var o = document.createElement("option"); o.value = row.source; o.textContent = row.source;
-        sourceSelect.appendChild(o);
-      }
       logCount++;
     });
     pendingLines = [];
