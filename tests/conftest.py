@@ -188,6 +188,14 @@ def login(client, email: str, password: str = PASSWORD):
     return response
 
 
+def login_in_browser(page, base_url: str, email: str, password: str = PASSWORD) -> None:
+    """Log in through the real form in a Playwright page."""
+    page.goto(base_url + "/auth/login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Senha", exact=True).fill(password)
+    page.get_by_role("button", name="Entrar").click()
+
+
 @pytest.fixture
 def make_project(app):
     """Create a project with members: make_project("P", owner_id, editors=[...], viewers=[...])."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.test_client_results import CLIENTS, ROUNDS, thousand_client_lines
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import ARTIFACTS, login_in_browser
 from tests.experiments_support import feed_run, make_experiment, setup_project, upload_mnist_assets
 
 pytestmark = [pytest.mark.browser]
@@ -23,10 +23,7 @@ def test_clients_section_at_a_thousand_clients(app, make_user, make_project, cli
     exp_id = make_experiment(ctx["project_id"], ids, state="running")
     feed_run(app, exp_id, tmp_path, thousand_client_lines(), finish="succeeded")
 
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Email", exact=True).fill("dona@example.org")
-    page.get_by_label("Senha", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Entrar").click()
+    login_in_browser(page, live_server.url, "dona@example.org")
     page.goto(f"{live_server.url}/projects/{ctx['project_id']}/experiments/{exp_id}")
 
     rows = page.locator("#clients-body tr[data-client]")

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import ARTIFACTS, PASSWORD
+from tests.conftest import ARTIFACTS, login_in_browser
 from tests.experiments_support import feed_run, make_experiment, setup_project
 from tests.test_log_sources_at_scale import CLIENTS, ROUNDS, thousand_client_log
 
@@ -24,10 +24,7 @@ def test_one_client_of_a_thousand_in_the_logs_tab(app, make_user, make_project, 
     exp_id = make_experiment(ctx["project_id"], {}, state="running")
     feed_run(app, exp_id, tmp_path, thousand_client_log(), finish=None)
 
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Email", exact=True).fill("dona@example.org")
-    page.get_by_label("Senha", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Entrar").click()
+    login_in_browser(page, live_server.url, "dona@example.org")
     page.goto(f"{live_server.url}/projects/{ctx['project_id']}/experiments/{exp_id}#logs")
 
     lines = page.locator("#logbox .logline")
