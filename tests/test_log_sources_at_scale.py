@@ -10,7 +10,6 @@ import re
 import pytest
 from flask import g
 
-from flautim.web.experiments import log_picker
 from tests.conftest import csrf_token_from
 from tests.experiments_support import feed_run, make_experiment, setup_project, switch_user
 
@@ -40,6 +39,8 @@ def _lines(http, pid: int, exp_id: int, **params):
 
 
 def test_summary_lists_other_sources_and_counts_clients():
+    from flautim.web.experiments import log_picker
+
     sources = ["server", "prepare", "platform"] + [f"client-{c}" for c in range(CLIENTS)]
     summary = log_picker.summarize(sources)
     assert summary == log_picker.SourceSummary(("server", "prepare", "platform"), CLIENTS, 0, CLIENTS - 1, (), ())
