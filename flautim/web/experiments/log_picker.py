@@ -19,12 +19,13 @@ from sqlalchemy import ColumnElement, and_, or_
 
 from flautim.models import LogRecord
 
+from .results import source_order
+
 # Up to this many clients, each is an option of its own: a click beats typing a number.
 LISTED_CLIENTS = 20
 # The longest number a client field takes (10,000 clients at most, with room to spare).
 MAX_CLIENT_DIGITS = 6
 
-CLIENT_SOURCE = re.compile(r"client-(\d+)")
 GROUP_SOURCE = re.compile(r"clients-(\d+)-(\d+)")
 
 
@@ -50,14 +51,19 @@ class BadLogSource(ValueError):
         self.value = value
 
 
+def _client_number(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _client_numbers(sources) -> tuple[set[int], list[tuple[int, int, str]], list[str]]:
-    """The numbers of clients with a source of their own, the groups' ranges, the rest."""
+    """The numbers of clients with a source of their own, the groups' ranges, the rest
+    (string tests, not a regex: a page view reads up to 10,000 sources)."""
     own: set[int] = set()
     groups: list[tuple[int, int, str]] = []
     others: list[str] = []
     for source in sources:
-        if (m := CLIENT_SOURCE.fullmatch(source)) is not None:
-            own.add(int(m[1]))
+        if source.startswith("client-") and (number := _client_number(source[7:])) is not None:
+            own.add(number)
         elif (m := GROUP_SOURCE.fullmatch(source)) is not None:
             groups.append((int(m[1]), int(m[2]), source))
         else:
@@ -65,19 +71,19 @@ def _client_numbers(sources) -> tuple[set[int], list[tuple[int, int, str]], list
     return own, sorted(groups), others
 
 
-def summarize(sources: list[str]) -> SourceSummary:
-    """The picker of a run whose log has `sources` (results.log_sources' order)."""
+def summarize(sources) -> SourceSummary:
+    """The picker of a run whose log has `sources` (results.log_sources, any order)."""
     own, groups, others = _client_numbers(sources)
     in_groups = sum(last - first + 1 for first, last, _name in groups if last >= first)
     ends = [n for n in (min(own, default=None), max(own, default=None)) if n is not None]
     ends += [n for first, last, _name in groups for n in (first, last)]
     count = len(own) + in_groups
     listed = tuple(f"client-{n}" for n in sorted(own)) if count <= LISTED_CLIENTS and not groups else ()
-    return SourceSummary(tuple(others), count, min(ends, default=None), max(ends, default=None), listed,
-                         tuple(name for _first, _last, name in groups))
+    return SourceSummary(tuple(source_order(others)), count, min(ends, default=None), max(ends, default=None),
+                         listed, tuple(name for _first, _last, name in groups))
 
 
-def chosen_lines(sources: list[str], *, source: str | None = None, client: str | None = None,
+def chosen_lines(sources: set[str], *, source: str | None = None, client: str | None = None,
                  all_clients: bool = False) -> ColumnElement[bool] | None:
     """The condition on LogRecord for one choice of the picker (None: every line), checked
     against the run's `sources`: BadLogSource says what is wrong."""
@@ -87,24 +93,24 @@ def chosen_lines(sources: list[str], *, source: str | None = None, client: str |
         return or_(LogRecord.source.startswith("client-"), LogRecord.source.startswith("clients-"))
     if not source:
         return None
-    if (m := CLIENT_SOURCE.fullmatch(source)) is not None:
-        return _one_client(sources, m[1])
+    if source.startswith("client-") and _client_number(source[7:]) is not None:
+        return _one_client(sources, source[7:])
     if source not in sources:
         raise BadLogSource("unknown_source", source)
     return LogRecord.source == source
 
 
-def _one_client(sources: list[str], client: str) -> ColumnElement[bool]:
+def _one_client(sources: set[str], client: str) -> ColumnElement[bool]:
     text = client.strip()
     if not text.isascii() or not text.isdigit() or len(text) > MAX_CLIENT_DIGITS:
         raise BadLogSource("not_a_number", client)
     number = int(text)
     own = f"client-{number}"
+    if own in sources:
+        return LogRecord.source == own
     group = next((m[0] for s in sources if (m := GROUP_SOURCE.fullmatch(s)) and int(m[1]) <= number <= int(m[2])),
                  None)
     if group is None:
-        if own not in sources:
-            raise BadLogSource("no_such_client", text)
-        return LogRecord.source == own
+        raise BadLogSource("no_such_client", text)
     tagged = and_(LogRecord.source == group, LogRecord.line.startswith(f"[client {number} ", autoescape=True))
     return or_(LogRecord.source == own, tagged)

@@ -29,7 +29,7 @@ def log_lines(project_id: int, experiment_id: int):
     `source` (a source's name), `client` (a client's number) or `clients=all`; none: every
     line. `has_more` says that older ones were left out."""
     experiment = project_object_or_404(Experiment, experiment_id, g.project)
-    sources = log_sources(experiment)
+    sources = set(log_sources(experiment))
     try:
         where = log_picker.chosen_lines(sources, source=request.args.get("source"),
                                         client=request.args.get("client"),

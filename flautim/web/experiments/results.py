@@ -391,14 +391,16 @@ def _plain_rows(query) -> list[tuple]:
 
 
 def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]:
-    """The distinct sources of an attempt's log lines, "server" first, clients in order.
+    """The distinct sources of an attempt's log lines, in no given order: the Logs tab's
+    picker (`log_picker.summarize`) orders the few it lists, and sorting 10,000 clients'
+    would cost a page view more than the rest of the picker.
 
     The current attempt's come from `experiment.log_sources`, which the worker keeps as it
     stores lines. Otherwise (an older attempt, or lines the worker did not write): a skip
     scan on ix_log_records_exp_source, one index probe per source (a dozen), where a
     GROUP BY would read every line."""
     if _attempt(experiment, attempt) == experiment.attempt and experiment.log_sources is not None:
-        return _source_order(experiment.log_sources)
+        return list(experiment.log_sources)
     lines = select(LogRecord.source).where(
         LogRecord.experiment_id == experiment.id, LogRecord.attempt == _attempt(experiment, attempt)
     )
@@ -412,11 +414,11 @@ def log_sources(experiment: Experiment, attempt: int | None = None) -> list[str]
         .scalar_subquery()
     )
     found = found.union_all(select(following).where(found.c.source.is_not(None)))
-    rows = db.session.scalars(select(found.c.source).where(found.c.source.is_not(None)))
-    return _source_order(rows)
+    return list(db.session.scalars(select(found.c.source).where(found.c.source.is_not(None))))
 
 
-def _source_order(sources) -> list[str]:
+def source_order(sources) -> list[str]:
+    """Each source once, "server" first, then the others shortest first, clients last."""
     return sorted(set(sources), key=lambda s: (s.startswith("client-"), len(s), s))
 
 
