@@ -343,6 +343,8 @@
   groups.forEach(function (g) { knownSources[g] = true; });
   // What the box shows: {} every line; {source}, {clients: true} or {client: number}.
   var chosen = {}, loadSeq = 0, loading = false, held = [];
+  // The newest id a fetch brought: the stream's catch-up may still be sending older lines.
+  var loadedUpTo = 0;
 
   function scrollLogs() { logbox.scrollTop = logbox.scrollHeight; }
   function visible(div) {
@@ -424,6 +426,7 @@
       .then(function (res) {
         if (mine !== loadSeq) return;
         if (!res.ok) { showSourceError(res.body.error); done([]); return; }
+        if (res.body.items.length) loadedUpTo = Math.max(loadedUpTo, res.body.items[res.body.items.length - 1].id);
         showSourceError("");
         chosen = next;
         logbox.textContent = "";
@@ -437,8 +440,7 @@
   function done(items) {
     loading = false;
     root.setAttribute("data-log-loading", "false");
-    var last = items.length ? items[items.length - 1].id : 0;
-    pendingLines = items.concat(held.filter(function (row) { return row.id > last && wanted(row); }));
+    pendingLines = items.concat(held.filter(function (row) { return row.id > loadedUpTo && wanted(row); }));
     held = [];
     flushLogs();
   }
@@ -463,7 +465,7 @@
   function onLog(row) {
     noteSource(row.source);
     if (loading) { held.push(row); return; }
-    if (!wanted(row)) return;
+    if (row.id <= loadedUpTo || !wanted(row)) return;
     pendingLines.push(row);
     if (!logTimer) logTimer = setTimeout(flushLogs, 50);
   }
