@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 
-# Processes per core: more than one, so a client stuck in user code or a slow partition does
-# not stall a core's whole share of clients, and small runs keep a process per client.
-PROCESSES_PER_CORE = 8
+# A run with at most this many clients per core gives each client a process of its own (on
+# the platform, a container), as runs had before virtual clients.
+SMALL_RUN_CLIENTS_PER_CORE = 8
+# Larger runs share processes, two per core: one keeps a core busy while the other waits for
+# the server's next message. Each more process costs memory (a forked process's own pages;
+# on the platform a ~240 MiB container) and bought no speed (benchmarks/README.md, K).
+GROUPS_PER_CORE = 2
 # What one forked client process costs on top of its warm parent (torch's allocator, one
 # model and optimizer, one partition of the bundled examples), with a margin.
 PROCESS_MEMORY_BYTES = 256 * 2**20
@@ -50,7 +54,8 @@ def client_processes(
         if not fixed.isdigit() or int(fixed) < 1:
             raise ValueError(f"FLAUTIM_CLIENT_PROCESSES must be a whole number >= 1, got {fixed!r}")
         return min(int(num_clients), int(fixed))
-    k = PROCESSES_PER_CORE * max(1, cores or available_cores())
+    cores = max(1, cores or available_cores())
+    k = num_clients if num_clients <= SMALL_RUN_CLIENTS_PER_CORE * cores else GROUPS_PER_CORE * cores
     if memory_bytes is not None:
         k = min(k, max(1, memory_bytes // max(1, process_bytes)))
     return max(1, min(int(num_clients), k))
@@ -59,7 +64,7 @@ def client_processes(
 def split_clients(client_ids: list[int], processes: int) -> list[list[int]]:
     """`client_ids` in `processes` contiguous groups of near-equal size (sampling is random,
     so contiguous groups share a round's work as evenly as any other split, and stay short
-    on a command line: `--ids 0-62`)."""
+    on a command line: `--ids 0-249`)."""
     processes = max(1, min(processes, len(client_ids)))
     size, extra = divmod(len(client_ids), processes)
     groups, start = [], 0

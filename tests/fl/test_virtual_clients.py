@@ -31,9 +31,13 @@ PROCESSES = 2
 
 def test_k_follows_the_host_not_the_clients(monkeypatch):
     monkeypatch.delenv("FLAUTIM_CLIENT_PROCESSES", raising=False)
-    assert client_processes(1000, cores=2) == client_processes(10_000, cores=2) == 16
-    assert client_processes(10, cores=2) == 10  # N <= K: a process per client, as before
+    assert client_processes(1000, cores=2) == client_processes(10_000, cores=2) == 4
+    assert client_processes(17, cores=2) == 4 and client_processes(1000, cores=8) == 16
+    # A small run (at most 8 clients a core): a process per client, as before.
+    assert client_processes(10, cores=2) == 10 and client_processes(16, cores=2) == 16
     assert client_processes(1000, cores=2, memory_bytes=1 * 2**30) == 4  # memory bounds it too
+    assert client_processes(1000, cores=2, memory_bytes=int(2.5 * 2**30)) == 4
+    assert client_processes(16, cores=2, memory_bytes=int(2.5 * 2**30)) == 10
     assert client_processes(1000, cores=2, memory_bytes=1) == 1
     monkeypatch.setenv("FLAUTIM_CLIENT_PROCESSES", "3")
     assert client_processes(1000, cores=64) == 3 and client_processes(2, cores=64) == 2
