@@ -12,6 +12,7 @@ a scratch database is created and dropped). Figures, not assertions.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -196,12 +197,19 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def run_local(bundle: Path) -> dict:
+    """`flautim run` on the same bundle, with the same marks as the platform run (from its
+    `--json` event stream): round 1's start and the server's last event."""
     started = time.time()
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "flautim"), "run", str(bundle)],
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "flautim"), "run", "--json", str(bundle)],
                           capture_output=True, text=True, cwd=str(ROOT))
     wall = time.time() - started
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    first = next((e["ts"] for e in events if e.get("type") == "round_started"), None)
+    last = next((e["ts"] for e in reversed(events) if e.get("type") == "run_finished"), None)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-    return {"rc": proc.returncode, "wall_s": wall, "tail": tail}
+    return {"rc": proc.returncode, "wall_s": wall, "tail": tail,
+            "to_clients_connected_s": first - started if first else None,
+            "server_done_s": last - started if last else None}
 
 
 def main(argv=None) -> int:
@@ -309,6 +317,8 @@ def main(argv=None) -> int:
         rows += [
             ("flautim run (same machine): exit code", local["rc"]),
             ("  wall time", fmt(local["wall_s"], " s") + _spread(local)),
+            ("  start -> all clients connected (first round)", fmt(local["to_clients_connected_s"], " s")),
+            ("  start -> the server's last event (run_finished)", fmt(local["server_done_s"], " s")),
             ("platform / flautim run", fmt(platform["wall_s"] / local["wall_s"], "x")),
         ]
     width = max(len(r[0]) for r in rows)
