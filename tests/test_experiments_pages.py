@@ -470,6 +470,30 @@ def test_the_experiment_page_loads_its_user_and_scope_in_one_statement(app, clie
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
 
+def test_the_experiment_page_builds_no_orm_object_but_its_user(app, client, ctx, db_session):
+    """The page's statement reads its scope and experiment as columns and builds the session's
+    user into the ORM session itself (access.attach_session_user), where Flask-Login's loader
+    finds it: a view leaves that user and nothing else in the session, and a user the session
+    already holds is the one kept."""
+    from flask import g
+
+    from flautim.models import User, db
+
+    pid = ctx["project_id"]
+    url = f"/projects/{pid}/experiments/{make_experiment(pid, ctx['ids'])}"
+    db.session.expunge_all()
+    g.pop("_login_user", None)
+    assert client.get(url).status_code == 200
+    assert [type(obj) for obj in db.session.identity_map.values()] == [User]
+    (user,) = db.session.identity_map.values()
+    assert user.id == ctx["owner"] and user.email == "dona@example.org"
+    assert g.membership.role.value == "owner" and g.project.id == pid
+
+    g.pop("_login_user", None)
+    assert client.get(url).status_code == 200
+    assert db.session.identity_map.values() == [user]  # the same object, not a second one
+
+
 def test_experiment_page_for_a_remember_me_login_and_where_the_run_ran(app, client, ctx, db_session, make_user):
     """The page read as columns answers as before: a browser logged in only by its
     remember-me cookie (no session id: the page's scope is fetched without its user) gets the

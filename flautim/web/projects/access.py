@@ -8,14 +8,17 @@ read-only: a write (POST, PUT, PATCH, DELETE) that needs an editor gets 409 with
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache, wraps
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from flask import abort, g, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import Row, and_, bindparam, select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import contains_eager, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from flautim.models import MAX_ID, Membership, Project, Role, User, db
 from flautim.web.security import session_user_id
@@ -54,18 +57,19 @@ def with_membership_and_object(statement, model: type, options: tuple = ()):
     """`statement`, which selects a User, plus that user's membership of :project_id (with
     its project) and `model`'s row :object_id in that project, each None where absent: the
     user and the scoped lookup in one round trip (the API's token, a page's session user)."""
-    return _with_membership(statement, model, model).options(*options)
+    return _scope_joins(statement.add_columns(Membership, model), model).options(
+        contains_eager(Membership.project), *options
+    )
 
 
-def _with_membership(statement, model: type, *selected):
-    """The joins both scoped lookups share: the membership (with its project), then `model`
-    at :object_id in that project; `selected` is what of `model` the statement reads."""
+def _scope_joins(statement, model: type):
+    """The joins both scoped lookups share, from a statement that selects from User: the
+    user's membership of :project_id, its project, then `model` at :object_id in that
+    project (each outer: None where absent)."""
     return (
-        statement.add_columns(Membership, *selected)
-        .outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
+        statement.outerjoin(Membership, and_(Membership.user_id == User.id, Membership.project_id == bindparam("project_id")))
         .outerjoin(Project, Project.id == Membership.project_id)
         .outerjoin(model, and_(model.id == bindparam("object_id"), model.project_id == Membership.project_id))
-        .options(contains_eager(Membership.project))
     )
 
 
@@ -151,43 +155,81 @@ def get_project_object_or_404(
     return admit_object(membership, obj, needed)
 
 
+class ProjectColumns(NamedTuple):
+    """The columns of a project that `_admit` and a page read, where no ORM object is built."""
+
+    id: int
+    name: str
+    archived_at: datetime | None
+
+
+class MembershipColumns(NamedTuple):
+    """A membership as its role and its project's columns (what `_admit` reads of one)."""
+
+    role: Role
+    project: ProjectColumns
+
+
+# Every column of a user, read under a prefix (a page's own columns may be named like a
+# user's), then built into the User that the ORM session keeps (attach_session_user).
+USER_COLUMN_KEYS = tuple(attribute.key for attribute in sa_inspect(User).column_attrs)
+_USER_COLUMNS = tuple(getattr(User, key).label(f"user_{key}") for key in USER_COLUMN_KEYS)
+_SCOPE_COLUMNS = (
+    Membership.role.label("membership_role"),
+    Project.id.label("scope_project_id"),
+    Project.name.label("scope_project_name"),
+    Project.archived_at.label("scope_project_archived_at"),
+)
+
+
 @lru_cache(maxsize=64)
 def _user_membership_and_columns_query(model: type, columns: tuple, joins: tuple):
-    return _outer_joined(
-        with_membership_and_columns(select(User).where(User.id == bindparam("user_id")), model, columns), joins
-    )
+    statement = select(*_USER_COLUMNS, *_SCOPE_COLUMNS, model.id, *columns)
+    return _outer_joined(_scope_joins(statement.where(User.id == bindparam("user_id")), model), joins)
 
 
-def with_membership_and_columns(statement, model: type, columns: tuple):
-    """with_membership_and_object for a caller that reads only some of the object's columns:
-    `model.id` (None where the object is not in the project) then `columns`, as plain values
-    rather than an ORM object."""
-    return _with_membership(statement, model, model.id, *columns)
+def attach_session_user(row) -> User:
+    """The user of a row read with `_USER_COLUMNS`, put in the ORM session as if a query had
+    loaded it (SQLAlchemy's `make_transient_to_detached`, then `add`), so that Flask-Login's
+    loader (security.load_user), which still decides whether the session is logged in,
+    finds it by id without a statement. Where the session already holds that user, that
+    one is kept, as a query's row would have given it. The session holds loaded objects
+    weakly: the caller keeps the returned user until the loader has run."""
+    present = db.session.identity_map.get(identity_key(User, row.user_id))
+    if present is not None:
+        return present
+    values = row._mapping
+    user = User(**{key: values[f"user_{key}"] for key in USER_COLUMN_KEYS})
+    make_transient_to_detached(user)
+    db.session.add(user)
+    return user
 
 
 def get_columns_with_session_user_or_404(
     project_id: int, model: type, object_id: int, columns: tuple, joins: tuple = ()
-) -> tuple[Project, Row] | None:
+) -> tuple[Project | ProjectColumns, Row] | None:
     """get_project_object_or_404's answers (404, 403, 409, then 404 for an object outside the
-    project) for the logged-in user, as a row of `model.id` and `columns` (read by name; label
-    the ones whose names clash) instead of the object: a page's hot path, that shows a few of
-    the object's columns and its neighbours' (`joins`: (target, onclause) pairs, outer joined
+    project) for the logged-in user, as a row of `model.id` (as `id`) and `columns` (read by
+    name; label the ones whose names clash) instead of the object: a page's hot path, that shows a few of the
+    object's columns and its neighbours' (`joins`: (target, onclause) pairs, outer joined
     after the object). Both tuples made once at import: the statement is cached per them.
 
-    The user's row comes in the same round trip and lands in the ORM session, so Flask-Login's
-    loader (security.load_user), which still decides whether the session is logged in (epoch,
-    active, session protection), finds it there without a query. None when nobody is logged
-    in: the caller sends the login page."""
+    One Core statement reads the user, the membership's role, the project's columns and
+    `columns`; no ORM object is loaded but the user (attach_session_user), so `g.project`,
+    `g.membership` and the project returned are ProjectColumns and MembershipColumns. None
+    when nobody is logged in: the caller sends the login page."""
     user_id = session_user_id()
-    row = None
+    row = user = None
     if user_id is not None and valid_id(user_id) and valid_id(project_id) and valid_id(object_id):
-        row = db.session.execute(
+        row = db.session.connection().execute(
             _user_membership_and_columns_query(model, columns, joins),
             {"user_id": user_id, "project_id": project_id, "object_id": object_id},
         ).first()
+        if row is not None:
+            user = attach_session_user(row)
     if not current_user.is_authenticated:
         return None
-    if row is None or row[0] is not current_user._get_current_object():
+    if user is None or user is not current_user._get_current_object():
         # No session id (a remember-me cookie logged this request in), or another user.
         project = get_project_or_404(project_id)
         if not valid_id(object_id):
@@ -197,7 +239,11 @@ def get_columns_with_session_user_or_404(
         if found is None:
             abort(404)
         return project, found
-    return admit_object(row[1], row if row[2] is not None else None)
+    membership = None
+    if row.membership_role is not None:
+        project = ProjectColumns(row.scope_project_id, row.scope_project_name, row.scope_project_archived_at)
+        membership = MembershipColumns(row.membership_role, project)
+    return admit_object(membership, row if row.id is not None else None)
 
 
 def admit_object(membership: Membership | None, obj: T | None, needed: Role = Role.VIEWER) -> tuple[Project, T]:
