@@ -538,3 +538,34 @@ def test_experiment_page_for_a_remember_me_login_and_where_the_run_ran(app, clie
     experiment.summary = {"sandbox_backend": "local"}
     db_session.commit()
     assert "não isolado" in client.get(f"/projects/{pid}/experiments/{exp_id}").get_data(as_text=True)
+
+
+def test_the_experiment_pages_kept_script_tags_follow_the_script_root_and_language(app, client, ctx, db_session):
+    """The page's script tags are rendered once per language and script root (chrome.static_part)
+    and kept: each view still gets its own prefix and its language's run-messages catalog."""
+    from flask_babel import refresh
+
+    from tests.conftest import csrf_token_from
+
+    pid = ctx["project_id"]
+    url = f"/projects/{pid}/experiments/{make_experiment(pid, ctx['ids'])}"
+
+    def switch_language(locale: str) -> None:
+        page = client.get(url).get_data(as_text=True)
+        client.post("/language", data={"csrf_token": csrf_token_from(page), "locale": locale, "next": url})
+        refresh()  # Flask-Babel keeps the locale on the tests' app context, which outlives requests
+
+    def scripts(page: str) -> list[str]:
+        return re.findall(r'<script src="([^"]+)"></script>', page)
+
+    for _round in range(2):  # the second round is served from the kept fragments
+        plain = scripts(client.get(url).get_data(as_text=True))
+        mounted = scripts(client.get(url, base_url="http://localhost/flautim/").get_data(as_text=True))
+        assert plain[0] == "/static/js/confirm.js" and mounted[0] == "/flautim/static/js/confirm.js"
+        assert re.fullmatch(r"/projects/run-messages/pt_BR\.\w+\.js", plain[2])
+        assert re.fullmatch(r"/flautim/projects/run-messages/pt_BR\.\w+\.js", mounted[2])
+        assert len(plain) == len(mounted) == 9
+        switch_language("en")
+        english = scripts(client.get(url).get_data(as_text=True))
+        assert re.fullmatch(r"/projects/run-messages/en\.\w+\.js", english[2]) and english[:2] == plain[:2]
+        switch_language("pt_BR")

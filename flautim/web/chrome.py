@@ -56,6 +56,13 @@ def language_buttons() -> Markup:
     )
 
 
+def static_part(template: str, **shown) -> Markup:
+    """A part of one page that shows nothing but `shown`, static files' URLs and
+    translations (the experiment page's script tags): rendered once per language, script
+    root and `shown`, then shared by every view, as the top bar is."""
+    return _fragment(template, **shown)
+
+
 def footer() -> Markup:
     """Where to get help and how to reach support (the support address is a setting, fixed
     for the app's life)."""
@@ -69,4 +76,5 @@ def init_app(app: Flask) -> None:
         topbar_links=topbar_links,
         language_buttons=language_buttons,
         footer=footer,
+        static_part=static_part,
     )

@@ -112,17 +112,13 @@ def recent_experiments(project: Project, limit: int = 5) -> list[Experiment]:
 
 
 def init_app(app: Flask) -> None:
-    @app.context_processor
-    def _experiment_display():
-        return {
-            "state_label": state_label,
-            "project_nav": project_nav,
-            "inspection_label": inspection_label,
-            "inspection_view": inspection_view,
-            "recent_experiments": recent_experiments,
-            "artifact_groups": artifact_groups,
-            "can_edit_project": can_edit_project,
-        }
+    # Globals, not a context processor: plain functions, which macros imported without the
+    # caller's context can call too, and no dict built per render.
+    for function in (
+        state_label, project_nav, inspection_label, inspection_view, recent_experiments, artifact_groups,
+        can_edit_project,
+    ):
+        app.jinja_env.globals[function.__name__] = function
 
 
 def can_edit_project(membership) -> bool:
