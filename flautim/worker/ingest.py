@@ -304,7 +304,7 @@ class Ingestor:
         db.session.add_all(client_results)
         db.session.add_all(artifacts)
         if artifacts:
-            artifacts = self._retire_rows(artifacts)
+            self._retire_rows(artifacts)
         new_sources = [s for s in dict.fromkeys(row.source for row in logs) if s not in self._sources]
         experiment = db.session.get(Experiment, self.experiment_id)
         if experiment is not None and events:
@@ -316,12 +316,16 @@ class Ingestor:
         if current and metrics:
             db.session.flush()  # the rows' ids
             experiment.metrics_version = max(experiment.metrics_version or 0, *(row.id for row in metrics))
+        if logs or events:
+            db.session.flush()  # the rows' ids
         if logs:
-            db.session.flush()  # the lines' ids
             self._check_log_order([row.id for row in logs], stored_max)
+        # Built before the commit expires the rows: read after it, each row's attributes
+        # would be loaded again, one SELECT per line and event.
+        messages = self._live_messages(logs, events, experiment if events else None)
         db.session.commit()
         self._sources.update(new_sources)
-        self._publish(logs, events, artifacts, experiment if events else None)
+        self._publish(messages)
 
     def _hold_log_order(self) -> int:
         """Take the run's log lock until the transaction ends; the highest line id stored."""
@@ -499,15 +503,14 @@ class Ingestor:
                 except OSError as exc:  # only space left behind: the row goes anyway
                     log.warning("experiment %s: %s", self.experiment_id, exc)
 
-    def _retire_rows(self, artifacts: list[ModelArtifact]) -> list[ModelArtifact]:
-        """Delete the rows of retired copies (this batch's included); the kept new rows."""
+    def _retire_rows(self, artifacts: list[ModelArtifact]) -> None:
+        """Delete the rows of retired copies (this batch's included)."""
         for kind in {row.kind for row in artifacts}:
             kept_rounds = [r for k, r in self._copies if k == kind]
             db.session.execute(delete(ModelArtifact).where(
                 ModelArtifact.experiment_id == self.experiment_id, ModelArtifact.attempt == self.attempt,
                 ModelArtifact.kind == kind, ModelArtifact.round.not_in(kept_rounds),
             ).execution_options(synchronize_session=False))
-        return [row for row in artifacts if (row.kind, row.round) in self._copies]
 
     def _hyperparameter_values(self) -> dict:
         """The hyperparameters the platform validated for this run (read once)."""
@@ -593,20 +596,25 @@ class Ingestor:
 
     # --- publishing ------------------------------------------------------------------------
 
-    def _publish(self, logs, events, artifacts, experiment) -> None:
+    def _live_messages(self, logs, events, experiment) -> list:
         if self.redis is None:
+            return []
+        messages = [live_messages.log_message(row.id, row.attempt, row.source, row.stream, row.line, row.created_at)
+                    for row in logs]
+        messages += [live_messages.event_message(row.id, row.attempt, row.type, row.payload) for row, _ in events]
+        if experiment is not None:
+            messages.append(live_messages.state_message(experiment))
+        return messages
+
+    def _publish(self, messages: list) -> None:
+        """After the commit, so a page that hears of a row can read it."""
+        if self.redis is None or not messages:
             return
         channel = live_messages.channel_for(self.redis, self.experiment_id)
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for row in logs:
-                pipe.publish(channel, live_messages.encode(live_messages.log_message(
-                    row.id, row.attempt, row.source, row.stream, row.line, row.created_at)))
-            for row, _event in events:
-                pipe.publish(channel, live_messages.encode(live_messages.event_message(
-                    row.id, row.attempt, row.type, row.payload)))
-            if experiment is not None:
-                pipe.publish(channel, live_messages.encode(live_messages.state_message(experiment)))
+            for message in messages:
+                pipe.publish(channel, live_messages.encode(message))
             pipe.execute()
             self._redis_warned = False
         except redis.RedisError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import pytest
@@ -155,3 +156,40 @@ def test_lines_that_would_land_below_a_stored_id_are_refused(app, experiment_id,
     refusals = [r.exc_info[1] for r in caplog.records if r.exc_info]
     assert refusals and all(isinstance(e, LogOrderError) for e in refusals)
     assert "not ascending above the highest stored id 2000000000" in str(refusals[0])
+
+
+def test_live_messages_reload_no_row_after_the_commit(app, experiment_id, tmp_path):
+    """A batch's live messages are built from its rows before the commit expires them;
+    read after it, every line and event cost a SELECT of its own (the worker's CPU at
+    1,000 clients went largely to these)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    client = redis.Redis.from_url(REDIS_URL)
+    listener = client.pubsub()
+    listener.subscribe(channel_for(client, experiment_id))
+    reloads = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if re.search(r"FROM (log_records|experiment_events)\s+WHERE \1\.id =", statement):
+            reloads.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path / "out",
+                          redis_client=redis.Redis.from_url(REDIS_URL))
+        for i in range(20):
+            ingest.line("client-1", "stdout", f"line {i}")
+            ingest.line("server", "stdout", _event("client_train", round=1, client=i, loss=0.5, metrics={},
+                                                   examples=4, duration_s=0.01))
+        ingest.close()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert reloads == []
+    kinds, deadline = [], time.time() + 5
+    while len(kinds) < 40 and time.time() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            kinds.append(json.loads(message["data"])["kind"])
+    # Every line and event still reaches the live page (and the state, once events came).
+    assert kinds.count("log") == 20 and kinds.count("event") >= 20
