@@ -607,8 +607,9 @@ class Ingestor:
         return messages
 
     def _publish(self, messages: list) -> None:
-        """After the commit, so a page that hears of a row can read it."""
-        if self.redis is None or not messages:
+        """After the commit, so a page that hears of a row can read it (none without Redis:
+        _live_messages built none)."""
+        if not messages:
             return
         channel = live_messages.channel_for(self.redis, self.experiment_id)
         try:

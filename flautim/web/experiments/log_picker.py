@@ -102,9 +102,9 @@ def chosen_lines(sources: set[str], *, source: str | None = None, client: str | 
 
 def _one_client(sources: set[str], client: str) -> ColumnElement[bool]:
     text = client.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > MAX_CLIENT_DIGITS:
+    number = _client_number(text) if len(text) <= MAX_CLIENT_DIGITS else None
+    if number is None:
         raise BadLogSource("not_a_number", client)
-    number = int(text)
     own = f"client-{number}"
     if own in sources:
         return LogRecord.source == own
