@@ -105,6 +105,10 @@ class RunSink(Protocol):
     def phase(self, name: str) -> None:
         """"running" once the partitions are ready and the federation starts."""
 
+    # Optional: the runtime's `run_finished` event once a line carried it (else None or
+    # absent); the backends watch the processes' exits more closely after it.
+    run_finished: dict | None
+
 
 class RunControl:
     """Cancel flag and deadline, checked by the backend's supervision loop."""

@@ -166,7 +166,7 @@ class Supervision(LimitChecks):
                 if now - clients_dead_at > SERVER_ORPHAN_GRACE_S:
                     self.sink.line("platform", "stderr", "[flautim] every client has stopped; stopping the server")
                     self.kill(["server"])
-            time.sleep(after_server_poll_s if server_done_at else poll_s)
+            time.sleep(after_server_poll_s if server_done_at or self._finishing() else poll_s)
         self.drain()
         exits = list(self.exits.values())
         bad_clients = [e for e in (self.exits[r] for r in clients)
@@ -177,3 +177,8 @@ class Supervision(LimitChecks):
                 outcome.reason = "; ".join(f"{e.source} exited with code {e.exit_code}" for e in bad_clients)
             return outcome
         return classify_failure(exits, "the federation")
+
+    def _finishing(self) -> bool:
+        """The runtime reported the run's end (the sink saw `run_finished`): its processes
+        exit within a second, and the user waits for that, so look more often."""
+        return getattr(self.sink, "run_finished", None) is not None

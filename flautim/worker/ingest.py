@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 FLUSH_INTERVAL_S = 0.25
+_WAKE = object()  # put by close(): ends the flusher's wait at once
 # While the database is away, keep at most this many items waiting; older ones are dropped
 # (and counted) rather than exhausting the worker's memory.
 BACKLOG_MAX = 200_000
@@ -158,6 +159,7 @@ class Ingestor:
 
     def close(self, timeout: float = 120) -> None:
         self._stop.set()
+        self._queue.put(_WAKE)  # the flusher may be waiting up to FLUSH_INTERVAL_S for a line
         self._thread.join(timeout=timeout)
 
     def _flusher(self) -> None:
@@ -181,7 +183,7 @@ class Ingestor:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        return items
+        return [item for item in items if item is not _WAKE]
 
     def _write_with_retry(self, batch: list) -> None:
         """Write a batch; while the database is unreachable, retry (the run goes on).

@@ -193,3 +193,19 @@ def test_live_messages_reload_no_row_after_the_commit(app, experiment_id, tmp_pa
             kinds.append(json.loads(message["data"])["kind"])
     # Every line and event still reaches the live page (and the state, once events came).
     assert kinds.count("log") == 20 and kinds.count("event") >= 20
+
+
+def test_close_ends_the_flushers_wait_for_a_line(app, experiment_id, tmp_path, monkeypatch):
+    """close() wakes the flusher rather than letting it wait out its interval for a line
+    that will never come: the run's final state waits on close()."""
+    import flautim.worker.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "FLUSH_INTERVAL_S", 60)
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path / "out", redis_client=None)
+    ingest.line("server", "stdout", "the last line")
+    deadline = time.monotonic() + 10
+    while ingest.lines_stored < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingest.lines_stored == 1  # written; the flusher now waits for the next line
+    ingest.close(timeout=5)
+    assert not ingest._thread.is_alive()  # with a 60 s wait it would still be waiting
