@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-
 from bench_platform import _bundle  # noqa: E402
+
 from flautim.config import Config  # noqa: E402
 from flautim.fl.events import EVENT_PREFIX  # noqa: E402
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import Integer, cast, delete, func, select
+from sqlalchemy import Integer, cast, delete, func, insert, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flautim import headline, live_messages, storage
@@ -50,6 +50,7 @@ from flautim.models import (
     MetricRow,
     ModelArtifact,
     db,
+    utcnow,
 )
 from flautim.object_store import store_for
 
@@ -300,10 +301,10 @@ class Ingestor:
         # get their ids under its lock, in printed order, above every stored id, and are
         # visible only once this transaction commits and lets the next writer in.
         stored_max = self._hold_log_order() if logs else 0
-        db.session.add_all(logs)
-        db.session.add_all([row for row, _ in events])
-        db.session.add_all(metrics)
-        db.session.add_all(client_results)
+        _insert(logs, ids=True)
+        _insert([row for row, _ in events], ids=True)
+        _insert(metrics, ids=True)
+        _insert(client_results, ids=False)
         db.session.add_all(artifacts)
         if artifacts:
             self._retire_rows(artifacts)
@@ -316,14 +317,9 @@ class Ingestor:
             known = list(experiment.log_sources or [])
             experiment.log_sources = known + [s for s in new_sources if s not in known]
         if current and metrics:
-            db.session.flush()  # the rows' ids
             experiment.metrics_version = max(experiment.metrics_version or 0, *(row.id for row in metrics))
-        if logs or events:
-            db.session.flush()  # the rows' ids
         if logs:
             self._check_log_order([row.id for row in logs], stored_max)
-        # Built before the commit expires the rows: read after it, each row's attributes
-        # would be loaded again, one SELECT per line and event.
         messages = self._live_messages(logs, events, experiment if events else None)
         db.session.commit()
         self._sources.update(new_sources)
@@ -346,7 +342,7 @@ class Ingestor:
 
     def _log_row(self, source: str, stream: str, text: str) -> LogRecord:
         return LogRecord(experiment_id=self.experiment_id, attempt=self.attempt,
-                         source=source[:32], stream=stream[:8], line=text)
+                         source=source[:32], stream=stream[:8], line=text, created_at=utcnow())
 
     # --- events -> rows --------------------------------------------------------------------
 
@@ -684,6 +680,29 @@ def copy_checkpoint(out_dir: Path, relative: str, dest: Path, max_bytes: int = C
         return size, digest.hexdigest()
     finally:
         os.close(src)
+
+
+def _insert(rows: list, *, ids: bool) -> None:
+    """Store rows the ingest built as mapped objects with one INSERT per table (a batch's
+    rows share a table and the columns they set), filling in their ids when asked.
+
+    The objects never join the session: its unit of work would track each one, and flushing
+    them was most of the worker's CPU at 1,000 clients (benchmarks/bench_ingest.py). They
+    stay plain values for the live messages, which read them after the commit without a
+    query. Columns a row leaves unset get their defaults from the table."""
+    if not rows:
+        return
+    table = type(rows[0]).__table__
+    values = [{k: v for k, v in vars(row).items() if not k.startswith("_sa_")} for row in rows]
+    if any(v.keys() != values[0].keys() for v in values):
+        raise ValueError(f"{table.name}: the rows of one insert must set the same columns")
+    statement = insert(table)
+    if not ids:
+        db.session.execute(statement, values)
+        return
+    returned = db.session.execute(statement.returning(table.c.id, sort_by_parameter_order=True), values)
+    for row, (new_id,) in zip(rows, returned, strict=True):
+        row.id = new_id
 
 
 def _round(value: Any) -> int | None:
