@@ -197,15 +197,42 @@ def test_live_messages_reload_no_row_after_the_commit(app, experiment_id, tmp_pa
 
 def test_close_ends_the_flushers_wait_for_a_line(app, experiment_id, tmp_path, monkeypatch):
     """close() wakes the flusher rather than letting it wait out its interval for a line
-    that will never come: the run's final state waits on close()."""
+    that will never come (the run's final state waits on close()), whether it was idle or
+    had just taken the run's last lines."""
     import flautim.worker.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "FLUSH_INTERVAL_S", 60)
-    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path / "out", redis_client=None)
-    ingest.line("server", "stdout", "the last line")
+    config = app.extensions["flautim_config"]
+    idle = Ingestor(config, experiment_id, 1, tmp_path / "a", redis_client=None)
+    idle.line("server", "stdout", "the last line")
     deadline = time.monotonic() + 10
-    while ingest.lines_stored < 1 and time.monotonic() < deadline:
+    while idle.lines_stored < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert ingest.lines_stored == 1  # written; the flusher now waits for the next line
-    ingest.close(timeout=5)
-    assert not ingest._thread.is_alive()  # with a 60 s wait it would still be waiting
+    assert idle.lines_stored == 1  # written; the flusher now waits for the next line
+    idle.close(timeout=5)
+    assert not idle._thread.is_alive()  # with a 60 s wait it would still be waiting
+
+    busy = Ingestor(config, experiment_id, 1, tmp_path / "b", redis_client=None)
+    busy.line("server", "stdout", "printed just before the run ended")
+    busy.close(timeout=5)
+    assert not busy._thread.is_alive() and busy.lines_stored == 1
+
+
+def test_lines_arriving_together_share_a_transaction(app, experiment_id, tmp_path, monkeypatch):
+    """A run prints a few lines at a time; the flusher waits LINGER_S after a batch's first
+    line for more, rather than committing (and publishing) each handful on its own."""
+    writes = []
+    original = Ingestor._write
+
+    def counted(self, batch):
+        writes.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(Ingestor, "_write", counted)
+    ingest = Ingestor(app.extensions["flautim_config"], experiment_id, 1, tmp_path / "out", redis_client=None)
+    for i in range(20):
+        ingest.line("client-1", "stderr", f"line {i}")
+        time.sleep(0.002)
+    ingest.close()
+    assert ingest.lines_stored == 20
+    assert len(writes) <= 3, writes  # one transaction per line or two without the wait
