@@ -68,6 +68,12 @@ _HETEROGENEOUS = _l(
     '{"proximal_mu": 0.1}) ou um alpha de Dirichlet maior (partitioning_options = '
     '{"alpha": 1.0}).'
 )
+_SINGLE_CLASS = _l(
+    "o modelo local dele aprende a prever uma só classe; espere convergência lenta ou instável "
+    "(tente FedProx, um alpha de Dirichlet maior ou mais classes por cliente)"
+)
+_FEW_EXAMPLES = _l("use menos clientes ou um particionamento com menos desequilíbrio de tamanho")
+_SMALLER_THAN_BATCH = _l("cada época local é um só lote, menor; considere um batch_size menor")
 
 TEMPLATES: dict[str, Template] = {
     "bundle.missing_file": Template(
@@ -330,19 +336,28 @@ TEMPLATES: dict[str, Template] = {
         (_l("use device = \"auto\" para usar uma GPU quando houver uma"),),
     ),
     "data.single_class_client": Template(
-        _l("o cliente %(client)s só tem a classe %(label)s (%(examples)s exemplos)"),
-        (_l(
-            "o modelo local dele aprende a prever uma só classe; espere convergência lenta ou instável "
-            "(tente FedProx, um alpha de Dirichlet maior ou mais classes por cliente)"
-        ),),
+        _l("o cliente %(client)s só tem a classe %(label)s (%(examples)s exemplos)"), (_SINGLE_CLASS,),
+    ),
+    "data.single_class_clients": Template(
+        _l("%(count)s de %(clients)s clientes só têm uma classe (por exemplo os clientes %(first)s)"),
+        (_SINGLE_CLASS,),
     ),
     "data.few_examples_client": Template(
-        _l("o cliente %(client)s tem só %(examples)s exemplos de treino"),
-        (_l("use menos clientes ou um particionamento com menos desequilíbrio de tamanho"),),
+        _l("o cliente %(client)s tem só %(examples)s exemplos de treino"), (_FEW_EXAMPLES,),
+    ),
+    "data.few_examples_clients": Template(
+        _l("%(count)s de %(clients)s clientes têm menos de %(threshold)s exemplos de treino (o menor: "
+           "%(low)s; por exemplo os clientes %(first)s)"),
+        (_FEW_EXAMPLES,),
     ),
     "data.smaller_than_batch": Template(
         _l("o cliente %(client)s tem %(examples)s exemplos de treino, menos que batch_size (%(batch_size)s)"),
-        (_l("cada época local é um só lote, menor; considere um batch_size menor"),),
+        (_SMALLER_THAN_BATCH,),
+    ),
+    "data.smaller_than_batch_clients": Template(
+        _l("%(count)s de %(clients)s clientes têm menos exemplos de treino que batch_size (%(batch_size)s; "
+           "o menor: %(low)s; por exemplo os clientes %(first)s)"),
+        (_SMALLER_THAN_BATCH,),
     ),
     "partition.unknown_option": Template(
         _l("partitioning_options tem %(option)s, que %(method)s não aceita"),

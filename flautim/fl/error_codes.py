@@ -93,8 +93,11 @@ CODES: dict[str, str | None] = {
     "partition.pathological_empty_client": HETEROGENEITY,
     "partition.too_many_shards": HYPERPARAMETER_SETTINGS,
     "data.single_class_client": HETEROGENEITY,
+    "data.single_class_clients": HETEROGENEITY,
     "data.few_examples_client": HETEROGENEITY,
+    "data.few_examples_clients": HETEROGENEITY,
     "data.smaller_than_batch": HYPERPARAMETER_SETTINGS,
+    "data.smaller_than_batch_clients": HYPERPARAMETER_SETTINGS,
     # clients that did not answer
     "round.client_timeout": None,
     "round.deadline_missed": None,

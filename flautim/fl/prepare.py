@@ -33,6 +33,13 @@ from flautim.fl.hyperparameters import Hyperparameters
 from flautim.fl.partition import label_counts, partition_indices
 
 FEW_EXAMPLES = 10
+# A warning per client up to this many clients with the same problem; past it, one warning
+# that counts them (at 1,000 clients a warning each would bury everything else a run says).
+CLIENT_WARNINGS_EACH = 5
+SINGLE_CLASS_HINT = ("its local model learns to predict one class; expect slow or unstable convergence "
+                     "(try FedProx, a larger Dirichlet alpha or more classes per client)")
+FEW_EXAMPLES_HINT = "use fewer clients or a partitioning with less size skew"
+SMALLER_THAN_BATCH_HINT = "each local epoch is a single, smaller batch; consider a smaller batch_size"
 
 
 class StoredSamples(torch.utils.data.Dataset):
@@ -174,35 +181,65 @@ def _labels(bundle: Bundle, dataset: Dataset, items: list[tuple[Any, ...]], spli
 
 
 def _warnings(clients: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
+    """Per kind of problem, a warning per client it concerns, or one that counts them when
+    there are more than CLIENT_WARNINGS_EACH (the partition table and its chart show which)."""
+    single = [c for c in clients if len(c["label_counts"]) == 1]
+    few = [c for c in clients if c["train_examples"] < FEW_EXAMPLES]
+    small = [c for c in clients if FEW_EXAMPLES <= c["train_examples"] < batch_size]
+    total = len(clients)
     warnings = []
-    for c in clients:
-        counts = c["label_counts"]
-        if len(counts) == 1:
-            (label,) = counts
-            warnings.append({
-                "client": c["client"],
-                "message": f"client {c['client']} holds only class {label} ({c['train_examples']} examples)",
-                "hint": "its local model learns to predict one class; expect slow or unstable "
-                "convergence (try FedProx, a larger Dirichlet alpha or more classes per client)",
-                **_coded("data.single_class_client", client=c["client"], label=label, examples=c["train_examples"]),
-            })
-        if c["train_examples"] < FEW_EXAMPLES:
-            warnings.append({
-                "client": c["client"],
-                "message": f"client {c['client']} holds only {c['train_examples']} training examples",
-                "hint": "use fewer clients or a partitioning with less size skew",
-                **_coded("data.few_examples_client", client=c["client"], examples=c["train_examples"]),
-            })
-        elif c["train_examples"] < batch_size:
-            warnings.append({
-                "client": c["client"],
-                "message": f"client {c['client']} holds {c['train_examples']} training examples, "
-                f"fewer than batch_size ({batch_size})",
-                "hint": "each local epoch is a single, smaller batch; consider a smaller batch_size",
-                **_coded("data.smaller_than_batch", client=c["client"], examples=c["train_examples"],
-                         batch_size=batch_size),
-            })
+    if len(single) > CLIENT_WARNINGS_EACH:
+        warnings.append({
+            "message": f"{len(single)} of {total} clients hold only one class (e.g. clients {_some(single)})",
+            "hint": SINGLE_CLASS_HINT,
+            **_coded("data.single_class_clients", count=len(single), clients=total, first=_some(single)),
+        })
+    else:
+        warnings += [{
+            "client": c["client"],
+            "message": f"client {c['client']} holds only class {label} ({c['train_examples']} examples)",
+            "hint": SINGLE_CLASS_HINT,
+            **_coded("data.single_class_client", client=c["client"], label=label, examples=c["train_examples"]),
+        } for c in single for label in c["label_counts"]]
+    if len(few) > CLIENT_WARNINGS_EACH:
+        low = min(c["train_examples"] for c in few)
+        warnings.append({
+            "message": f"{len(few)} of {total} clients hold fewer than {FEW_EXAMPLES} training examples "
+            f"(the fewest: {low}; e.g. clients {_some(few)})",
+            "hint": FEW_EXAMPLES_HINT,
+            **_coded("data.few_examples_clients", count=len(few), clients=total, threshold=FEW_EXAMPLES,
+                     low=low, first=_some(few)),
+        })
+    else:
+        warnings += [{
+            "client": c["client"],
+            "message": f"client {c['client']} holds only {c['train_examples']} training examples",
+            "hint": FEW_EXAMPLES_HINT,
+            **_coded("data.few_examples_client", client=c["client"], examples=c["train_examples"]),
+        } for c in few]
+    if len(small) > CLIENT_WARNINGS_EACH:
+        low = min(c["train_examples"] for c in small)
+        warnings.append({
+            "message": f"{len(small)} of {total} clients hold fewer training examples than batch_size "
+            f"({batch_size}; the fewest: {low}; e.g. clients {_some(small)})",
+            "hint": SMALLER_THAN_BATCH_HINT,
+            **_coded("data.smaller_than_batch_clients", count=len(small), clients=total,
+                     batch_size=batch_size, low=low, first=_some(small)),
+        })
+    else:
+        warnings += [{
+            "client": c["client"],
+            "message": f"client {c['client']} holds {c['train_examples']} training examples, "
+            f"fewer than batch_size ({batch_size})",
+            "hint": SMALLER_THAN_BATCH_HINT,
+            **_coded("data.smaller_than_batch", client=c["client"], examples=c["train_examples"],
+                     batch_size=batch_size),
+        } for c in small]
     return warnings
+
+
+def _some(clients: list[dict[str, Any]]) -> str:
+    return ", ".join(str(c["client"]) for c in clients[:3])
 
 
 def _coded(code: str, **params: Any) -> dict[str, Any]:

@@ -9,7 +9,14 @@ import torch
 
 from flautim.fl.bundle import Bundle
 from flautim.fl.errors import FlautimError
-from flautim.fl.prepare import inspect_dataset, load_partition, prepare
+from flautim.fl.prepare import (
+    CLIENT_WARNINGS_EACH,
+    FEW_EXAMPLES,
+    _warnings,
+    inspect_dataset,
+    load_partition,
+    prepare,
+)
 from tests.fl import conftest as fl_conftest
 
 
@@ -77,9 +84,17 @@ def test_heterogeneity_warnings(digits_bundle, tmp_path):
         num_clients=10, partitioning="pathological", partitioning_options={"classes_per_client": 1}
     )
     summary = prepare(bundle, hp, tmp_path / "w")
-    single = [w for w in summary["warnings"] if "holds only class" in w["message"]]
-    assert len(single) == 10 and {w["client"] for w in single} == set(range(10))
-    assert all(w["hint"] for w in single)
+    # Ten clients with one class each: one warning that counts them, not ten.
+    (single,) = [w for w in summary["warnings"] if w["code"].startswith("data.single_class")]
+    assert single["code"] == "data.single_class_clients" and "client" not in single
+    assert single["params"] == {"count": 10, "clients": 10, "first": "0, 1, 2"} and single["hint"]
+    assert single["message"].startswith("10 of 10 clients hold only one class")
+
+    hp = hp.with_overrides(num_clients=CLIENT_WARNINGS_EACH)
+    summary = prepare(bundle, hp, tmp_path / "v")
+    single = [w for w in summary["warnings"] if w["code"].startswith("data.single_class")]
+    assert [w["client"] for w in single] == list(range(CLIENT_WARNINGS_EACH))  # few enough to name each
+    assert all(w["code"] == "data.single_class_client" and "holds only class" in w["message"] for w in single)
 
     hp = bundle.hyperparameters().with_overrides(
         num_clients=40, batch_size=64, partitioning="size_skew", partitioning_options={"sigma": 2.5}
@@ -88,6 +103,24 @@ def test_heterogeneity_warnings(digits_bundle, tmp_path):
     few = [w for w in summary["warnings"] if "training examples" in w["message"]]
     smallest = min(c["train_examples"] for c in summary["clients"])
     assert few and smallest < 64
+
+
+def test_a_thousand_small_clients_get_one_warning_per_kind():
+    """At 1,000 clients a warning each would be 2,000 events and bury the rest of the run's."""
+    clients = [{"client": i, "label_counts": {"3": 4} if i % 2 else {"1": 2, "7": 3},
+                "train_examples": 4 + i % 2} for i in range(1000)]
+    clients += [{"client": 1000 + i, "label_counts": {"1": 10, "2": 10}, "train_examples": 20 + i}
+                for i in range(CLIENT_WARNINGS_EACH + 1)]
+    warnings = _warnings(clients, batch_size=32)
+    assert [w["code"] for w in warnings] == [
+        "data.single_class_clients", "data.few_examples_clients", "data.smaller_than_batch_clients"]
+    single, few, small = (w["params"] for w in warnings)
+    assert single == {"count": 500, "clients": 1006, "first": "1, 3, 5"}
+    assert few == {"count": 1000, "clients": 1006, "threshold": FEW_EXAMPLES, "low": 4, "first": "0, 1, 2"}
+    assert small == {"count": CLIENT_WARNINGS_EACH + 1, "clients": 1006, "batch_size": 32, "low": 20,
+                     "first": "1000, 1001, 1002"}
+    assert warnings[1]["message"] == ("1000 of 1006 clients hold fewer than 10 training examples "
+                                      "(the fewest: 4; e.g. clients 0, 1, 2)")
 
 
 BROKEN_GETITEM = '''
