@@ -14,6 +14,7 @@ the host), and the wall time. Figures, not assertions; the machine's other load 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -84,6 +85,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--output", type=Path, metavar="FILE",
+                        help="the run's output lines: read from FILE when it exists, else written to it "
+                             "(to feed two trees the same lines)")
     args = parser.parse_args(argv)
 
     from flautim.models import Experiment, Project, User, db
@@ -96,7 +100,12 @@ def main(argv=None) -> int:
     redis_url = os.environ.get("FLAUTIM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     scratch = Path(tempfile.mkdtemp(prefix="flautim-bench-"))
     fraction = 0.1 if args.clients >= 100 else None
-    items = run_output(_bundle(scratch / "mnist", args.rounds, args.clients, fraction))
+    if args.output and args.output.exists():
+        items = [tuple(item) for item in json.loads(args.output.read_text())]
+    else:
+        items = run_output(_bundle(scratch / "mnist", args.rounds, args.clients, fraction))
+        if args.output:
+            args.output.write_text(json.dumps(items))
     name = f"flautim_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
