@@ -183,59 +183,60 @@ def _labels(bundle: Bundle, dataset: Dataset, items: list[tuple[Any, ...]], spli
 def _warnings(clients: list[dict[str, Any]], batch_size: int) -> list[dict[str, Any]]:
     """Per kind of problem, a warning per client it concerns, or one that counts them when
     there are more than CLIENT_WARNINGS_EACH (the partition table and its chart show which)."""
+    total = len(clients)
     single = [c for c in clients if len(c["label_counts"]) == 1]
     few = [c for c in clients if c["train_examples"] < FEW_EXAMPLES]
     small = [c for c in clients if FEW_EXAMPLES <= c["train_examples"] < batch_size]
-    total = len(clients)
+    return [
+        *_each_or_counted(
+            single, total, SINGLE_CLASS_HINT,
+            lambda c: (f"client {c['client']} holds only class {_only_label(c)} ({c['train_examples']} examples)",
+                       "data.single_class_client", {"label": _only_label(c), "examples": c["train_examples"]}),
+            (f"{len(single)} of {total} clients hold only one class (e.g. clients {_some(single)})",
+             "data.single_class_clients", {}),
+        ),
+        *_each_or_counted(
+            few, total, FEW_EXAMPLES_HINT,
+            lambda c: (f"client {c['client']} holds only {c['train_examples']} training examples",
+                       "data.few_examples_client", {"examples": c["train_examples"]}),
+            (f"{len(few)} of {total} clients hold fewer than {FEW_EXAMPLES} training examples "
+             f"(the fewest: {_fewest(few)}; e.g. clients {_some(few)})",
+             "data.few_examples_clients", {"threshold": FEW_EXAMPLES, "low": _fewest(few)}),
+        ),
+        *_each_or_counted(
+            small, total, SMALLER_THAN_BATCH_HINT,
+            lambda c: (f"client {c['client']} holds {c['train_examples']} training examples, fewer than "
+                       f"batch_size ({batch_size})", "data.smaller_than_batch",
+                       {"examples": c["train_examples"], "batch_size": batch_size}),
+            (f"{len(small)} of {total} clients hold fewer training examples than batch_size "
+             f"({batch_size}; the fewest: {_fewest(small)}; e.g. clients {_some(small)})",
+             "data.smaller_than_batch_clients", {"batch_size": batch_size, "low": _fewest(small)}),
+        ),
+    ]
+
+
+def _each_or_counted(group, total, hint, each, counted) -> list[dict[str, Any]]:
+    """`each(client)` and `counted` are (message, code, params) of a client's warning and of
+    the one that counts the group."""
+    if len(group) > CLIENT_WARNINGS_EACH:
+        message, code, params = counted
+        return [{"message": message, "hint": hint,
+                 **_coded(code, count=len(group), clients=total, first=_some(group), **params)}]
     warnings = []
-    if len(single) > CLIENT_WARNINGS_EACH:
-        warnings.append({
-            "message": f"{len(single)} of {total} clients hold only one class (e.g. clients {_some(single)})",
-            "hint": SINGLE_CLASS_HINT,
-            **_coded("data.single_class_clients", count=len(single), clients=total, first=_some(single)),
-        })
-    else:
-        warnings += [{
-            "client": c["client"],
-            "message": f"client {c['client']} holds only class {label} ({c['train_examples']} examples)",
-            "hint": SINGLE_CLASS_HINT,
-            **_coded("data.single_class_client", client=c["client"], label=label, examples=c["train_examples"]),
-        } for c in single for label in c["label_counts"]]
-    if len(few) > CLIENT_WARNINGS_EACH:
-        low = min(c["train_examples"] for c in few)
-        warnings.append({
-            "message": f"{len(few)} of {total} clients hold fewer than {FEW_EXAMPLES} training examples "
-            f"(the fewest: {low}; e.g. clients {_some(few)})",
-            "hint": FEW_EXAMPLES_HINT,
-            **_coded("data.few_examples_clients", count=len(few), clients=total, threshold=FEW_EXAMPLES,
-                     low=low, first=_some(few)),
-        })
-    else:
-        warnings += [{
-            "client": c["client"],
-            "message": f"client {c['client']} holds only {c['train_examples']} training examples",
-            "hint": FEW_EXAMPLES_HINT,
-            **_coded("data.few_examples_client", client=c["client"], examples=c["train_examples"]),
-        } for c in few]
-    if len(small) > CLIENT_WARNINGS_EACH:
-        low = min(c["train_examples"] for c in small)
-        warnings.append({
-            "message": f"{len(small)} of {total} clients hold fewer training examples than batch_size "
-            f"({batch_size}; the fewest: {low}; e.g. clients {_some(small)})",
-            "hint": SMALLER_THAN_BATCH_HINT,
-            **_coded("data.smaller_than_batch_clients", count=len(small), clients=total,
-                     batch_size=batch_size, low=low, first=_some(small)),
-        })
-    else:
-        warnings += [{
-            "client": c["client"],
-            "message": f"client {c['client']} holds {c['train_examples']} training examples, "
-            f"fewer than batch_size ({batch_size})",
-            "hint": SMALLER_THAN_BATCH_HINT,
-            **_coded("data.smaller_than_batch", client=c["client"], examples=c["train_examples"],
-                     batch_size=batch_size),
-        } for c in small]
+    for c in group:
+        message, code, params = each(c)
+        warnings.append({"client": c["client"], "message": message, "hint": hint,
+                         **_coded(code, client=c["client"], **params)})
     return warnings
+
+
+def _fewest(group: list[dict[str, Any]]) -> int | None:
+    return min((c["train_examples"] for c in group), default=None)
+
+
+def _only_label(client: dict[str, Any]) -> Any:
+    (label,) = client["label_counts"]
+    return label
 
 
 def _some(clients: list[dict[str, Any]]) -> str:
