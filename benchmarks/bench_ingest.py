@@ -66,7 +66,7 @@ def run_output(bundle: Path) -> list[tuple[str, str, str]]:
     return items
 
 
-def ingest_once(config, app, experiment_id: int, items, out: Path) -> dict:
+def ingest_once(config, experiment_id: int, items, out: Path) -> dict:
     import redis
 
     from flautim.worker.ingest import Ingestor
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             ids = [e.id for e in experiments]
         use_config(config)
         for i, experiment_id in enumerate(ids):
-            results.append(ingest_once(config, app, experiment_id, items, scratch / f"out-{i}"))
+            results.append(ingest_once(config, experiment_id, items, scratch / f"out-{i}"))
             r = results[-1]
             print(f"repeat {i + 1}: worker CPU {r['worker_cpu_s']:.2f} s, PostgreSQL CPU "
                   f"{r['postgres_cpu_s']:.2f} s, wall {r['wall_s']:.2f} s "

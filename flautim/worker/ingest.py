@@ -185,16 +185,12 @@ class Ingestor:
             return []
         until = time.monotonic() + LINGER_S
         while len(items) < BATCH_MAX:
-            try:
-                items.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
             left = until - time.monotonic()
-            if left <= 0 or self._stop.is_set():
-                break
             try:
-                items.append(self._queue.get(timeout=left))
+                if left <= 0 or self._stop.is_set():
+                    items.append(self._queue.get_nowait())
+                else:
+                    items.append(self._queue.get(timeout=left))
             except queue.Empty:
                 break
         return [item for item in items if item is not _WAKE]
