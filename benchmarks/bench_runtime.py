@@ -220,6 +220,8 @@ def fork_workers(workers: int) -> tuple[int, Any]:
     for worker in range(workers):
         pid = os.fork()
         if pid == 0:
+            if worker:  # one event stream: worker 0's
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return worker, barrier
         children.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
