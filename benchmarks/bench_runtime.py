@@ -49,6 +49,8 @@ from typing import Any
 
 from process_tree_memory import TreeMemory
 
+from flautim.fl.virtual_clients import available_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist"
 
@@ -163,8 +165,10 @@ def floor_per_client_main(bundle: Path, clients: int, rounds: int, workers: int 
     import torch
     from torch.utils.data import DataLoader
 
+    from flautim.fl.process_setup import limit_torch_threads
+
     if barrier is not None:
-        torch.set_num_threads(max(1, available_cores() // workers))
+        limit_torch_threads(workers)
     events, hp, partitions, client, server, weights = floor_setup(bundle, clients)
     experiment, model = client.experiment, client.model
 
@@ -229,10 +233,6 @@ def fork_workers(workers: int) -> tuple[int, Any]:
     os._exit(next((code for code in codes if code), 0))
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def floor_share(partitions: list, fraction: float, server_round: int, phase: str):
     """The samples the federation passes over in one phase of a round, as one data set:
     as many clients as the strategy samples (`ceil(fraction * N)`, at least 1), drawn afresh
@@ -261,8 +261,8 @@ def measure(path: str, bundle: Path, clients: int, rounds: int, time_limit: floa
     flautim = [sys.executable, "-m", "flautim.cli", "run", str(bundle), "--json", "--clients", str(clients), "--rounds", str(rounds)]
     if path in ("a", "a'", "a''"):
         cmd = [sys.executable, __file__, "--floor", str(bundle), "--clients", str(clients), "--rounds", str(rounds)]
-        cmd += ["--per-client"] if path == "a'" else []
-        cmd += ["--per-client", "--workers", str(available_cores())] if path == "a''" else []
+        cmd += ["--per-client"] if path != "a" else []
+        cmd += ["--workers", str(available_cores())] if path == "a''" else []
         env = None
     elif path == "b":
         if importlib.util.find_spec("ray") is None:
@@ -340,7 +340,8 @@ def main() -> None:
     if args.floor:
         if args.per_client:
             floor_per_client_main(args.floor, args.clients[0], args.rounds, args.workers)
-        floor_main(args.floor, args.clients[0], args.rounds)
+        else:
+            floor_main(args.floor, args.clients[0], args.rounds)
         return
     skip = set(filter(None, args.skip.split(",")))
     paths = ("a", "a'", "a''", "b", "c", "d", "e")
@@ -381,7 +382,6 @@ def main() -> None:
                 print(f"  (d)/(a') round: {d['round'] / per_client['round']:.2f}   (the federation's overhead; no goal)")
             every_core = results.get("a''")
             if isinstance(every_core, dict):
-                # No runtime that calls the user's code once per client does better than (a'').
                 if isinstance(a, dict):
                     print(f"  (a'')/(a) round: {every_core['round'] / a['round']:.2f}   (the least (d)/(a) can be)")
                 b = results.get("b")
